@@ -1,0 +1,6 @@
+//! mcpo: an MCP-to-OpenAPI proxy that keeps answering when upstreams misbehave.
+//!
+//! The library holds every subsystem; `src/main.rs` is only the command-line edge.
+//! See `ARCHITECTURE.md` for the map of modules and the invariants between them.
+
+pub mod openapi;

@@ -1,0 +1,3 @@
+//! OpenAPI 3.1 generation from MCP tool listings.
+
+pub mod schema;
