@@ -3,4 +3,11 @@
 //! The library holds every subsystem; `src/main.rs` is only the command-line edge.
 //! See `ARCHITECTURE.md` for the map of modules and the invariants between them.
 
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod fake;
+pub mod http;
 pub mod openapi;
+pub mod serve;
+pub mod upstream;

@@ -1,1 +1,101 @@
-fn main() {}
+//! The `mcpo` binary: parse the command line, set up logging, run the command, and turn errors
+//! into one clear line and an exit status (2 for bad configuration, 1 for runtime failures).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use mcpo::cli::{Cli, Command};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mcpo: error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(run(cli.into_command()))
+}
+
+async fn run(command: Command) -> ExitCode {
+    match command {
+        Command::Serve(args) => {
+            init_logging(&args.log_level);
+            let config = match mcpo::config::from_cli(&args) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("mcpo: error: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match serve(config).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("mcpo: error: {e:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::FakeServer(args) => {
+            // stdout is the MCP channel for stdio: logs go to stderr only.
+            init_logging("WARNING");
+            match mcpo::fake::run(&args.transport, &args.host, args.port, &args.id).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e @ mcpo::fake::FakeError::Transport(_)) => {
+                    eprintln!("mcpo fake-server: error: {e}");
+                    ExitCode::from(2)
+                }
+                Err(e) => {
+                    eprintln!("mcpo fake-server: error: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+    }
+}
+
+async fn serve(config: mcpo::config::ServeConfig) -> anyhow::Result<()> {
+    let shown_host = match config.host.as_str() {
+        "0.0.0.0" | "::" => "127.0.0.1".to_string(),
+        h => h.to_string(),
+    };
+    let docs_path = if config.config_mode { "/docs" } else { "/docs" };
+    let proxy = mcpo::serve::start(config).await?;
+    println!(
+        "mcpo serving on http://{}:{} (docs: http://{}:{}{})",
+        proxy.addr.ip(),
+        proxy.addr.port(),
+        shown_host,
+        proxy.addr.port(),
+        docs_path
+    );
+    let token = proxy.shutdown_token();
+    tokio::spawn(async move {
+        mcpo::serve::shutdown_signal().await;
+        token.cancel();
+    });
+    proxy.wait().await?;
+    Ok(())
+}
+
+/// mcpo's log levels, mapped onto tracing's; `RUST_LOG` wins when set.
+fn init_logging(level: &str) {
+    let level = match level.to_ascii_uppercase().as_str() {
+        "DEBUG" => "debug",
+        "WARNING" | "WARN" => "warn",
+        "ERROR" | "CRITICAL" => "error",
+        "TRACE" => "trace",
+        _ => "info",
+    };
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},rmcp=warn")));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,143 @@
+//! Every command-line flag, its help and its environment variable, in one place.
+//!
+//! The flags of `serve` match the Python `mcpo` 0.0.20 one for one (names, short forms and
+//! defaults), because users arrive with scripts and service files written for it. A bare
+//! `mcpo --config x.json` or `mcpo -- cmd args` still means `serve`. `MCPO_*` environment
+//! variables are read here through clap and nowhere else.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mcpo",
+    about = "Expose MCP servers as an OpenAPI HTTP API that recovers by itself",
+    args_conflicts_with_subcommands = true,
+    // `--version`/`-v` is the OpenAPI version string in mcpo, not ours.
+    disable_version_flag = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start the proxy (the default when no subcommand is given).
+    Serve(ServeArgs),
+    /// Run a small, honest MCP server for tests, demos and the chaos harness.
+    FakeServer(FakeServerArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Bind address.
+    #[arg(long, env = "MCPO_HOST", default_value = "0.0.0.0")]
+    pub host: String,
+    /// Port to listen on.
+    #[arg(long, short = 'p', env = "MCPO_PORT", default_value_t = 8000)]
+    pub port: u16,
+    /// Allowed CORS origins (repeatable; `*` allows every origin).
+    #[arg(long = "cors-allow-origins", default_value = "*")]
+    pub cors_allow_origins: Vec<String>,
+    /// API key that protects the tool routes (Bearer token).
+    #[arg(
+        long = "api-key",
+        short = 'k',
+        env = "MCPO_API_KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
+    /// The API key also protects docs, OpenAPI, metrics and diagnostics.
+    #[arg(long = "strict-auth", env = "MCPO_STRICT_AUTH")]
+    pub strict_auth: bool,
+    /// KEY=VALUE passed to stdio servers (repeatable).
+    #[arg(long = "env", short = 'e', value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// A dotenv file of KEY=VALUE lines passed to stdio servers.
+    #[arg(long = "env-path")]
+    pub env_path: Option<PathBuf>,
+    /// Transport of the single server given after `--`: stdio, sse or streamable-http.
+    #[arg(long = "type", alias = "server-type", default_value = "stdio")]
+    pub server_type: String,
+    /// Config file in the Claude Desktop `mcpServers` format.
+    #[arg(long, short = 'c', env = "MCPO_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// OpenAPI title of the root app.
+    #[arg(long, short = 'n', default_value = "MCP OpenAPI Proxy")]
+    pub name: String,
+    /// OpenAPI description of the root app.
+    #[arg(
+        long,
+        short = 'd',
+        default_value = "Automatically generated API from MCP Tool Schemas"
+    )]
+    pub description: String,
+    /// OpenAPI version of the root app.
+    #[arg(long = "version", short = 'v', default_value = "1.0")]
+    pub api_version: String,
+    /// TLS certificate file (serve HTTPS).
+    #[arg(long = "ssl-certfile", short = 't')]
+    pub ssl_certfile: Option<PathBuf>,
+    /// TLS private key file (serve HTTPS).
+    #[arg(long = "ssl-keyfile", short = 'K')]
+    pub ssl_keyfile: Option<PathBuf>,
+    /// Root path when running behind a reverse proxy (used in OpenAPI `servers` and docs).
+    #[arg(long = "root-path", env = "MCPO_ROOT_PATH", default_value = "")]
+    pub root_path: String,
+    /// URL prefix under which the configured servers are mounted.
+    #[arg(long = "path-prefix", env = "MCPO_PATH_PREFIX", default_value = "/")]
+    pub path_prefix: String,
+    /// JSON object of HTTP headers for the single remote server.
+    #[arg(long = "header", short = 'H')]
+    pub header: Option<String>,
+    /// Watch the config file and apply changes without a restart.
+    #[arg(long = "hot-reload")]
+    pub hot_reload: bool,
+    /// DEBUG, INFO, WARNING, ERROR or CRITICAL.
+    #[arg(long = "log-level", env = "LOG_LEVEL", default_value = "INFO")]
+    pub log_level: String,
+    /// Deadline of one tool call in seconds, unless a server sets its own `timeout`.
+    #[arg(
+        long = "tool-timeout",
+        env = "MCPO_TOOL_TIMEOUT",
+        default_value_t = 60.0
+    )]
+    pub tool_timeout: f64,
+    /// Deadline in seconds for connecting to one upstream (spawn, handshake, tool listing).
+    #[arg(
+        long = "connect-timeout",
+        env = "MCPO_CONNECT_TIMEOUT",
+        default_value_t = 60.0
+    )]
+    pub connect_timeout: f64,
+    /// The command (stdio) or URL (remote) of a single server.
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FakeServerArgs {
+    /// stdio or streamable-http.
+    #[arg(long, default_value = "stdio")]
+    pub transport: String,
+    /// Port for streamable-http (0 picks a free one; the address is printed on stdout).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Bind address for streamable-http.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Name reported in `serverInfo`.
+    #[arg(long, default_value = "fake")]
+    pub id: String,
+}
+
+impl Cli {
+    /// The command to run, with the mcpo-compatible default of `serve`.
+    pub fn into_command(self) -> Command {
+        self.command.unwrap_or(Command::Serve(self.serve))
+    }
+}

@@ -1,0 +1,486 @@
+//! The Claude Desktop `mcpServers` file format, as mcpo reads it, plus our own optional keys.
+//!
+//! The file is read as untyped JSON first and checked key by key, instead of through a serde
+//! derive, so that every error can say which server and which key is wrong, and so that keys we
+//! do not know (other tools' settings such as `autoApprove`) are tolerated the way mcpo
+//! tolerates them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::{
+    ConfigError, HeaderForwarding, RESERVED_NAMES, ServerConfig, Transport, parse_transport_type,
+};
+
+/// Keys of a server entry that we understand; anything else is logged and ignored.
+const KNOWN_SERVER_KEYS: &[&str] = &[
+    "command",
+    "args",
+    "env",
+    "type",
+    "url",
+    "headers",
+    "disabledTools",
+    "disabled_tools",
+    "client_header_forwarding",
+    "oauth",
+    "timeout",
+    "disabled",
+    "cwd",
+];
+
+/// Headers that the MCP transport itself owns; a config may not set them.
+const TRANSPORT_OWNED_HEADERS: &[&str] = &["accept", "mcp-session-id", "last-event-id"];
+
+/// Reads and validates a config file.
+pub fn parse_config_file(path: &Path) -> Result<Vec<ServerConfig>, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    parse_config_str(&text, &file)
+}
+
+/// Validates config text; `file` is only used in error messages.
+pub fn parse_config_str(text: &str, file: &str) -> Result<Vec<ServerConfig>, ConfigError> {
+    let root: Value = serde_json::from_str(text).map_err(|e| ConfigError::Json {
+        file: file.to_string(),
+        line: e.line(),
+        column: e.column(),
+        message: e.to_string(),
+    })?;
+    let invalid = |message: String| ConfigError::Invalid {
+        file: file.to_string(),
+        message,
+    };
+    let Value::Object(root) = root else {
+        return Err(invalid(
+            "the top level must be a JSON object with an \"mcpServers\" key".into(),
+        ));
+    };
+    let servers = match root.get("mcpServers") {
+        None => return Err(invalid("missing key \"mcpServers\"".into())),
+        Some(Value::Object(servers)) => servers,
+        Some(other) => {
+            return Err(invalid(format!(
+                "\"mcpServers\" must be an object of servers, found {}",
+                kind_of(other)
+            )));
+        }
+    };
+    if servers.is_empty() {
+        return Err(invalid(
+            "\"mcpServers\" is empty: configure at least one server".into(),
+        ));
+    }
+    let mut out = Vec::with_capacity(servers.len());
+    for (name, entry) in servers {
+        let err = |message: String| ConfigError::Server {
+            file: file.to_string(),
+            server: name.clone(),
+            message,
+        };
+        check_server_name(name).map_err(&err)?;
+        let Value::Object(entry) = entry else {
+            return Err(err(format!(
+                "must be an object with \"command\" or \"url\", found {}",
+                kind_of(entry)
+            )));
+        };
+        if entry.get("disabled") == Some(&Value::Bool(true)) {
+            tracing::info!(server = %name, "server is marked \"disabled\" in the config; skipped");
+            continue;
+        }
+        if let Some(server) = parse_server(name, entry).map_err(err)? {
+            out.push(server);
+        }
+    }
+    if out.is_empty() {
+        return Err(invalid(
+            "every server in \"mcpServers\" is disabled: nothing to serve".into(),
+        ));
+    }
+    Ok(out)
+}
+
+fn check_server_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("the server name is empty".into());
+    }
+    if RESERVED_NAMES.iter().any(|r| r.eq_ignore_ascii_case(name)) {
+        return Err(format!(
+            "the name clashes with the proxy's own route /{name}; rename the server"
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| matches!(c, '/' | '?' | '#' | '%' | '\\') || c.is_control())
+    {
+        return Err(format!(
+            "the name contains {c:?}, which cannot appear in a URL path segment"
+        ));
+    }
+    Ok(())
+}
+
+fn parse_server(name: &str, entry: &Map<String, Value>) -> Result<Option<ServerConfig>, String> {
+    for key in entry.keys() {
+        if !KNOWN_SERVER_KEYS.contains(&key.as_str()) {
+            tracing::warn!(server = %name, key = %key, "unknown key in server config; ignored");
+        }
+    }
+    if entry.contains_key("oauth") {
+        return Err("key \"oauth\": OAuth for upstream servers is not supported yet".into());
+    }
+    let declared = match entry.get("type") {
+        None => None,
+        Some(Value::String(t)) => Some(parse_transport_type(t).ok_or_else(|| {
+            format!(
+                "key \"type\": unknown transport {t:?}; use \"stdio\", \"sse\" or \"streamable-http\""
+            )
+        })?),
+        Some(other) => return Err(format!("key \"type\" must be a string, found {}", kind_of(other))),
+    };
+    let command = opt_string(entry, "command")?;
+    let url = opt_string(entry, "url")?;
+    let transport = match (command, url) {
+        (Some(_), Some(_)) => {
+            return Err("has both \"command\" and \"url\"; keep exactly one".into());
+        }
+        (None, None) => {
+            return Err("needs \"command\" (a stdio server) or \"url\" (a remote server)".into());
+        }
+        (Some(command), None) => {
+            if let Some(t) = declared
+                && t != "stdio"
+            {
+                return Err(format!(
+                    "key \"type\" is {t:?} but the server has a \"command\"; remote servers need \"url\""
+                ));
+            }
+            if command.trim().is_empty() {
+                return Err("key \"command\" is empty".into());
+            }
+            Transport::Stdio {
+                command,
+                args: string_list(entry, "args")?.unwrap_or_default(),
+                env: string_map(entry, "env", true)?,
+            }
+        }
+        (None, Some(url)) => {
+            check_url(&url)?;
+            let headers = string_map(entry, "headers", false)?;
+            check_headers(&headers)?;
+            match declared {
+                // mcpo treats a `url` without `type` as legacy SSE.
+                None | Some("sse") => Transport::Sse { url, headers },
+                Some("streamable-http") => Transport::StreamableHttp { url, headers },
+                Some(_) => {
+                    return Err(
+                        "key \"type\" is \"stdio\" but the server has a \"url\"; stdio servers need \"command\""
+                            .into(),
+                    );
+                }
+            }
+        }
+    };
+    let mut disabled_tools = BTreeSet::new();
+    for key in ["disabledTools", "disabled_tools"] {
+        if let Some(list) = string_list(entry, key)? {
+            disabled_tools.extend(list);
+        }
+    }
+    let timeout = match entry.get("timeout") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(seconds(v).ok_or_else(|| {
+            format!(
+                "key \"timeout\" must be a positive number of seconds, found {}",
+                short(v)
+            )
+        })?),
+    };
+    let header_forwarding = match entry.get("client_header_forwarding") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(obj)) => Some(parse_forwarding(obj)?),
+        Some(other) => {
+            return Err(format!(
+                "key \"client_header_forwarding\" must be an object, found {}",
+                kind_of(other)
+            ));
+        }
+    };
+    Ok(Some(ServerConfig {
+        name: name.to_string(),
+        transport,
+        disabled_tools,
+        timeout,
+        header_forwarding,
+    }))
+}
+
+fn parse_forwarding(obj: &Map<String, Value>) -> Result<HeaderForwarding, String> {
+    let enabled = match obj.get("enabled") {
+        None => true,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(format!(
+                "key \"client_header_forwarding.enabled\" must be true or false, found {}",
+                kind_of(other)
+            ));
+        }
+    };
+    let list = |key: &str| -> Result<Vec<String>, String> {
+        Ok(string_list(obj, key)
+            .map_err(|e| format!("client_header_forwarding: {e}"))?
+            .unwrap_or_default())
+    };
+    Ok(HeaderForwarding {
+        enabled,
+        whitelist: list("whitelist")?,
+        blacklist: list("blacklist")?,
+    })
+}
+
+/// A positive number of seconds, as a number or a numeric string.
+pub(crate) fn seconds(v: &Value) -> Option<Duration> {
+    let secs = match v {
+        Value::Number(n) => n.as_f64()?,
+        Value::String(s) => s.trim().parse::<f64>().ok()?,
+        _ => return None,
+    };
+    (secs.is_finite() && secs > 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
+fn check_url(url: &str) -> Result<(), String> {
+    match url.parse::<http::Uri>() {
+        Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {
+            Ok(())
+        }
+        _ => Err(format!(
+            "key \"url\": {url:?} is not an http:// or https:// URL"
+        )),
+    }
+}
+
+pub(crate) fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), String> {
+    for (name, value) in headers {
+        if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(format!(
+                "key \"headers\": {name:?} is not a valid header name"
+            ));
+        }
+        if http::HeaderValue::from_str(value).is_err() {
+            return Err(format!(
+                "key \"headers\": the value of {name:?} is not a valid header value"
+            ));
+        }
+        if TRANSPORT_OWNED_HEADERS
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(name))
+        {
+            return Err(format!(
+                "key \"headers\": {name:?} is set by the MCP transport itself and cannot be configured"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn opt_string(entry: &Map<String, Value>, key: &str) -> Result<Option<String>, String> {
+    match entry.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(format!(
+            "key \"{key}\" must be a string, found {}",
+            kind_of(other)
+        )),
+    }
+}
+
+fn string_list(entry: &Map<String, Value>, key: &str) -> Result<Option<Vec<String>>, String> {
+    match entry.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| match item {
+                Value::String(s) => Ok(s.clone()),
+                other => Err(format!(
+                    "key \"{key}\"[{i}] must be a string, found {}",
+                    kind_of(other)
+                )),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(other) => Err(format!(
+            "key \"{key}\" must be a list of strings, found {}",
+            kind_of(other)
+        )),
+    }
+}
+
+/// An object of strings. Environment values may also be numbers or booleans, which Claude-style
+/// configs contain in the wild; they are passed on as their JSON text.
+fn string_map(
+    entry: &Map<String, Value>,
+    key: &str,
+    allow_scalars: bool,
+) -> Result<BTreeMap<String, String>, String> {
+    match entry.get(key) {
+        None | Some(Value::Null) => Ok(BTreeMap::new()),
+        Some(Value::Object(map)) => map
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => Ok((k.clone(), s.clone())),
+                Value::Number(_) | Value::Bool(_) if allow_scalars => {
+                    Ok((k.clone(), v.to_string()))
+                }
+                other => Err(format!(
+                    "key \"{key}.{k}\" must be a string, found {}",
+                    kind_of(other)
+                )),
+            })
+            .collect(),
+        Some(other) => Err(format!(
+            "key \"{key}\" must be an object of strings, found {}",
+            kind_of(other)
+        )),
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn short(v: &Value) -> String {
+    let text = v.to_string();
+    if text.len() > 40 {
+        format!("{}...", &text[..text.floor_char_boundary(40)])
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Vec<ServerConfig>, String> {
+        parse_config_str(text, "config.json").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn parses_stdio_and_remote_servers() {
+        let servers = parse(
+            r#"{"mcpServers": {
+                "time": {"command": "uvx", "args": ["mcp-server-time"], "env": {"TZ": "UTC", "N": 3}},
+                "remote": {"type": "streamable_http", "url": "http://127.0.0.1:9/mcp", "headers": {"Authorization": "Bearer x"}},
+                "legacy": {"url": "http://127.0.0.1:9/sse", "disabledTools": ["a"]}
+            }}"#,
+        )
+        .unwrap();
+        assert_eq!(servers.len(), 3);
+        assert!(
+            matches!(&servers[0].transport, Transport::Stdio { command, args, env }
+            if command == "uvx" && args == &["mcp-server-time"] && env["N"] == "3")
+        );
+        assert!(
+            matches!(&servers[1].transport, Transport::StreamableHttp { headers, .. }
+            if headers["Authorization"] == "Bearer x")
+        );
+        assert!(matches!(&servers[2].transport, Transport::Sse { .. }));
+        assert!(servers[2].disabled_tools.contains("a"));
+    }
+
+    #[test]
+    fn errors_name_the_file_server_and_key() {
+        let cases = [
+            ("{", "config.json: invalid JSON"),
+            ("[]", "config.json: the top level must be"),
+            ("{}", "config.json: missing key \"mcpServers\""),
+            (r#"{"mcpServers": {}}"#, "\"mcpServers\" is empty"),
+            (
+                r#"{"mcpServers": {"a": {}}}"#,
+                "server 'a': needs \"command\"",
+            ),
+            (
+                r#"{"mcpServers": {"a": {"command": 1}}}"#,
+                "server 'a': key \"command\" must be a string",
+            ),
+            (
+                r#"{"mcpServers": {"a": {"command": "x", "args": "y"}}}"#,
+                "server 'a': key \"args\" must be a list",
+            ),
+            (
+                r#"{"mcpServers": {"a": {"command": "x", "args": [1]}}}"#,
+                "key \"args\"[0] must be a string",
+            ),
+            (
+                r#"{"mcpServers": {"a": {"command": "x", "env": {"K": []}}}}"#,
+                "key \"env.K\" must be a string",
+            ),
+            (
+                r#"{"mcpServers": {"docs": {"command": "x"}}}"#,
+                "server 'docs': the name clashes",
+            ),
+            (
+                r#"{"mcpServers": {"metrics": {"command": "x"}}}"#,
+                "server 'metrics'",
+            ),
+            (
+                r#"{"mcpServers": {"a/b": {"command": "x"}}}"#,
+                "server 'a/b': the name contains",
+            ),
+            (
+                r#"{"mcpServers": {"a": {"url": "ftp://x"}}}"#,
+                "key \"url\"",
+            ),
+            (
+                r#"{"mcpServers": {"a": {"type": "ws", "url": "http://x"}}}"#,
+                "key \"type\": unknown transport",
+            ),
+            (
+                r#"{"mcpServers": {"a": {"command": "x", "timeout": -1}}}"#,
+                "key \"timeout\"",
+            ),
+            (
+                r#"{"mcpServers": {"a": {"type": "streamable-http", "url": "http://x", "headers": {"Mcp-Session-Id": "1"}}}}"#,
+                "Mcp-Session-Id",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = parse(text).unwrap_err();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn disabled_servers_are_skipped() {
+        let servers = parse(
+            r#"{"mcpServers": {"a": {"command": "x", "disabled": true}, "b": {"command": "y"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(servers.len(), 1);
+        assert_eq!(servers[0].name, "b");
+    }
+
+    #[test]
+    fn timeout_accepts_numbers_and_strings() {
+        let servers =
+            parse(r#"{"mcpServers": {"a": {"command": "x", "timeout": 2.5}, "b": {"command": "y", "timeout": "3"}}}"#)
+                .unwrap();
+        assert_eq!(servers[0].timeout, Some(Duration::from_millis(2500)));
+        assert_eq!(servers[1].timeout, Some(Duration::from_secs(3)));
+    }
+}

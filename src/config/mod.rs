@@ -1,0 +1,215 @@
+//! Configuration: the `mcpServers` file, the command line and the environment, parsed once into
+//! typed structs with defaults and validation.
+//!
+//! Everything the rest of the proxy needs to know about its setup is in [`ServeConfig`]. Nothing
+//! outside this module (and `cli`) reads files or environment variables for settings, so a
+//! reader can find every knob here and a test can build a config without touching the process.
+
+mod file;
+mod settings;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+pub use file::{parse_config_file, parse_config_str};
+pub use settings::{ServeConfig, from_cli};
+
+/// Route names that belong to the proxy itself and so cannot be server names.
+pub const RESERVED_NAMES: &[&str] = &[
+    "docs",
+    "openapi.json",
+    "redoc",
+    "metrics",
+    "diagnostics",
+    "health",
+    "healthz",
+    "_assets",
+];
+
+/// One upstream MCP server as configured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// The name under which the server is mounted (`/{name}/{tool}`); empty in single-server
+    /// mode, where tools are at the root.
+    pub name: String,
+    pub transport: Transport,
+    /// Tools that are listed upstream but not exposed.
+    pub disabled_tools: BTreeSet<String>,
+    /// Deadline of one tool call; `None` means the proxy-wide default.
+    pub timeout: Option<Duration>,
+    /// Which headers of the incoming HTTP request are passed on to the tool call.
+    pub header_forwarding: Option<HeaderForwarding>,
+}
+
+/// How the proxy reaches an upstream server.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transport {
+    /// A child process speaking JSON-RPC on stdin/stdout.
+    Stdio {
+        command: String,
+        args: Vec<String>,
+        /// Merged over the proxy's own environment.
+        env: BTreeMap<String, String>,
+    },
+    /// MCP streamable HTTP.
+    StreamableHttp {
+        url: String,
+        headers: BTreeMap<String, String>,
+    },
+    /// Legacy HTTP+SSE (protocol 2024-11-05).
+    Sse {
+        url: String,
+        headers: BTreeMap<String, String>,
+    },
+}
+
+impl Transport {
+    /// The short name used in logs, diagnostics and metrics labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Transport::Stdio { .. } => "stdio",
+            Transport::StreamableHttp { .. } => "streamable-http",
+            Transport::Sse { .. } => "sse",
+        }
+    }
+}
+
+/// `client_header_forwarding` of a server: which incoming headers reach the upstream.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HeaderForwarding {
+    pub enabled: bool,
+    /// Patterns with `*` wildcards, matched case-insensitively; empty means every header.
+    pub whitelist: Vec<String>,
+    /// Patterns with `*` wildcards that are never forwarded, even when whitelisted.
+    pub blacklist: Vec<String>,
+}
+
+/// Errors in a config file or on the command line. Each message names the file, the server and
+/// the key, so the user can fix it without reading our code.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: invalid JSON at line {line}, column {column}: {message}")]
+    Json {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{file}: {message}")]
+    Invalid { file: String, message: String },
+    #[error("{file}: server '{server}': {message}")]
+    Server {
+        file: String,
+        server: String,
+        message: String,
+    },
+    #[error("{flag}: {message}")]
+    Flag { flag: String, message: String },
+    #[error("{what} is not supported yet")]
+    NotSupported { what: String },
+}
+
+/// Normalises the spellings of a transport type that mcpo and Claude-style configs accept.
+pub fn parse_transport_type(raw: &str) -> Option<&'static str> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "stdio" => Some("stdio"),
+        "sse" => Some("sse"),
+        "streamable-http" | "streamable_http" | "streamablehttp" | "http" => {
+            Some("streamable-http")
+        }
+        _ => None,
+    }
+}
+
+/// Matches `name` against a pattern where `*` stands for any run of characters,
+/// case-insensitively (HTTP header names are case-insensitive).
+pub fn wildcard_match(pattern: &str, name: &str) -> bool {
+    let pattern = pattern.to_ascii_lowercase();
+    let name = name.to_ascii_lowercase();
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    let mut rest = name.as_str();
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            match rest.strip_prefix(part) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else {
+            match rest.find(part) {
+                Some(pos) => rest = &rest[pos + part.len()..],
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
+impl HeaderForwarding {
+    /// Whether the incoming header `name` is passed on to the upstream.
+    pub fn allows(&self, name: &str) -> bool {
+        if !self.enabled {
+            return false;
+        }
+        let whitelisted =
+            self.whitelist.is_empty() || self.whitelist.iter().any(|p| wildcard_match(p, name));
+        whitelisted && !self.blacklist.iter().any(|p| wildcard_match(p, name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_match_like_globs() {
+        assert!(wildcard_match("x-user-*", "X-User-Id"));
+        assert!(wildcard_match("*", "anything"));
+        assert!(wildcard_match("*-id", "x-request-id"));
+        assert!(wildcard_match("a*b*c", "aXXbYYc"));
+        assert!(!wildcard_match("a*b*c", "aXXbYY"));
+        assert!(!wildcard_match("x-user-*", "authorization"));
+        assert!(wildcard_match("authorization", "Authorization"));
+    }
+
+    #[test]
+    fn blacklist_wins_over_whitelist() {
+        let f = HeaderForwarding {
+            enabled: true,
+            whitelist: vec!["x-*".into()],
+            blacklist: vec!["x-secret*".into()],
+        };
+        assert!(f.allows("x-user"));
+        assert!(!f.allows("x-secret-token"));
+        assert!(!f.allows("cookie"));
+        let off = HeaderForwarding {
+            enabled: false,
+            ..f
+        };
+        assert!(!off.allows("x-user"));
+    }
+
+    #[test]
+    fn transport_spellings() {
+        for s in [
+            "streamable-http",
+            "streamable_http",
+            "streamablehttp",
+            "http",
+        ] {
+            assert_eq!(parse_transport_type(s), Some("streamable-http"));
+        }
+        assert_eq!(parse_transport_type("SSE"), Some("sse"));
+        assert_eq!(parse_transport_type("websocket"), None);
+    }
+}

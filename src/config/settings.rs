@@ -1,0 +1,321 @@
+//! The settings of one `mcpo serve` run, built from the command line (which clap has already
+//! merged with `MCPO_*` environment variables) and the config file.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::file::{check_headers, parse_config_file};
+use super::{ConfigError, ServerConfig, Transport, parse_transport_type};
+use crate::cli::ServeArgs;
+
+/// Everything `serve` needs, validated.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub host: String,
+    pub port: u16,
+    pub cors_allow_origins: Vec<String>,
+    pub api_key: Option<String>,
+    pub strict_auth: bool,
+    /// OpenAPI info of the root app.
+    pub title: String,
+    pub description: String,
+    pub api_version: String,
+    /// Prefix of every URL as the client sees it (reverse proxy), without a trailing `/`.
+    pub root_path: String,
+    /// Prefix under which servers are mounted, always starting and ending with `/`.
+    pub path_prefix: String,
+    /// True when the servers come from a config file (`/{server}/{tool}` routes); false in
+    /// single-server mode (`/{tool}` routes).
+    pub config_mode: bool,
+    pub config_path: Option<PathBuf>,
+    pub servers: Vec<ServerConfig>,
+    /// Extra environment for every stdio server (`--env`, `--env-path`); a server's own `env`
+    /// wins over it.
+    pub stdio_env: BTreeMap<String, String>,
+    pub tool_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub log_level: String,
+}
+
+impl ServeConfig {
+    /// A config for tests and library users: the given servers in config mode, defaults for the
+    /// rest, listening on 127.0.0.1 with a port chosen by the OS.
+    pub fn for_servers(servers: Vec<ServerConfig>) -> Self {
+        ServeConfig {
+            host: "127.0.0.1".into(),
+            port: 0,
+            cors_allow_origins: vec!["*".into()],
+            api_key: None,
+            strict_auth: false,
+            title: "MCP OpenAPI Proxy".into(),
+            description: "Automatically generated API from MCP Tool Schemas".into(),
+            api_version: "1.0".into(),
+            root_path: String::new(),
+            path_prefix: "/".into(),
+            config_mode: true,
+            config_path: None,
+            servers,
+            stdio_env: BTreeMap::new(),
+            tool_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(60),
+            log_level: "INFO".into(),
+        }
+    }
+
+    /// The deadline of one call to `server`.
+    pub fn deadline_for(&self, server: &ServerConfig) -> Duration {
+        server.timeout.unwrap_or(self.tool_timeout)
+    }
+}
+
+/// Validates the command line and loads the config file it names.
+pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
+    let flag = |flag: &str, message: String| ConfigError::Flag {
+        flag: flag.to_string(),
+        message,
+    };
+    if args.ssl_certfile.is_some() || args.ssl_keyfile.is_some() {
+        return Err(ConfigError::NotSupported {
+            what: "--ssl-certfile/--ssl-keyfile (HTTPS)".into(),
+        });
+    }
+    if args.hot_reload {
+        return Err(ConfigError::NotSupported {
+            what: "--hot-reload".into(),
+        });
+    }
+    let tool_timeout = positive_secs(args.tool_timeout).ok_or_else(|| {
+        flag(
+            "--tool-timeout",
+            "must be a positive number of seconds".into(),
+        )
+    })?;
+    let connect_timeout = positive_secs(args.connect_timeout).ok_or_else(|| {
+        flag(
+            "--connect-timeout",
+            "must be a positive number of seconds".into(),
+        )
+    })?;
+    let mut stdio_env = BTreeMap::new();
+    if let Some(path) = &args.env_path {
+        let iter = dotenvy::from_path_iter(path)
+            .map_err(|e| flag("--env-path", format!("{}: {e}", path.display())))?;
+        for item in iter {
+            let (k, v) =
+                item.map_err(|e| flag("--env-path", format!("{}: {e}", path.display())))?;
+            stdio_env.insert(k, v);
+        }
+    }
+    for pair in &args.env {
+        let (k, v) = pair
+            .split_once('=')
+            .filter(|(k, _)| !k.is_empty())
+            .ok_or_else(|| flag("--env", format!("{pair:?} is not KEY=VALUE")))?;
+        stdio_env.insert(k.to_string(), v.to_string());
+    }
+    let (config_mode, servers) = match (&args.config, args.command.is_empty()) {
+        (Some(_), false) => {
+            return Err(flag(
+                "--config",
+                "give either --config or a server command after --, not both".into(),
+            ));
+        }
+        (None, true) => {
+            return Err(flag(
+                "--config",
+                "nothing to serve: give --config FILE or a server command after -- \
+                 (try `mcpo serve --config demo/config.json`)"
+                    .into(),
+            ));
+        }
+        (Some(path), true) => (true, parse_config_file(path)?),
+        (None, false) => (false, vec![single_server(args)?]),
+    };
+    Ok(ServeConfig {
+        host: args.host.clone(),
+        port: args.port,
+        cors_allow_origins: args.cors_allow_origins.clone(),
+        api_key: args.api_key.clone().filter(|k| !k.is_empty()),
+        strict_auth: args.strict_auth,
+        title: args.name.clone(),
+        description: args.description.clone(),
+        api_version: args.api_version.clone(),
+        root_path: args.root_path.trim_end_matches('/').to_string(),
+        path_prefix: normalise_prefix(&args.path_prefix),
+        config_mode,
+        config_path: args.config.clone(),
+        servers,
+        stdio_env,
+        tool_timeout,
+        connect_timeout,
+        log_level: args.log_level.clone(),
+    })
+}
+
+fn single_server(args: &ServeArgs) -> Result<ServerConfig, ConfigError> {
+    let flag = |message: String| ConfigError::Flag {
+        flag: "--type".into(),
+        message,
+    };
+    let kind = parse_transport_type(&args.server_type).ok_or_else(|| {
+        flag(format!(
+            "unknown server type {:?}; use stdio, sse or streamable-http",
+            args.server_type
+        ))
+    })?;
+    let headers: BTreeMap<String, String> = match &args.header {
+        None => BTreeMap::new(),
+        Some(text) => serde_json::from_str(text).map_err(|e| ConfigError::Flag {
+            flag: "--header".into(),
+            message: format!("must be a JSON object of strings: {e}"),
+        })?,
+    };
+    check_headers(&headers).map_err(|message| ConfigError::Flag {
+        flag: "--header".into(),
+        message,
+    })?;
+    let mut words = args.command.iter().cloned();
+    let first = words.next().unwrap_or_default();
+    let transport = match kind {
+        "stdio" => Transport::Stdio {
+            command: first,
+            args: words.collect(),
+            env: BTreeMap::new(),
+        },
+        "streamable-http" => Transport::StreamableHttp {
+            url: first,
+            headers,
+        },
+        _ => Transport::Sse {
+            url: first,
+            headers,
+        },
+    };
+    Ok(ServerConfig {
+        name: String::new(),
+        transport,
+        disabled_tools: Default::default(),
+        timeout: None,
+        header_forwarding: None,
+    })
+}
+
+fn positive_secs(secs: f64) -> Option<Duration> {
+    (secs.is_finite() && secs > 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
+/// `api` or `/api/` become `/api/`; `` and `/` become `/`.
+fn normalise_prefix(prefix: &str) -> String {
+    let trimmed = prefix.trim_matches('/');
+    if trimmed.is_empty() {
+        "/".into()
+    } else {
+        format!("/{trimmed}/")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<ServeConfig, ConfigError> {
+        let cli = crate::cli::Cli::try_parse_from(args).unwrap();
+        match cli.into_command() {
+            crate::cli::Command::Serve(serve) => from_cli(&serve),
+            other => panic!("unexpected command {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bare_command_means_serve_in_single_server_mode() {
+        let cfg = parse(&[
+            "mcpo",
+            "--port",
+            "9",
+            "--",
+            "uvx",
+            "mcp-server-time",
+            "--local-timezone=UTC",
+        ])
+        .unwrap();
+        assert!(!cfg.config_mode);
+        assert_eq!(cfg.port, 9);
+        assert!(
+            matches!(&cfg.servers[0].transport, Transport::Stdio { command, args, .. }
+            if command == "uvx" && args.len() == 2)
+        );
+    }
+
+    #[test]
+    fn unsupported_flags_say_so() {
+        let err = parse(&["mcpo", "--hot-reload", "--", "x"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--hot-reload is not supported yet"), "{err}");
+        let err = parse(&["mcpo", "-t", "c.pem", "-K", "k.pem", "--", "x"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not supported yet"), "{err}");
+    }
+
+    #[test]
+    fn env_flags_and_prefixes() {
+        let cfg = parse(&[
+            "mcpo",
+            "serve",
+            "-e",
+            "A=1",
+            "--env",
+            "B=x=y",
+            "--path-prefix",
+            "api",
+            "--root-path",
+            "/r/",
+            "--",
+            "x",
+        ])
+        .unwrap();
+        assert_eq!(cfg.stdio_env["A"], "1");
+        assert_eq!(cfg.stdio_env["B"], "x=y");
+        assert_eq!(cfg.path_prefix, "/api/");
+        assert_eq!(cfg.root_path, "/r");
+        assert!(parse(&["mcpo", "-e", "novalue", "--", "x"]).is_err());
+    }
+
+    #[test]
+    fn single_remote_server_takes_headers() {
+        let cfg = parse(&[
+            "mcpo",
+            "--type",
+            "streamable_http",
+            "-H",
+            r#"{"X-A": "1"}"#,
+            "--",
+            "http://127.0.0.1:1/mcp",
+        ])
+        .unwrap();
+        assert!(
+            matches!(&cfg.servers[0].transport, Transport::StreamableHttp { headers, .. } if headers["X-A"] == "1")
+        );
+        assert!(
+            parse(&[
+                "mcpo",
+                "--type",
+                "streamable-http",
+                "-H",
+                "[1]",
+                "--",
+                "http://x"
+            ])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn needs_something_to_serve() {
+        let err = parse(&["mcpo"]).unwrap_err().to_string();
+        assert!(err.contains("nothing to serve"), "{err}");
+    }
+}

@@ -1,0 +1,147 @@
+//! The one error type of the HTTP layer, and the single place where failures become statuses.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::validate::FieldError;
+use crate::upstream::Failure;
+
+/// Everything a route can answer besides success.
+#[derive(Debug)]
+pub enum ApiError {
+    /// 422 in FastAPI's shape.
+    Validation(Vec<FieldError>),
+    /// 404 for an unknown server, tool or path.
+    NotFound(String),
+    /// 401: no or malformed credentials.
+    Unauthorized,
+    /// 403: wrong key.
+    Forbidden,
+    /// An upstream call failed.
+    Upstream {
+        failure: Failure,
+        server: String,
+        tool: String,
+    },
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match self {
+            ApiError::Validation(errors) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                axum::Json(json!({"detail": errors})),
+            )
+                .into_response(),
+            ApiError::NotFound(message) => (
+                StatusCode::NOT_FOUND,
+                axum::Json(json!({"detail": message})),
+            )
+                .into_response(),
+            ApiError::Unauthorized => {
+                let mut r = (
+                    StatusCode::UNAUTHORIZED,
+                    axum::Json(json!({"detail": "Not authenticated"})),
+                )
+                    .into_response();
+                r.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                r
+            }
+            ApiError::Forbidden => (
+                StatusCode::FORBIDDEN,
+                axum::Json(json!({"detail": "Invalid API key"})),
+            )
+                .into_response(),
+            ApiError::Upstream {
+                failure,
+                server,
+                tool,
+            } => upstream_response(&failure, &server, &tool),
+        }
+    }
+}
+
+/// How each class of upstream failure is answered.
+fn upstream_response(failure: &Failure, server: &str, tool: &str) -> Response {
+    let target = if server.is_empty() {
+        format!("'{tool}'")
+    } else {
+        format!("'{server}/{tool}'")
+    };
+    let (status, body, retry_after): (StatusCode, Value, Option<u64>) = match failure {
+        Failure::Tool { message } => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"detail": {"message": message}}),
+            None,
+        ),
+        Failure::JsonRpc {
+            code,
+            message,
+            data,
+        } => {
+            let status = match code {
+                -32700 | -32600 => StatusCode::BAD_REQUEST,
+                -32601 => StatusCode::NOT_FOUND,
+                -32602 => StatusCode::UNPROCESSABLE_ENTITY,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            let mut detail = json!({"message": message});
+            if let Some(data) = data {
+                detail["data"] = data.clone();
+            }
+            (status, json!({"detail": detail}), None)
+        }
+        Failure::Timeout { after } => (
+            StatusCode::GATEWAY_TIMEOUT,
+            json!({"detail": {"message": format!(
+                "Tool call {target} got no answer within {:.1}s; the upstream request was cancelled",
+                after.as_secs_f64()
+            )}}),
+            None,
+        ),
+        Failure::Unavailable { reason } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"detail": {"message": format!(
+                "MCP server '{}' is not available: {reason}",
+                if server.is_empty() { "upstream" } else { server }
+            )}}),
+            Some(1),
+        ),
+        Failure::HttpStatus {
+            status,
+            retry_after,
+        } => (
+            StatusCode::BAD_GATEWAY,
+            json!({"detail": {"message": format!("The MCP server answered {target} with HTTP {status}")}}),
+            retry_after.map(|d| d.as_secs().max(1)),
+        ),
+        Failure::Protocol { detail } => (
+            StatusCode::BAD_GATEWAY,
+            json!({"detail": {"message": format!("The MCP server answered {target} with invalid MCP: {detail}")}}),
+            None,
+        ),
+        Failure::TransportClosed { detail } | Failure::Connect { detail } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"detail": {"message": format!(
+                "The connection to the MCP server broke during {target}: {detail}; it is being restored"
+            )}}),
+            Some(1),
+        ),
+        Failure::SessionExpired => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"detail": {"message": format!(
+                "The MCP server lost its session during {target}; a new one is being opened"
+            )}}),
+            Some(1),
+        ),
+    };
+    let mut response = (status, axum::Json(body)).into_response();
+    if let Some(secs) = retry_after
+        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    response
+}

@@ -1,0 +1,352 @@
+//! The HTTP face of the proxy: routes, auth, CORS, validation and response mapping.
+//!
+//! A tool call reads top to bottom in [`call_tool`]: find the server and tool, parse and
+//! validate the body against the tool's schema, call the upstream (which owns deadlines and
+//! recovery), and map the result or failure to mcpo's answer. Routes are resolved against the
+//! live tool catalog on every request rather than registered at start-up, so a server that
+//! comes up late or changes its tools is served without rebuilding the router.
+//!
+//! Architecture invariant: handlers never panic and never wait without a deadline; every
+//! upstream wait is bounded inside `upstream`.
+
+mod auth;
+mod docs;
+pub mod error;
+pub mod respond;
+pub mod validate;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+
+use crate::catalog::ToolCatalog;
+use crate::config::ServeConfig;
+use crate::openapi::document::{DocInfo, ToolDoc, root_document, server_document};
+use crate::upstream::{Failure, Upstream};
+use error::ApiError;
+use respond::{ToolAnswer, map_result};
+use validate::FieldError;
+
+/// Largest request body accepted (tool arguments can carry documents).
+const BODY_LIMIT: usize = 16 * 1024 * 1024;
+
+/// Shared state of every handler.
+pub struct AppState {
+    pub config: Arc<ServeConfig>,
+    pub upstreams: Vec<Arc<Upstream>>,
+    by_name: HashMap<String, Arc<Upstream>>,
+}
+
+impl AppState {
+    pub fn new(config: Arc<ServeConfig>, upstreams: Vec<Arc<Upstream>>) -> Arc<Self> {
+        let by_name = upstreams
+            .iter()
+            .map(|u| (u.name().to_string(), u.clone()))
+            .collect();
+        Arc::new(AppState {
+            config,
+            upstreams,
+            by_name,
+        })
+    }
+
+    fn upstream(&self, name: &str) -> Result<&Arc<Upstream>, ApiError> {
+        self.by_name
+            .get(name)
+            .ok_or_else(|| ApiError::NotFound(format!("Not Found: no MCP server named '{name}'")))
+    }
+
+    /// The URL under which a server's routes are reached by clients.
+    fn mount_url(&self, server: &str) -> String {
+        if self.config.config_mode {
+            format!(
+                "{}{}{}",
+                self.config.root_path, self.config.path_prefix, server
+            )
+        } else {
+            self.config.root_path.clone()
+        }
+    }
+}
+
+/// Builds the whole application.
+pub fn router(state: Arc<AppState>) -> Router {
+    let key = state
+        .config
+        .api_key
+        .as_deref()
+        .map(|k| auth::ApiKey::new(k, state.config.strict_auth));
+
+    let mut tools = Router::new();
+    let mut pages = Router::new();
+    if state.config.config_mode {
+        let prefix = state.config.path_prefix.trim_end_matches('/');
+        tools = tools.route(&format!("{prefix}/{{server}}/{{tool}}"), post(call_tool));
+        pages = pages
+            .route("/openapi.json", get(root_openapi))
+            .route("/docs", get(root_docs))
+            .route(
+                &format!("{prefix}/{{server}}/openapi.json"),
+                get(server_openapi),
+            )
+            .route(&format!("{prefix}/{{server}}/docs"), get(server_docs));
+    } else {
+        tools = tools.route("/{tool}", post(call_single_tool));
+        pages = pages
+            .route("/openapi.json", get(single_openapi))
+            .route("/docs", get(single_docs));
+    }
+    let mut tools = tools.with_state(state.clone());
+    let mut pages = pages.with_state(state.clone()).merge(docs::asset_routes());
+    if let Some(key) = key {
+        let layer = axum::middleware::from_fn_with_state(key, auth::require_key);
+        tools = tools.layer(layer.clone());
+        if state.config.strict_auth {
+            pages = pages.layer(layer);
+        }
+    }
+    Router::new()
+        .merge(tools)
+        .merge(pages)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(cors(&state.config.cors_allow_origins))
+}
+
+fn cors(origins: &[String]) -> CorsLayer {
+    let layer = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers(Any)
+        .expose_headers(Any);
+    if origins.iter().any(|o| o == "*") {
+        layer.allow_origin(Any)
+    } else {
+        let list: Vec<HeaderValue> = origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        layer.allow_origin(AllowOrigin::list(list))
+    }
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked; answered 500");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        axum::Json(json!({"detail": {"message": "Internal error in the proxy"}})),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    ApiError::NotFound("Not Found".into()).into_response()
+}
+
+async fn call_tool(
+    State(state): State<Arc<AppState>>,
+    Path((server, tool)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let upstream = state.upstream(&server)?.clone();
+    invoke(&upstream, &tool, &body).await
+}
+
+async fn call_single_tool(
+    State(state): State<Arc<AppState>>,
+    Path(tool): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let Some(upstream) = state.upstreams.first().cloned() else {
+        return Err(ApiError::NotFound("Not Found".into()));
+    };
+    invoke(&upstream, &tool, &body).await
+}
+
+/// The request path of one tool call.
+async fn invoke(
+    upstream: &Arc<Upstream>,
+    tool_name: &str,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let server = upstream.name().to_string();
+    let fail = |failure: Failure| ApiError::Upstream {
+        failure,
+        server: server.clone(),
+        tool: tool_name.to_string(),
+    };
+    let catalog = current_catalog(upstream).map_err(&fail)?;
+    let Some(tool) = catalog.tool(tool_name).cloned() else {
+        return Err(ApiError::NotFound(if server.is_empty() {
+            format!("Not Found: no tool named '{tool_name}'")
+        } else {
+            format!("Not Found: server '{server}' has no tool named '{tool_name}'")
+        }));
+    };
+    let arguments = parse_arguments(body, tool.takes_no_arguments())?;
+    if let Some(validator) = &tool.validator {
+        let errors = validate::validate(validator, &arguments);
+        if !errors.is_empty() {
+            return Err(ApiError::Validation(errors));
+        }
+    }
+    let Value::Object(arguments) = arguments else {
+        return Err(ApiError::Validation(vec![FieldError {
+            kind: "model_attributes_type".into(),
+            loc: vec![json!("body")],
+            msg: "Input should be a valid dictionary or object to extract fields from".into(),
+            input: arguments,
+            ctx: None,
+        }]));
+    };
+    let result = upstream
+        .call_tool(&tool, Some(arguments))
+        .await
+        .map_err(&fail)?;
+    match map_result(&result, tool.output_schema.is_some()) {
+        ToolAnswer::Ok(value) => Ok(axum::Json(value).into_response()),
+        ToolAnswer::ToolError(message) => Err(fail(Failure::Tool { message })),
+    }
+}
+
+/// The body as tool arguments. An empty body means "no arguments", which only a tool that
+/// takes none accepts, as in FastAPI.
+fn parse_arguments(body: &[u8], takes_no_arguments: bool) -> Result<Value, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return if takes_no_arguments {
+            Ok(json!({}))
+        } else {
+            Err(ApiError::Validation(vec![FieldError::body_missing()]))
+        };
+    }
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::Validation(vec![FieldError::json_invalid(&e, body)]))
+}
+
+fn current_catalog(upstream: &Upstream) -> Result<Arc<ToolCatalog>, Failure> {
+    let view = upstream.view();
+    view.catalog.ok_or_else(|| Failure::Unavailable {
+        reason: view
+            .last_error
+            .unwrap_or_else(|| format!("it is {}", view.status.as_str())),
+    })
+}
+
+/// The OpenAPI document of one server, generated once per tool listing.
+fn server_document_of(state: &AppState, upstream: &Upstream) -> Result<Value, ApiError> {
+    let catalog = current_catalog(upstream).map_err(|failure| ApiError::Upstream {
+        failure,
+        server: upstream.name().to_string(),
+        tool: "openapi.json".into(),
+    })?;
+    Ok(catalog
+        .openapi
+        .get_or_init(|| {
+            let tools: Vec<ToolDoc<'_>> = catalog
+                .tools()
+                .iter()
+                .map(|t| ToolDoc {
+                    name: &t.name,
+                    title: t.title.as_deref(),
+                    description: t.description.as_deref(),
+                    input_schema: &t.input_schema,
+                    output_schema: t.output_schema.as_ref(),
+                    takes_no_arguments: t.takes_no_arguments(),
+                })
+                .collect();
+            let identity = &catalog.server;
+            let fallback_title;
+            let title = if identity.name.is_empty() {
+                fallback_title = upstream.name().to_string();
+                &fallback_title
+            } else {
+                &identity.name
+            };
+            let fallback_description = format!("{} MCP Server", upstream.name());
+            let description = identity
+                .instructions
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .unwrap_or(&fallback_description);
+            let url = state.mount_url(upstream.name());
+            server_document(
+                &DocInfo {
+                    title,
+                    version: if identity.version.is_empty() {
+                        "1.0"
+                    } else {
+                        &identity.version
+                    },
+                    description,
+                    server_url: &url,
+                    bearer_auth: state.config.api_key.is_some(),
+                },
+                &tools,
+            )
+        })
+        .clone())
+}
+
+async fn server_openapi(
+    State(state): State<Arc<AppState>>,
+    Path(server): Path<String>,
+) -> Result<Response, ApiError> {
+    let upstream = state.upstream(&server)?.clone();
+    Ok(axum::Json(server_document_of(&state, &upstream)?).into_response())
+}
+
+async fn server_docs(
+    State(state): State<Arc<AppState>>,
+    Path(server): Path<String>,
+) -> Result<Html<String>, ApiError> {
+    state.upstream(&server)?;
+    let url = format!("{}/openapi.json", state.mount_url(&server));
+    Ok(docs::page(&server, &url, &state.config.root_path))
+}
+
+async fn root_openapi(State(state): State<Arc<AppState>>) -> Response {
+    let servers: Vec<(String, String)> = state
+        .upstreams
+        .iter()
+        .map(|u| {
+            (
+                u.name().to_string(),
+                format!("{}/docs", state.mount_url(u.name())),
+            )
+        })
+        .collect();
+    let cfg = &state.config;
+    axum::Json(root_document(
+        &cfg.title,
+        &cfg.api_version,
+        &cfg.description,
+        &servers,
+    ))
+    .into_response()
+}
+
+async fn root_docs(State(state): State<Arc<AppState>>) -> Html<String> {
+    let url = format!("{}/openapi.json", state.config.root_path);
+    docs::page(&state.config.title, &url, &state.config.root_path)
+}
+
+async fn single_openapi(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
+    let Some(upstream) = state.upstreams.first().cloned() else {
+        return Err(ApiError::NotFound("Not Found".into()));
+    };
+    Ok(axum::Json(server_document_of(&state, &upstream)?).into_response())
+}
+
+async fn single_docs(State(state): State<Arc<AppState>>) -> Html<String> {
+    let url = format!("{}/openapi.json", state.config.root_path);
+    docs::page(&state.config.title, &url, &state.config.root_path)
+}

@@ -1,0 +1,325 @@
+//! Request bodies checked against the tool's own JSON Schema, with failures reported in the
+//! shape FastAPI (and so mcpo) uses: `{"detail": [{type, loc, msg, input, ctx?}]}`.
+//!
+//! Clients of mcpo parse these errors (and LLM front ends show `msg` to the model so it can
+//! fix its call), so the `type` and `msg` wording follows pydantic's where one exists.
+
+use jsonschema::error::{TypeKind, ValidationErrorKind};
+use jsonschema::paths::LocationSegment;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// One entry of FastAPI's `detail` list.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FieldError {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub loc: Vec<Value>,
+    pub msg: String,
+    pub input: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ctx: Option<Value>,
+}
+
+impl FieldError {
+    fn new(kind: &str, loc: Vec<Value>, msg: impl Into<String>, input: Value) -> Self {
+        FieldError {
+            kind: kind.into(),
+            loc,
+            msg: msg.into(),
+            input,
+            ctx: None,
+        }
+    }
+
+    fn with_ctx(mut self, ctx: Value) -> Self {
+        self.ctx = Some(ctx);
+        self
+    }
+
+    /// The body was not valid JSON.
+    pub fn json_invalid(error: &serde_json::Error, body: &[u8]) -> Self {
+        // FastAPI reports the byte offset of the error as the second location element.
+        let offset = offset_of(body, error.line(), error.column());
+        FieldError::new(
+            "json_invalid",
+            vec![json!("body"), json!(offset)],
+            "JSON decode error",
+            json!({}),
+        )
+        .with_ctx(json!({"error": error.to_string()}))
+    }
+
+    /// The body is missing but the tool needs arguments.
+    pub fn body_missing() -> Self {
+        FieldError::new(
+            "missing",
+            vec![json!("body")],
+            "Field required",
+            Value::Null,
+        )
+    }
+}
+
+fn offset_of(body: &[u8], line: usize, column: usize) -> usize {
+    let mut current = 1;
+    let mut start = 0;
+    for (i, b) in body.iter().enumerate() {
+        if current == line {
+            break;
+        }
+        if *b == b'\n' {
+            current += 1;
+            start = i + 1;
+        }
+    }
+    (start + column.saturating_sub(1)).min(body.len())
+}
+
+/// Validates `body` against a compiled tool schema and returns every problem found.
+pub fn validate(validator: &jsonschema::Validator, body: &Value) -> Vec<FieldError> {
+    let mut out = Vec::new();
+    for error in validator.iter_errors(body) {
+        let mut loc = vec![json!("body")];
+        for segment in error.instance_path() {
+            loc.push(match segment {
+                LocationSegment::Property(p) => json!(p),
+                LocationSegment::Index(i) => json!(i),
+            });
+        }
+        let input = error.instance().clone().into_owned();
+        match error.kind() {
+            ValidationErrorKind::Required { property } => {
+                let name = property
+                    .as_str()
+                    .map_or_else(|| property.to_string(), str::to_string);
+                loc.push(json!(name));
+                out.push(FieldError::new("missing", loc, "Field required", input));
+            }
+            ValidationErrorKind::AdditionalProperties { unexpected } => {
+                for prop in unexpected {
+                    let mut loc = loc.clone();
+                    loc.push(json!(prop));
+                    let value = input.get(prop).cloned().unwrap_or(Value::Null);
+                    out.push(FieldError::new(
+                        "extra_forbidden",
+                        loc,
+                        "Extra inputs are not permitted",
+                        value,
+                    ));
+                }
+            }
+            kind => out.push(describe(kind, loc, input, &error.to_string())),
+        }
+    }
+    out
+}
+
+fn describe(kind: &ValidationErrorKind, loc: Vec<Value>, input: Value, text: &str) -> FieldError {
+    let top_level = loc.len() == 1;
+    match kind {
+        ValidationErrorKind::Type { kind } => {
+            let expected = match kind {
+                TypeKind::Single(t) => t.to_string(),
+                TypeKind::Multiple(set) => set
+                    .iter()
+                    .map(|t| t.to_string())
+                    .find(|t| t != "null")
+                    .unwrap_or_else(|| "null".into()),
+            };
+            let (ty, msg) = match expected.as_str() {
+                "string" => ("string_type", "Input should be a valid string"),
+                "integer" => ("int_type", "Input should be a valid integer"),
+                "number" => ("float_type", "Input should be a valid number"),
+                "boolean" => ("bool_type", "Input should be a valid boolean"),
+                "array" => ("list_type", "Input should be a valid list"),
+                "object" if top_level => (
+                    "model_attributes_type",
+                    "Input should be a valid dictionary or object to extract fields from",
+                ),
+                "object" => ("dict_type", "Input should be a valid dictionary"),
+                "null" => ("none_required", "Input should be None"),
+                _ => ("type_error", "Input has the wrong type"),
+            };
+            FieldError::new(ty, loc, msg, input)
+        }
+        ValidationErrorKind::Enum { options } => {
+            let expected = expected_list(options);
+            FieldError::new("enum", loc, format!("Input should be {expected}"), input)
+                .with_ctx(json!({"expected": expected}))
+        }
+        ValidationErrorKind::Constant { expected_value } => {
+            let expected = python_repr(expected_value);
+            FieldError::new(
+                "literal_error",
+                loc,
+                format!("Input should be {expected}"),
+                input,
+            )
+            .with_ctx(json!({"expected": expected}))
+        }
+        ValidationErrorKind::MinLength { limit } => FieldError::new(
+            "string_too_short",
+            loc,
+            format!(
+                "String should have at least {limit} character{}",
+                plural(*limit)
+            ),
+            input,
+        )
+        .with_ctx(json!({"min_length": limit})),
+        ValidationErrorKind::MaxLength { limit } => FieldError::new(
+            "string_too_long",
+            loc,
+            format!(
+                "String should have at most {limit} character{}",
+                plural(*limit)
+            ),
+            input,
+        )
+        .with_ctx(json!({"max_length": limit})),
+        ValidationErrorKind::Minimum { limit } => FieldError::new(
+            "greater_than_equal",
+            loc,
+            format!("Input should be greater than or equal to {limit}"),
+            input,
+        )
+        .with_ctx(json!({"ge": limit})),
+        ValidationErrorKind::Maximum { limit } => FieldError::new(
+            "less_than_equal",
+            loc,
+            format!("Input should be less than or equal to {limit}"),
+            input,
+        )
+        .with_ctx(json!({"le": limit})),
+        ValidationErrorKind::ExclusiveMinimum { limit } => FieldError::new(
+            "greater_than",
+            loc,
+            format!("Input should be greater than {limit}"),
+            input,
+        )
+        .with_ctx(json!({"gt": limit})),
+        ValidationErrorKind::ExclusiveMaximum { limit } => FieldError::new(
+            "less_than",
+            loc,
+            format!("Input should be less than {limit}"),
+            input,
+        )
+        .with_ctx(json!({"lt": limit})),
+        ValidationErrorKind::MinItems { limit } => FieldError::new(
+            "too_short",
+            loc,
+            format!("List should have at least {limit} item{}", plural(*limit)),
+            input,
+        )
+        .with_ctx(json!({"min_length": limit})),
+        ValidationErrorKind::MaxItems { limit } => FieldError::new(
+            "too_long",
+            loc,
+            format!("List should have at most {limit} item{}", plural(*limit)),
+            input,
+        )
+        .with_ctx(json!({"max_length": limit})),
+        ValidationErrorKind::Pattern { pattern } => FieldError::new(
+            "string_pattern_mismatch",
+            loc,
+            format!("String should match pattern '{pattern}'"),
+            input,
+        )
+        .with_ctx(json!({"pattern": pattern})),
+        ValidationErrorKind::MultipleOf { .. } => {
+            FieldError::new("multiple_of", loc, text.to_string(), input)
+        }
+        ValidationErrorKind::Format { format } => FieldError::new(
+            "value_error",
+            loc,
+            format!("Value error, input is not a valid {format}"),
+            input,
+        )
+        .with_ctx(json!({"format": format})),
+        _ => FieldError::new("value_error", loc, format!("Value error, {text}"), input),
+    }
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// Pydantic's "'a', 'b' or 'c'".
+fn expected_list(options: &Value) -> String {
+    let items: Vec<String> = match options {
+        Value::Array(items) => items.iter().map(python_repr).collect(),
+        other => vec![python_repr(other)],
+    };
+    match items.len() {
+        0 => String::new(),
+        1 => items[0].clone(),
+        n => format!("{} or {}", items[..n - 1].join(", "), items[n - 1]),
+    }
+}
+
+fn python_repr(v: &Value) -> String {
+    match v {
+        Value::String(s) => format!("'{s}'"),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(schema: Value, body: Value) -> Vec<FieldError> {
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        validate(&validator, &body)
+    }
+
+    #[test]
+    fn missing_field_matches_fastapi() {
+        let e = errors(
+            json!({"type": "object", "properties": {"timezone": {"type": "string"}}, "required": ["timezone"]}),
+            json!({}),
+        );
+        assert_eq!(
+            serde_json::to_value(&e).unwrap(),
+            json!([{"type": "missing", "loc": ["body", "timezone"], "msg": "Field required", "input": {}}])
+        );
+    }
+
+    #[test]
+    fn wrong_types_name_the_field() {
+        let e = errors(
+            json!({"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "array", "items": {"type": "integer"}}}}),
+            json!({"a": "x", "b": [1, "two"]}),
+        );
+        let by_loc: Vec<_> = e.iter().map(|e| (e.loc.clone(), e.kind.clone())).collect();
+        assert!(by_loc.contains(&(vec![json!("body"), json!("a")], "float_type".into())));
+        assert!(by_loc.contains(&(vec![json!("body"), json!("b"), json!(1)], "int_type".into())));
+    }
+
+    #[test]
+    fn enum_lists_the_choices() {
+        let e = errors(
+            json!({"type": "object", "properties": {"m": {"enum": ["error", "success", "debug"]}}}),
+            json!({"m": "nope"}),
+        );
+        assert_eq!(e[0].kind, "enum");
+        assert_eq!(e[0].msg, "Input should be 'error', 'success' or 'debug'");
+    }
+
+    #[test]
+    fn body_that_is_not_an_object() {
+        let e = errors(json!({"type": "object"}), json!([1]));
+        assert_eq!(e[0].kind, "model_attributes_type");
+        assert_eq!(e[0].loc, vec![json!("body")]);
+    }
+
+    #[test]
+    fn broken_json_reports_offset() {
+        let body = b"{\"a\": }";
+        let err = serde_json::from_slice::<Value>(body).unwrap_err();
+        let e = FieldError::json_invalid(&err, body);
+        assert_eq!(e.kind, "json_invalid");
+        assert_eq!(e.loc, vec![json!("body"), json!(6)]);
+    }
+}

@@ -1,0 +1,157 @@
+//! `mcpo serve`: start the upstream supervisors, serve HTTP, and shut everything down in order.
+//!
+//! Shutdown is one [`CancellationToken`] owned here: on SIGTERM or SIGINT the HTTP server stops
+//! accepting and finishes the requests in flight, then every supervisor closes its session and
+//! terminates its child's whole process group, and only then does the process exit. No child
+//! outlives the proxy.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ServeConfig;
+use crate::http::{AppState, router};
+use crate::upstream::{Upstream, UpstreamSettings};
+
+/// How long in-flight HTTP requests get to finish after a shutdown signal.
+const DRAIN_GRACE: Duration = Duration::from_secs(10);
+/// How long supervisors get to stop their children.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Errors that stop `serve` from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("HTTP server failed: {0}")]
+    Http(#[source] std::io::Error),
+}
+
+/// A running proxy: its address and the handle that stops it.
+pub struct RunningProxy {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<Result<(), ServeError>>,
+}
+
+impl RunningProxy {
+    /// Stops the proxy and waits until every child is gone.
+    pub async fn stop(self) -> Result<(), ServeError> {
+        self.shutdown.cancel();
+        self.server
+            .await
+            .unwrap_or_else(|e| Err(ServeError::Http(std::io::Error::other(e))))
+    }
+
+    /// Waits until the proxy stops by itself (after a signal).
+    pub async fn wait(self) -> Result<(), ServeError> {
+        self.server
+            .await
+            .unwrap_or_else(|e| Err(ServeError::Http(std::io::Error::other(e))))
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+/// Starts the upstreams, waits for their first connection attempt (bounded by the connect
+/// timeout, so a slow server cannot hold the others hostage), binds and serves.
+pub async fn start(config: ServeConfig) -> Result<RunningProxy, ServeError> {
+    let config = Arc::new(config);
+    let shutdown = CancellationToken::new();
+    let settings = UpstreamSettings {
+        stdio_env: config.stdio_env.clone(),
+        connect_timeout: config.connect_timeout,
+        call_timeout: config.tool_timeout,
+    };
+    let upstreams: Vec<Arc<Upstream>> = config
+        .servers
+        .iter()
+        .map(|s| Upstream::new(s.clone(), settings.clone()))
+        .collect();
+    let mut supervisors = JoinSet::new();
+    for upstream in &upstreams {
+        supervisors.spawn(upstream.clone().supervise(shutdown.child_token()));
+    }
+    let first_attempts =
+        futures::future::join_all(upstreams.iter().map(|u| u.first_attempt_done()));
+    let _ = tokio::time::timeout(config.connect_timeout, first_attempts).await;
+    for u in &upstreams {
+        let view = u.view();
+        match &view.last_error {
+            None => {
+                tracing::info!(server = %u.name(), status = view.status.as_str(), "upstream ready")
+            }
+            Some(e) => {
+                tracing::warn!(server = %u.name(), status = view.status.as_str(), error = %e,
+                "upstream not ready at start-up; retrying in the background")
+            }
+        }
+    }
+
+    let addr = format!("{}:{}", config.host, config.port);
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: addr.clone(),
+            source,
+        })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind { addr, source })?;
+    let state = AppState::new(config.clone(), upstreams);
+    let app = router(state.clone());
+    let token = shutdown.clone();
+    let server = tokio::spawn(async move {
+        let graceful = token.clone();
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { graceful.cancelled().await });
+        // Requests in flight get a bounded time to finish; a hung one cannot hold shutdown.
+        let result = tokio::select! {
+            r = served => r.map_err(ServeError::Http),
+            _ = async { token.cancelled().await; tokio::time::sleep(DRAIN_GRACE).await } => Ok(()),
+        };
+        token.cancel();
+        let stopped = async { while supervisors.join_next().await.is_some() {} };
+        if tokio::time::timeout(STOP_GRACE, stopped).await.is_err() {
+            tracing::warn!("some upstreams did not stop in time; aborting them");
+            supervisors.abort_all();
+            while supervisors.join_next().await.is_some() {}
+        }
+        result
+    });
+    Ok(RunningProxy {
+        addr: local,
+        state,
+        shutdown,
+        server,
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+                _ = int.recv() => tracing::info!("SIGINT received; shutting down"),
+            }
+        }
+        _ => {
+            tracing::error!("cannot install signal handlers; stopping on Ctrl-C only");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! Stdio server processes: spawned in their own process group, watched, and always reaped.
+//!
+//! We own the child instead of letting the MCP SDK own it for three reasons: a launcher such as
+//! `npx` or `uvx` starts grandchildren, which only a signal to the whole process group reaches;
+//! the supervisor must learn that a child exited the moment it happens (not at the next call),
+//! to restart it before anyone needs it; and the last lines the child wrote to stderr are the
+//! best explanation of why it is down, which diagnostics show.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::watch;
+
+/// How long a child gets to exit after SIGTERM before it is killed.
+const TERM_GRACE: Duration = Duration::from_millis(1500);
+/// How many stderr lines are kept for diagnostics.
+const STDERR_TAIL: usize = 20;
+
+/// What is known about a child's end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChildState {
+    Running,
+    Exited(String),
+}
+
+/// A running stdio server. Dropping it kills the whole process group.
+#[derive(Debug)]
+pub struct ChildProcess {
+    pid: u32,
+    state: watch::Receiver<ChildState>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    stderr_tail: Arc<Mutex<VecDeque<String>>>,
+}
+
+/// The pipes of a freshly spawned child, handed to the MCP transport.
+pub struct ChildPipes {
+    pub stdout: ChildStdout,
+    pub stdin: ChildStdin,
+}
+
+impl ChildProcess {
+    /// Starts `command args` with `env` merged over the proxy's environment.
+    pub fn spawn(
+        server: &str,
+        command: &str,
+        args: &[String],
+        env: &BTreeMap<String, String>,
+    ) -> std::io::Result<(ChildProcess, ChildPipes)> {
+        let mut cmd = Command::new(command);
+        cmd.args(args)
+            .envs(env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own group, so that a terminal's Ctrl-C reaches only the proxy (which then
+            // shuts children down in order) and so that killing the group reaches grandchildren.
+            .process_group(0)
+            .kill_on_drop(true);
+        // If the proxy itself is killed with SIGKILL, the kernel kills the direct child too.
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn()?;
+        let pid = child.id().unwrap_or(0);
+        let (Some(stdout), Some(stdin)) = (child.stdout.take(), child.stdin.take()) else {
+            return Err(std::io::Error::other("child pipes were not created"));
+        };
+        let stderr_tail = Arc::new(Mutex::new(VecDeque::with_capacity(STDERR_TAIL)));
+        if let Some(stderr) = child.stderr.take() {
+            let tail = stderr_tail.clone();
+            let server = server.to_string();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    tracing::info!(target: "mcpo::upstream::stderr", server = %server, "{line}");
+                    if let Ok(mut tail) = tail.lock() {
+                        if tail.len() == STDERR_TAIL {
+                            tail.pop_front();
+                        }
+                        tail.push_back(line);
+                    }
+                }
+            });
+        }
+        let (state_tx, state_rx) = watch::channel(ChildState::Running);
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        tokio::spawn(reap(child, pid, state_tx, stop_rx));
+        Ok((
+            ChildProcess {
+                pid,
+                state: state_rx,
+                stop: Some(stop_tx),
+                stderr_tail,
+            },
+            ChildPipes { stdout, stdin },
+        ))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// A receiver that changes to `Exited` when the process ends.
+    pub fn state(&self) -> watch::Receiver<ChildState> {
+        self.state.clone()
+    }
+
+    /// The last lines the process wrote to stderr.
+    pub fn stderr_tail(&self) -> Vec<String> {
+        self.stderr_tail
+            .lock()
+            .map(|t| t.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Stops the process group (SIGTERM, then SIGKILL after a grace period) and waits until
+    /// the child is reaped.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let mut state = self.state.clone();
+        let _ = state.wait_for(|s| matches!(s, ChildState::Exited(_))).await;
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        // The reaper task sees the closed channel and stops the group.
+        self.stop.take();
+    }
+}
+
+/// Owns the child until it ends: waits for it, or on request (or when its owner is gone)
+/// terminates the whole process group, then reports how it ended.
+async fn reap(
+    mut child: Child,
+    pid: u32,
+    state: watch::Sender<ChildState>,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let status = tokio::select! {
+        status = child.wait() => status,
+        _ = stop => {
+            signal_group(pid, libc::SIGTERM);
+            match tokio::time::timeout(TERM_GRACE, child.wait()).await {
+                Ok(status) => {
+                    // The leader is gone; make sure nothing it started lingers.
+                    signal_group(pid, libc::SIGKILL);
+                    status
+                }
+                Err(_) => {
+                    signal_group(pid, libc::SIGKILL);
+                    child.wait().await
+                }
+            }
+        }
+    };
+    let description = match status {
+        Ok(status) => describe_exit(status),
+        Err(e) => format!("could not wait for the process: {e}"),
+    };
+    tracing::debug!(pid, %description, "stdio server process ended");
+    let _ = state.send(ChildState::Exited(description));
+}
+
+fn signal_group(pid: u32, signal: libc::c_int) {
+    if pid == 0 {
+        return;
+    }
+    // SAFETY: kill(2) with a negative pid signals the process group we created for this child;
+    // it has no memory effects.
+    unsafe {
+        libc::kill(-(pid as libc::pid_t), signal);
+    }
+}
+
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with status {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => "exited".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn exit_is_reported_and_shutdown_reaps_the_group() {
+        let (child, _pipes) = ChildProcess::spawn(
+            "t",
+            "sh",
+            &["-c".into(), "echo oops >&2; exit 3".into()],
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        let mut state = child.state();
+        let ended = state
+            .wait_for(|s| matches!(s, ChildState::Exited(_)))
+            .await
+            .unwrap()
+            .clone();
+        assert_eq!(ended, ChildState::Exited("exited with status 3".into()));
+
+        // A shell that starts a grandchild: shutting down must end both.
+        let (child, _pipes) = ChildProcess::spawn(
+            "t",
+            "sh",
+            &["-c".into(), "sleep 30 & echo $! >&2; wait".into()],
+            &BTreeMap::new(),
+        )
+        .unwrap();
+        let leader = child.pid();
+        // Wait until the grandchild's pid has been printed.
+        let grandchild = loop {
+            if let Some(line) = child.stderr_tail().first() {
+                break line.trim().parse::<i32>().unwrap();
+            }
+            tokio::task::yield_now().await;
+        };
+        child.shutdown().await;
+        for pid in [leader as i32, grandchild] {
+            // Signal 0 checks existence; give the kernel a moment to reap the orphan via init.
+            let mut gone = false;
+            for _ in 0..100 {
+                if unsafe { libc::kill(pid, 0) } != 0 {
+                    gone = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert!(gone, "process {pid} survived shutdown");
+        }
+    }
+}

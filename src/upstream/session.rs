@@ -1,0 +1,319 @@
+//! One live MCP session with an upstream server: connect, list tools, call, close.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use rmcp::model::{
+    CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, JsonObject,
+};
+use rmcp::service::{NotificationContext, Peer, RoleClient, ServiceExt};
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use serde_json::Value;
+use tokio::sync::{Notify, watch};
+
+use super::child::{ChildProcess, ChildState};
+use super::classify::{Failure, classify_service_error, error_chain};
+use crate::catalog::{ServerIdentity, ToolCatalog};
+use crate::config::{ServerConfig, Transport};
+
+/// Our side of the MCP conversation: identifies the proxy and hears list changes.
+#[derive(Clone)]
+pub(crate) struct ProxyClient {
+    info: ClientConfig,
+    tools_changed: Arc<Notify>,
+}
+
+impl rmcp::ClientHandler for ProxyClient {
+    fn get_info(&self) -> ClientConfig {
+        self.info.clone()
+    }
+
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.tools_changed.notify_one();
+    }
+}
+
+/// A connected session.
+pub struct Session {
+    pub id: u64,
+    peer: Peer<RoleClient>,
+    cancel: tokio_util::sync::CancellationToken,
+    /// Turns true when the session's service loop has ended.
+    ended: watch::Receiver<bool>,
+    child: tokio::sync::Mutex<Option<ChildProcess>>,
+    child_state: Option<watch::Receiver<ChildState>>,
+    child_pid: Option<u32>,
+    broken: AtomicBool,
+    pub tools_changed: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("child_pid", &self.child_pid)
+            .finish()
+    }
+}
+
+/// Why connecting failed, with the stderr of a child that died on the way.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ConnectError {
+    pub message: String,
+}
+
+impl Session {
+    /// Spawns or dials the server, completes the MCP handshake and lists every tool.
+    pub async fn connect(
+        id: u64,
+        server: &ServerConfig,
+        stdio_env: &BTreeMap<String, String>,
+    ) -> Result<(Session, ToolCatalog), ConnectError> {
+        let tools_changed = Arc::new(Notify::new());
+        let handler = ProxyClient {
+            info: ClientConfig::new(
+                ClientCapabilities::default(),
+                Implementation::new("mcpo", env!("CARGO_PKG_VERSION")),
+            ),
+            tools_changed: tools_changed.clone(),
+        };
+        let fail = |message: String| ConnectError { message };
+        let (running, child) = match &server.transport {
+            Transport::Stdio { command, args, env } => {
+                let mut merged = stdio_env.clone();
+                merged.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
+                let program = resolve_program(command);
+                let (child, pipes) = ChildProcess::spawn(&server.name, &program, args, &merged)
+                    .map_err(|e| fail(format!("cannot start {command:?}: {e}")))?;
+                match handler.serve((pipes.stdout, pipes.stdin)).await {
+                    Ok(running) => (running, Some(child)),
+                    Err(e) => {
+                        let tail = child.stderr_tail();
+                        child.shutdown().await;
+                        let mut message = format!("MCP handshake with {command:?} failed: {e}");
+                        if !tail.is_empty() {
+                            message.push_str("; its stderr ended with: ");
+                            message.push_str(&tail.join(" | "));
+                        }
+                        return Err(fail(message));
+                    }
+                }
+            }
+            Transport::StreamableHttp { url, headers } => {
+                let mut custom = HashMap::new();
+                for (k, v) in headers {
+                    let (Ok(name), Ok(value)) = (
+                        http::HeaderName::from_bytes(k.as_bytes()),
+                        http::HeaderValue::from_str(v),
+                    ) else {
+                        return Err(fail(format!("header {k:?} is not valid")));
+                    };
+                    custom.insert(name, value);
+                }
+                let config = StreamableHttpClientTransportConfig::with_uri(url.as_str())
+                    .custom_headers(custom)
+                    // Session loss is handled by the proxy with a fresh session; the SDK's own
+                    // re-initialisation can wait forever against some servers.
+                    .reinit_on_expired_session(false);
+                let transport = StreamableHttpClientTransport::from_config(config);
+                let running = handler
+                    .serve(transport)
+                    .await
+                    .map_err(|e| fail(format!("cannot connect to {url}: {}", error_chain(&e))))?;
+                (running, None)
+            }
+            Transport::Sse { .. } => {
+                return Err(fail(
+                    "the legacy SSE transport is not supported yet; use \"type\": \"streamable-http\" if the server offers it"
+                        .into(),
+                ));
+            }
+        };
+        let peer = running.peer().clone();
+        let cancel = running.cancellation_token();
+        let cancel = cancel_token_of(cancel);
+        let identity = peer
+            .peer_info()
+            .map(|info| {
+                let server = info.server_info.as_ref();
+                ServerIdentity {
+                    name: server.map(|s| s.name.clone()).unwrap_or_default(),
+                    version: server.map(|s| s.version.clone()).unwrap_or_default(),
+                    title: server.and_then(|s| s.title.clone()),
+                    instructions: info.instructions.clone(),
+                }
+            })
+            .unwrap_or_default();
+        let (ended_tx, ended_rx) = watch::channel(false);
+        let ended_cancel = cancel.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = running.waiting() => {}
+                // `waiting` would also end on cancel, but a cancelled token must not be left
+                // waiting on a transport that never closes.
+                _ = ended_cancel.cancelled() => {}
+            }
+            let _ = ended_tx.send(true);
+        });
+        let child_pid = child.as_ref().map(ChildProcess::pid);
+        let child_state = child.as_ref().map(ChildProcess::state);
+        let session = Session {
+            id,
+            peer,
+            cancel,
+            ended: ended_rx,
+            child: tokio::sync::Mutex::new(child),
+            child_state,
+            child_pid,
+            broken: AtomicBool::new(false),
+            tools_changed,
+        };
+        let catalog = match session.list_tools(&server.name).await {
+            Ok(tools) => ToolCatalog::new(identity, tools, &server.disabled_tools),
+            Err(e) => {
+                let message = format!("tools/list failed: {e}");
+                session.close().await;
+                return Err(fail(message));
+            }
+        };
+        Ok((session, catalog))
+    }
+
+    /// Lists every tool, following pagination, as raw JSON.
+    pub async fn list_tools(&self, server: &str) -> Result<Vec<Value>, String> {
+        let tools = self.peer.list_all_tools().await.map_err(|e| {
+            tracing::debug!(server, error = %e, "tools/list failed");
+            error_chain(&e)
+        })?;
+        Ok(tools
+            .into_iter()
+            .filter_map(|t| serde_json::to_value(t).ok())
+            .collect())
+    }
+
+    /// Calls a tool. Cancelling this future (for example at the deadline) sends
+    /// `notifications/cancelled` upstream.
+    pub async fn call_tool(
+        &self,
+        tool: &str,
+        arguments: Option<JsonObject>,
+    ) -> Result<Value, Failure> {
+        let mut params = CallToolRequestParams::new(tool.to_string());
+        params.arguments = arguments;
+        match self.peer.call_tool(params).await {
+            Ok(result) => serde_json::to_value(result).map_err(|e| Failure::Protocol {
+                detail: format!("cannot read the tool result: {e}"),
+            }),
+            Err(e) => Err(classify_service_error(&e)),
+        }
+    }
+
+    /// Sends `ping` and waits at most `within`.
+    pub async fn ping(&self, within: Duration) -> Result<(), Failure> {
+        match tokio::time::timeout(within, self.peer.send_request(ping_request())).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(classify_service_error(&e)),
+            Err(_) => Err(Failure::Timeout { after: within }),
+        }
+    }
+
+    /// True when the session can no longer carry calls.
+    pub fn is_dead(&self) -> bool {
+        self.broken.load(Ordering::Relaxed)
+            || *self.ended.borrow()
+            || self.peer.is_transport_closed()
+            || self
+                .child_state
+                .as_ref()
+                .is_some_and(|s| matches!(*s.borrow(), ChildState::Exited(_)))
+    }
+
+    /// Marks the session unusable; the supervisor replaces it.
+    pub fn mark_broken(&self) {
+        self.broken.store(true, Ordering::Relaxed);
+    }
+
+    pub fn child_pid(&self) -> Option<u32> {
+        self.child_pid
+    }
+
+    /// Resolves when the session dies by itself: the child exits or the service loop ends.
+    pub async fn died(&self) -> String {
+        let mut ended = self.ended.clone();
+        match self.child_state.clone() {
+            Some(mut child) => {
+                tokio::select! {
+                    s = child.wait_for(|s| matches!(s, ChildState::Exited(_))) => match s.as_deref() {
+                        Ok(ChildState::Exited(how)) => format!("the server process {how}"),
+                        _ => "the server process ended".into(),
+                    },
+                    _ = ended.wait_for(|e| *e) => "the connection to the server closed".into(),
+                }
+            }
+            None => {
+                let _ = ended.wait_for(|e| *e).await;
+                "the connection to the server closed".into()
+            }
+        }
+    }
+
+    /// The stderr tail of the child, if any.
+    pub async fn stderr_tail(&self) -> Vec<String> {
+        self.child
+            .lock()
+            .await
+            .as_ref()
+            .map(ChildProcess::stderr_tail)
+            .unwrap_or_default()
+    }
+
+    /// Ends the session and, for stdio, the whole process group of the server.
+    pub async fn close(&self) {
+        self.mark_broken();
+        self.cancel.cancel();
+        if let Some(child) = self.child.lock().await.take() {
+            child.shutdown().await;
+        }
+    }
+}
+
+/// The command `mcpo` always means this very binary, so a config can start the bundled fake
+/// server (`mcpo fake-server`) without knowing where the binary is installed.
+fn resolve_program(command: &str) -> String {
+    if command == "mcpo"
+        && let Ok(exe) = std::env::current_exe()
+    {
+        return exe.display().to_string();
+    }
+    command.to_string()
+}
+
+fn ping_request() -> rmcp::model::ClientRequest {
+    rmcp::model::ClientRequest::PingRequest(rmcp::model::PingRequest::default())
+}
+
+/// rmcp wraps its token in a newtype without access to the inner one; keep our own token that
+/// cancels it.
+fn cancel_token_of(
+    token: rmcp::service::RunningServiceCancellationToken,
+) -> tokio_util::sync::CancellationToken {
+    let ours = tokio_util::sync::CancellationToken::new();
+    let watched = ours.clone();
+    tokio::spawn(async move {
+        watched.cancelled().await;
+        token.cancel();
+    });
+    ours
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // Ends the service loop and the helper task of `cancel_token_of`; the child, if still
+        // owned, is killed by its own guard.
+        self.cancel.cancel();
+    }
+}

@@ -1,0 +1,308 @@
+//! Shared setup of the integration tests: the real `mcpo` binary, real fake servers, real
+//! published MCP servers, and real HTTP on 127.0.0.1.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The binary under test.
+pub fn mcpo_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_mcpo")
+}
+
+/// Where `.ci/install-deps` put the real MCP servers; installs them on first use so that
+/// `cargo nextest run` works on a fresh clone too.
+pub fn deps_dir() -> &'static Path {
+    static DEPS: OnceLock<PathBuf> = OnceLock::new();
+    DEPS.get_or_init(|| {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let dir = std::env::var_os("MCPO_TEST_DEPS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join(".deps"));
+        if !dir.join(".complete").exists() {
+            let status = Command::new("bash")
+                .arg(root.join(".ci/install-deps"))
+                .env("MCPO_TEST_DEPS", &dir)
+                .status()
+                .expect("run .ci/install-deps");
+            assert!(
+                status.success(),
+                ".ci/install-deps failed; the tests need its servers"
+            );
+        }
+        dir
+    })
+}
+
+/// Command and args of `@modelcontextprotocol/server-everything` in stdio mode.
+pub fn everything_stdio() -> (String, Vec<String>) {
+    let script =
+        deps_dir().join("node/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    (
+        "node".into(),
+        vec![script.display().to_string(), "stdio".into()],
+    )
+}
+
+/// Command of PyPI's `mcp-server-time`.
+pub fn time_server() -> (String, Vec<String>) {
+    let bin = deps_dir().join("venv/bin/mcp-server-time");
+    (
+        bin.display().to_string(),
+        vec!["--local-timezone=UTC".into()],
+    )
+}
+
+/// `openapi-spec-validator` from PyPI.
+pub fn openapi_validator() -> PathBuf {
+    deps_dir().join("venv/bin/openapi-spec-validator")
+}
+
+/// Reads lines from a child's stdout until one contains `marker`, returning that line.
+fn wait_for_line(child: &mut Child, marker: &str, within: Duration) -> String {
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let wanted = marker.to_string();
+    std::thread::spawn(move || {
+        // Keep draining after the match so the child never blocks on a full pipe.
+        let mut found = false;
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if !found && line.contains(&wanted) {
+                found = true;
+                let _ = tx.send(line);
+            }
+        }
+    });
+    rx.recv_timeout(within)
+        .unwrap_or_else(|_| panic!("no line containing {marker:?} within {within:?}"))
+}
+
+/// The `http://host:port...` URL inside a line.
+fn url_in(line: &str) -> String {
+    let start = line.find("http://").expect("a URL in the line");
+    line[start..]
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A process that is killed when the test ends, however it ends.
+pub struct Proc {
+    pub child: Child,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A fake MCP server over streamable HTTP.
+pub struct FakeHttp {
+    pub proc: Proc,
+    /// e.g. `http://127.0.0.1:41234/mcp`
+    pub url: String,
+}
+
+impl FakeHttp {
+    pub fn start(id: &str) -> FakeHttp {
+        Self::start_on(id, 0)
+    }
+
+    pub fn start_on(id: &str, port: u16) -> FakeHttp {
+        let mut child = Command::new(mcpo_bin())
+            .args([
+                "fake-server",
+                "--transport",
+                "streamable-http",
+                "--port",
+                &port.to_string(),
+                "--id",
+                id,
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start fake server");
+        let line = wait_for_line(&mut child, "listening on", Duration::from_secs(20));
+        FakeHttp {
+            url: url_in(&line),
+            proc: Proc { child },
+        }
+    }
+}
+
+/// The proxy under test.
+pub struct Proxy {
+    pub proc: Proc,
+    pub base: String,
+    pub client: reqwest::Client,
+    _dir: tempdir::TempDir,
+}
+
+impl Proxy {
+    /// Starts `mcpo serve --config <config>` plus `extra` flags on a free port.
+    pub fn start(config: &Value, extra: &[&str]) -> Proxy {
+        Self::start_with_env(config, extra, &[])
+    }
+
+    pub fn start_with_env(config: &Value, extra: &[&str], env: &[(&str, &str)]) -> Proxy {
+        let dir = tempdir::TempDir::new();
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
+        let mut args = vec!["serve", "--host", "127.0.0.1", "--port", "0", "--config"];
+        let path_str = path.display().to_string();
+        args.push(&path_str);
+        args.extend_from_slice(extra);
+        Self::spawn(&args, env, dir)
+    }
+
+    /// Starts `mcpo` with exactly these arguments (plus host and port).
+    pub fn start_args(args: &[&str], env: &[(&str, &str)]) -> Proxy {
+        let mut all = vec!["--host", "127.0.0.1", "--port", "0"];
+        all.extend_from_slice(args);
+        Self::spawn(&all, env, tempdir::TempDir::new())
+    }
+
+    fn spawn(args: &[&str], env: &[(&str, &str)], dir: tempdir::TempDir) -> Proxy {
+        let mut cmd = Command::new(mcpo_bin());
+        cmd.args(args)
+            .stdout(Stdio::piped())
+            .env("LOG_LEVEL", "WARNING");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start mcpo");
+        let line = wait_for_line(&mut child, "mcpo serving on", Duration::from_secs(90));
+        Proxy {
+            base: url_in(&line),
+            proc: Proc { child },
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+            _dir: dir,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.proc.child.id()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .client
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self.client.get(self.url(path)).send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Waits until `GET path` answers 200 (a server's tools are listed once its OpenAPI is).
+    pub async fn wait_ok(&self, path: &str, within: Duration) -> Value {
+        let start = Instant::now();
+        loop {
+            let (status, body) = self.get(path).await;
+            if status == 200 {
+                return body;
+            }
+            assert!(
+                start.elapsed() < within,
+                "{path} still {status} after {within:?}: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Minimal temporary directory (removed on drop) so the tests need no extra crate.
+pub mod tempdir {
+    use std::path::{Path, PathBuf};
+
+    pub struct TempDir(PathBuf);
+
+    impl TempDir {
+        pub fn new() -> TempDir {
+            use std::sync::atomic::{AtomicU32, Ordering};
+            static N: AtomicU32 = AtomicU32::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "mcpo-test-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+
+        pub fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// PIDs of live processes whose environment holds `KEY=VALUE` (zombies count as gone).
+pub fn processes_with_env(key: &str, value: &str) -> Vec<u32> {
+    let needle = format!("{key}={value}");
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if pid == std::process::id() {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        let has = environ.split(|b| *b == 0).any(|kv| kv == needle.as_bytes());
+        if !has {
+            continue;
+        }
+        let state = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let zombie = state
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z'));
+        if !zombie {
+            found.push(pid);
+        }
+    }
+    found
+}
