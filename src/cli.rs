@@ -114,6 +114,31 @@ pub struct ServeArgs {
         default_value_t = 60.0
     )]
     pub connect_timeout: f64,
+    /// Upstream sessions kept warm per server (stdio: child processes).
+    #[arg(
+        long = "pool-min-connections",
+        env = "MCPO_POOL_MIN_CONNECTIONS",
+        default_value_t = 1
+    )]
+    pub pool_min_connections: usize,
+    /// Upstream sessions per server at most; the pool grows under load up to this.
+    #[arg(
+        long = "pool-max-connections",
+        env = "MCPO_POOL_MAX_CONNECTIONS",
+        default_value_t = 1
+    )]
+    pub pool_max_connections: usize,
+    /// Attempts per tool call, the first included, when a failure is safe to recover from.
+    #[arg(
+        long = "max-recovery-attempts",
+        env = "MCPO_MAX_RECOVERY_ATTEMPTS",
+        default_value_t = 3
+    )]
+    pub max_recovery_attempts: u32,
+    /// `false` turns automatic recovery off (mcpo's behaviour, for comparison).
+    #[arg(long = "error-recovery-enabled", env = "MCPO_ERROR_RECOVERY_ENABLED", default_value_t = true,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub error_recovery_enabled: bool,
     /// The command (stdio) or URL (remote) of a single server.
     #[arg(last = true, value_name = "COMMAND")]
     pub command: Vec<String>,

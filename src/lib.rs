@@ -9,5 +9,6 @@ pub mod config;
 pub mod fake;
 pub mod http;
 pub mod openapi;
+pub mod recovery;
 pub mod serve;
 pub mod upstream;

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::ServeConfig;
 use crate::http::{AppState, router};
+use crate::recovery::RecoveryPolicy;
 use crate::upstream::{Upstream, UpstreamSettings};
 
 /// How long in-flight HTTP requests get to finish after a shutdown signal.
@@ -72,15 +73,23 @@ pub async fn start(config: ServeConfig) -> Result<RunningProxy, ServeError> {
         stdio_env: config.stdio_env.clone(),
         connect_timeout: config.connect_timeout,
         call_timeout: config.tool_timeout,
+        pool_min: config.pool_min,
+        pool_max: config.pool_max,
+        ..UpstreamSettings::default()
+    };
+    let policy = if config.recovery_enabled {
+        RecoveryPolicy::standard(config.max_recovery_attempts)
+    } else {
+        RecoveryPolicy::disabled()
     };
     let upstreams: Vec<Arc<Upstream>> = config
         .servers
         .iter()
-        .map(|s| Upstream::new(s.clone(), settings.clone()))
+        .map(|s| Upstream::new(s.clone(), settings.clone(), policy.clone()))
         .collect();
     let mut supervisors = JoinSet::new();
     for upstream in &upstreams {
-        supervisors.spawn(upstream.clone().supervise(shutdown.child_token()));
+        supervisors.spawn(upstream.clone().run(shutdown.child_token()));
     }
     let first_attempts =
         futures::future::join_all(upstreams.iter().map(|u| u.first_attempt_done()));

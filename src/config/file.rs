@@ -30,6 +30,9 @@ const KNOWN_SERVER_KEYS: &[&str] = &[
     "timeout",
     "disabled",
     "cwd",
+    "pool",
+    "retryable_tools",
+    "retryableTools",
 ];
 
 /// Headers that the MCP transport itself owns; a config may not set them.
@@ -213,12 +216,56 @@ fn parse_server(name: &str, entry: &Map<String, Value>) -> Result<Option<ServerC
             ));
         }
     };
+    let (pool_min, pool_max) = match entry.get("pool") {
+        None | Some(Value::Null) => (None, None),
+        Some(Value::Object(pool)) => {
+            let size = |key: &str| -> Result<Option<usize>, String> {
+                match pool.get(key) {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(v) => v
+                        .as_u64()
+                        .filter(|n| (1..=64).contains(n))
+                        .map(|n| Some(n as usize))
+                        .ok_or_else(|| {
+                            format!(
+                                "key \"pool.{key}\" must be a whole number from 1 to 64, found {}",
+                                short(v)
+                            )
+                        }),
+                }
+            };
+            let (min, max) = (size("min")?, size("max")?);
+            if let (Some(min), Some(max)) = (min, max)
+                && min > max
+            {
+                return Err(format!(
+                    "key \"pool\": min ({min}) is larger than max ({max})"
+                ));
+            }
+            (min, max)
+        }
+        Some(other) => {
+            return Err(format!(
+                "key \"pool\" must be an object like {{\"min\": 1, \"max\": 4}}, found {}",
+                kind_of(other)
+            ));
+        }
+    };
+    let mut retryable_tools = BTreeSet::new();
+    for key in ["retryable_tools", "retryableTools"] {
+        if let Some(list) = string_list(entry, key)? {
+            retryable_tools.extend(list);
+        }
+    }
     Ok(Some(ServerConfig {
         name: name.to_string(),
         transport,
         disabled_tools,
         timeout,
         header_forwarding,
+        pool_min,
+        pool_max,
+        retryable_tools,
     }))
 }
 

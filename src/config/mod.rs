@@ -39,6 +39,28 @@ pub struct ServerConfig {
     pub timeout: Option<Duration>,
     /// Which headers of the incoming HTTP request are passed on to the tool call.
     pub header_forwarding: Option<HeaderForwarding>,
+    /// Pool size bounds for this server; `None` means the proxy-wide setting.
+    pub pool_min: Option<usize>,
+    pub pool_max: Option<usize>,
+    /// Tools that may be sent again after a failure although the server does not declare them
+    /// idempotent.
+    pub retryable_tools: BTreeSet<String>,
+}
+
+impl ServerConfig {
+    /// A server with default settings, for tests and library users.
+    pub fn new(name: &str, transport: Transport) -> Self {
+        ServerConfig {
+            name: name.to_string(),
+            transport,
+            disabled_tools: BTreeSet::new(),
+            timeout: None,
+            header_forwarding: None,
+            pool_min: None,
+            pool_max: None,
+            retryable_tools: BTreeSet::new(),
+        }
+    }
 }
 
 /// How the proxy reaches an upstream server.

@@ -36,6 +36,13 @@ pub struct ServeConfig {
     pub tool_timeout: Duration,
     pub connect_timeout: Duration,
     pub log_level: String,
+    /// Pool size per server unless the server sets its own.
+    pub pool_min: usize,
+    pub pool_max: usize,
+    /// Attempts per call, the first included.
+    pub max_recovery_attempts: u32,
+    /// False gives mcpo's behaviour: no retries, breaker or proactive restarts.
+    pub recovery_enabled: bool,
 }
 
 impl ServeConfig {
@@ -60,6 +67,10 @@ impl ServeConfig {
             tool_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(60),
             log_level: "INFO".into(),
+            pool_min: 1,
+            pool_max: 1,
+            max_recovery_attempts: 3,
+            recovery_enabled: true,
         }
     }
 
@@ -97,6 +108,21 @@ pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
             "must be a positive number of seconds".into(),
         )
     })?;
+    if !(1..=64).contains(&args.pool_min_connections) {
+        return Err(flag(
+            "--pool-min-connections",
+            "must be from 1 to 64".into(),
+        ));
+    }
+    if !(1..=64).contains(&args.pool_max_connections) {
+        return Err(flag(
+            "--pool-max-connections",
+            "must be from 1 to 64".into(),
+        ));
+    }
+    if args.max_recovery_attempts == 0 {
+        return Err(flag("--max-recovery-attempts", "must be at least 1".into()));
+    }
     let mut stdio_env = BTreeMap::new();
     if let Some(path) = &args.env_path {
         let iter = dotenvy::from_path_iter(path)
@@ -150,6 +176,10 @@ pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
         tool_timeout,
         connect_timeout,
         log_level: args.log_level.clone(),
+        pool_min: args.pool_min_connections,
+        pool_max: args.pool_max_connections.max(args.pool_min_connections),
+        max_recovery_attempts: args.max_recovery_attempts,
+        recovery_enabled: args.error_recovery_enabled,
     })
 }
 
@@ -192,13 +222,7 @@ fn single_server(args: &ServeArgs) -> Result<ServerConfig, ConfigError> {
             headers,
         },
     };
-    Ok(ServerConfig {
-        name: String::new(),
-        transport,
-        disabled_tools: Default::default(),
-        timeout: None,
-        header_forwarding: None,
-    })
+    Ok(ServerConfig::new("", transport))
 }
 
 fn positive_secs(secs: f64) -> Option<Duration> {

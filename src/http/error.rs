@@ -129,6 +129,15 @@ fn upstream_response(failure: &Failure, server: &str, tool: &str) -> Response {
             )}}),
             Some(1),
         ),
+        Failure::CircuitOpen { retry_after } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"detail": {"message": format!(
+                "MCP server '{}' failed too often just now; calls are paused for {:.1}s (circuit breaker open)",
+                if server.is_empty() { "upstream" } else { server },
+                retry_after.as_secs_f64()
+            )}}),
+            Some(retry_after.as_secs_f64().ceil().max(1.0) as u64),
+        ),
         Failure::SessionExpired => (
             StatusCode::SERVICE_UNAVAILABLE,
             json!({"detail": {"message": format!(

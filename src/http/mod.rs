@@ -233,11 +233,13 @@ fn parse_arguments(body: &[u8], takes_no_arguments: bool) -> Result<Value, ApiEr
 }
 
 fn current_catalog(upstream: &Upstream) -> Result<Arc<ToolCatalog>, Failure> {
-    let view = upstream.view();
-    view.catalog.ok_or_else(|| Failure::Unavailable {
-        reason: view
-            .last_error
-            .unwrap_or_else(|| format!("it is {}", view.status.as_str())),
+    upstream.catalog().ok_or_else(|| {
+        let view = upstream.view();
+        Failure::Unavailable {
+            reason: view
+                .last_error
+                .unwrap_or_else(|| format!("it is {}", view.status.as_str())),
+        }
     })
 }
 

@@ -151,6 +151,8 @@ async fn reap(
         status = child.wait() => status,
         _ = stop => {
             signal_group(pid, libc::SIGTERM);
+            // A stopped (SIGSTOP) process acts on SIGTERM only once continued.
+            signal_group(pid, libc::SIGCONT);
             match tokio::time::timeout(TERM_GRACE, child.wait()).await {
                 Ok(status) => {
                     // The leader is gone; make sure nothing it started lingers.

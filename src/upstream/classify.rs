@@ -39,6 +39,8 @@ pub enum Failure {
     Unavailable { reason: String },
     /// The server said something that is not valid MCP.
     Protocol { detail: String },
+    /// The circuit breaker is open: the server failed too often just now.
+    CircuitOpen { retry_after: Duration },
 }
 
 impl Failure {
@@ -51,15 +53,14 @@ impl Failure {
         )
     }
 
-    /// True when the session this failure happened on should be replaced.
-    pub fn breaks_session(&self) -> bool {
-        matches!(
-            self,
-            Failure::TransportClosed { .. }
-                | Failure::SessionExpired
-                | Failure::Connect { .. }
-                | Failure::Protocol { .. }
-        )
+    /// True when the failure says the server is unhealthy (for the circuit breaker). A tool
+    /// error or a JSON-RPC error is a healthy server giving an answer.
+    pub fn counts_against_server(&self) -> bool {
+        match self {
+            Failure::Tool { .. } | Failure::JsonRpc { .. } | Failure::SessionExpired => false,
+            Failure::HttpStatus { status, .. } => *status >= 500 || *status == 429,
+            _ => true,
+        }
     }
 
     /// A short label for logs and metrics.
@@ -74,6 +75,7 @@ impl Failure {
             Failure::Connect { .. } => "connect",
             Failure::Unavailable { .. } => "unavailable",
             Failure::Protocol { .. } => "protocol",
+            Failure::CircuitOpen { .. } => "circuit_open",
         }
     }
 }

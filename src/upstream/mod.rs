@@ -1,43 +1,48 @@
-//! Upstream MCP servers: connecting, supervising and calling them.
+//! Upstream MCP servers: a supervised pool of sessions per server, and the call path.
 //!
-//! Each configured server gets one [`Upstream`], whose supervisor task owns the live
-//! [`Session`]: it connects (spawning the child for stdio), lists the tools, watches the
-//! session, and reconnects as soon as it dies, with exponential backoff and full jitter between
-//! failed attempts. The request path never connects anything itself; it asks for the current
-//! session, waiting (within the call's deadline) while one is being started.
+//! Each configured server is one [`Upstream`]: a pool of [`member::Member`]s (each a
+//! supervisor keeping one session alive: a child process for stdio, an HTTP session for
+//! streamable HTTP), the server's current [`ToolCatalog`], a circuit breaker and a retry
+//! budget. [`Upstream::run`] owns the members (warm minimum, grown under load, idle ones
+//! retired); [`Upstream::call_tool`] picks the least-loaded ready member, calls under the
+//! deadline and carries out the recovery policy's decision on failure.
 //!
 //! Architecture invariant: this module knows nothing of HTTP. It returns tool results as JSON
-//! and failures as [`classify::Failure`].
+//! and failures as [`classify::Failure`]; it never waits without a deadline on the call path.
 
 pub mod child;
 pub mod classify;
+mod http_client;
+pub mod member;
 mod session;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
-use rand::RngExt as _;
 use rmcp::model::JsonObject;
 use serde_json::Value;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use classify::Failure;
+use member::Member;
 pub use session::{ConnectError, Session};
 
 use crate::catalog::{ToolCatalog, ToolEntry};
 use crate::config::ServerConfig;
+use crate::recovery::{
+    Backoff, BreakerConfig, BreakerState, CircuitBreaker, FailureContext, RecoveryPolicy,
+    RetryBudget, SessionAction,
+};
 
-/// First delay between failed connection attempts; doubled each time up to [`BACKOFF_MAX`].
-const BACKOFF_BASE: Duration = Duration::from_millis(100);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// How many times one call may be sent again after a failure that makes it safe to.
-const MAX_CALL_ATTEMPTS: u32 = 3;
+/// How often the pool looks for idle members above the minimum to retire.
+const POOL_TICK: Duration = Duration::from_secs(5);
 
-/// Where a server is in its life.
+/// Where a server (or one pool member) is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     /// First connection attempt in progress.
@@ -48,7 +53,7 @@ pub enum Status {
     Reconnecting,
     /// The last attempt failed; the next one is scheduled.
     Down,
-    /// The proxy is shutting down.
+    /// Shut down.
     Stopped,
 }
 
@@ -64,173 +69,316 @@ impl Status {
     }
 }
 
-/// A consistent picture of one upstream, replaced as a whole on every change.
-#[derive(Debug, Clone)]
-pub struct UpstreamView {
-    pub status: Status,
-    pub session: Option<Arc<Session>>,
-    /// The most recent tool listing; kept while reconnecting so routes do not flicker.
-    pub catalog: Option<Arc<ToolCatalog>>,
-    pub last_error: Option<String>,
-    pub since: SystemTime,
-    /// Sessions that ended and were replaced.
-    pub restarts: u64,
-    pub connect_attempts: u64,
-}
-
-/// Settings the supervisor needs besides the server's own config.
+/// Settings the supervisors need besides each server's own config.
 #[derive(Debug, Clone)]
 pub struct UpstreamSettings {
     pub stdio_env: BTreeMap<String, String>,
     pub connect_timeout: Duration,
     pub call_timeout: Duration,
+    pub backoff: Backoff,
+    pub pool_min: usize,
+    pub pool_max: usize,
+    /// A member idle this long above the pool minimum is retired.
+    pub pool_idle: Duration,
+    /// An idle session is pinged this often.
+    pub idle_ping_every: Duration,
+    pub breaker: BreakerConfig,
+    pub retry_ratio: f64,
+}
+
+impl Default for UpstreamSettings {
+    fn default() -> Self {
+        UpstreamSettings {
+            stdio_env: BTreeMap::new(),
+            connect_timeout: Duration::from_secs(60),
+            call_timeout: Duration::from_secs(60),
+            backoff: Backoff::default(),
+            pool_min: 1,
+            pool_max: 1,
+            pool_idle: Duration::from_secs(60),
+            idle_ping_every: Duration::from_secs(30),
+            breaker: BreakerConfig::default(),
+            retry_ratio: 0.2,
+        }
+    }
+}
+
+/// What members of one server share.
+pub struct ServerShared {
+    pub config: ServerConfig,
+    pub settings: UpstreamSettings,
+    pub policy: RecoveryPolicy,
+    catalog: watch::Sender<Option<Arc<ToolCatalog>>>,
+    /// Bumped on every change of any member, so waiters need one subscription.
+    generation: watch::Sender<u64>,
+    next_session: AtomicU64,
+    started: Instant,
+}
+
+impl ServerShared {
+    fn changed(&self) {
+        self.generation.send_modify(|g| *g = g.wrapping_add(1));
+    }
+
+    fn publish_catalog(&self, catalog: Arc<ToolCatalog>) {
+        self.catalog.send_replace(Some(catalog));
+        self.changed();
+    }
+
+    pub fn catalog(&self) -> Option<Arc<ToolCatalog>> {
+        self.catalog.borrow().clone()
+    }
+
+    fn next_session_id(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn uptime_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+}
+
+/// A summary of the whole server, for routes, errors and diagnostics.
+#[derive(Debug, Clone)]
+pub struct UpstreamView {
+    pub status: Status,
+    pub catalog: Option<Arc<ToolCatalog>>,
+    pub last_error: Option<String>,
+    pub since: SystemTime,
+    pub restarts: u64,
+    pub connect_attempts: u64,
+    pub members: usize,
+    pub breaker: BreakerState,
 }
 
 /// One configured upstream server.
 pub struct Upstream {
-    pub config: ServerConfig,
-    settings: UpstreamSettings,
-    state: watch::Sender<UpstreamView>,
-    /// Wakes the supervisor: a session was found broken, or a restart was asked for.
-    wake: Notify,
-    restart_requested: std::sync::atomic::AtomicBool,
-    next_session: AtomicU64,
+    shared: Arc<ServerShared>,
+    members: RwLock<Vec<Arc<Member>>>,
+    breaker: CircuitBreaker,
+    budget: RetryBudget,
+    grow: mpsc::Sender<()>,
+    grow_rx: std::sync::Mutex<Option<mpsc::Receiver<()>>>,
+    pool_min: usize,
+    pool_max: usize,
 }
 
 impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Upstream")
-            .field("name", &self.config.name)
+            .field("name", &self.name())
             .finish()
     }
 }
 
 impl Upstream {
-    pub fn new(config: ServerConfig, settings: UpstreamSettings) -> Arc<Self> {
-        let (state, _) = watch::channel(UpstreamView {
-            status: Status::Starting,
-            session: None,
-            catalog: None,
-            last_error: None,
-            since: SystemTime::now(),
-            restarts: 0,
-            connect_attempts: 0,
-        });
+    pub fn new(
+        config: ServerConfig,
+        settings: UpstreamSettings,
+        policy: RecoveryPolicy,
+    ) -> Arc<Self> {
+        let pool_min = config.pool_min.unwrap_or(settings.pool_min).max(1);
+        let pool_max = config.pool_max.unwrap_or(settings.pool_max).max(pool_min);
+        let breaker = CircuitBreaker::new(settings.breaker);
+        let budget = RetryBudget::new(settings.retry_ratio, 10.0);
+        let (grow, grow_rx) = mpsc::channel(1);
         Arc::new(Upstream {
-            config,
-            settings,
-            state,
-            wake: Notify::new(),
-            restart_requested: Default::default(),
-            next_session: AtomicU64::new(1),
+            shared: Arc::new(ServerShared {
+                config,
+                settings,
+                policy,
+                catalog: watch::channel(None).0,
+                generation: watch::channel(0).0,
+                next_session: AtomicU64::new(1),
+                started: Instant::now(),
+            }),
+            members: RwLock::new(Vec::new()),
+            breaker,
+            budget,
+            grow,
+            grow_rx: std::sync::Mutex::new(Some(grow_rx)),
+            pool_min,
+            pool_max,
         })
     }
 
     pub fn name(&self) -> &str {
-        &self.config.name
+        &self.shared.config.name
     }
 
-    /// The current picture.
-    pub fn view(&self) -> UpstreamView {
-        self.state.borrow().clone()
-    }
-
-    /// Subscribes to changes of the picture.
-    pub fn watch(&self) -> watch::Receiver<UpstreamView> {
-        self.state.subscribe()
+    pub fn config(&self) -> &ServerConfig {
+        &self.shared.config
     }
 
     /// The deadline of one call.
     pub fn call_timeout(&self) -> Duration {
-        self.config.timeout.unwrap_or(self.settings.call_timeout)
+        self.shared
+            .config
+            .timeout
+            .unwrap_or(self.shared.settings.call_timeout)
     }
 
-    /// Asks the supervisor to replace the session now (also skips a pending backoff).
-    pub fn request_restart(&self) {
-        self.restart_requested.store(true, Ordering::SeqCst);
-        self.wake.notify_one();
+    fn members(&self) -> Vec<Arc<Member>> {
+        self.members.read().map(|m| m.clone()).unwrap_or_default()
     }
 
-    /// Waits until the first connection attempt has finished, either way.
-    pub async fn first_attempt_done(&self) {
-        let mut rx = self.state.subscribe();
-        let _ = rx.wait_for(|v| v.status != Status::Starting).await;
+    /// The pool's current members' views (for diagnostics).
+    pub fn member_views(&self) -> Vec<(usize, member::MemberView, usize)> {
+        self.members()
+            .iter()
+            .map(|m| (m.index, m.view(), m.in_flight.load(Ordering::Relaxed)))
+            .collect()
     }
 
-    /// Calls `tool` within the server's deadline, sending again only when that cannot run the
-    /// tool twice: the failure happened before the request reached the server, or the tool is
-    /// declared idempotent and its session broke under it.
-    pub async fn call_tool(
-        &self,
-        tool: &ToolEntry,
-        arguments: Option<JsonObject>,
-    ) -> Result<Value, Failure> {
-        let deadline = self.call_timeout();
-        let until = Instant::now() + deadline;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let session = self.ready_session(until, deadline).await?;
-            let call = session.call_tool(&tool.name, arguments.clone());
-            let failure = match tokio::time::timeout_at(until, call).await {
-                Ok(Ok(result)) => return Ok(result),
-                Ok(Err(failure)) => failure,
-                Err(_) => {
-                    // The call future was dropped, which sent `notifications/cancelled`.
-                    return Err(Failure::Timeout { after: deadline });
-                }
-            };
-            if failure.breaks_session() {
-                tracing::warn!(server = %self.name(), session = session.id, failure = %failure.label(),
-                    "session broke during a call; replacing it");
-                session.mark_broken();
-                self.wake.notify_one();
-            }
-            let safe = failure.is_before_send()
-                || (tool.is_idempotent() && matches!(failure, Failure::TransportClosed { .. }));
-            if !safe || attempt >= MAX_CALL_ATTEMPTS || Instant::now() >= until {
-                return Err(failure);
-            }
-            tracing::debug!(server = %self.name(), tool = %tool.name, attempt, "sending the call again");
+    /// The latest tool listing.
+    pub fn catalog(&self) -> Option<Arc<ToolCatalog>> {
+        self.shared.catalog()
+    }
+
+    /// A summary of the server over all pool members.
+    pub fn view(&self) -> UpstreamView {
+        let members = self.members();
+        let views: Vec<_> = members.iter().map(|m| m.view()).collect();
+        let rank = |s: Status| match s {
+            Status::Ready => 0,
+            Status::Reconnecting => 1,
+            Status::Starting => 2,
+            Status::Down => 3,
+            Status::Stopped => 4,
+        };
+        let best = views.iter().min_by_key(|v| rank(v.status));
+        UpstreamView {
+            status: best.map_or(Status::Starting, |v| v.status),
+            catalog: self.catalog(),
+            last_error: views.iter().find_map(|v| v.last_error.clone()),
+            since: best.map_or_else(SystemTime::now, |v| v.since),
+            restarts: views.iter().map(|v| v.restarts).sum(),
+            connect_attempts: views.iter().map(|v| v.connect_attempts).sum(),
+            members: views.len(),
+            breaker: self.breaker.state(),
         }
     }
 
-    /// The live session, waiting while one is being connected, up to `until`.
-    async fn ready_session(
+    /// Replaces every session now (the restart endpoint).
+    pub fn request_restart(&self) {
+        for m in self.members() {
+            m.request_restart();
+        }
+    }
+
+    /// Waits until every member has finished its first connection attempt, either way.
+    pub async fn first_attempt_done(&self) {
+        let mut generation = self.shared.generation.subscribe();
+        loop {
+            let members = self.members();
+            if !members.is_empty() && members.iter().all(|m| m.view().status != Status::Starting) {
+                return;
+            }
+            if generation.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    fn spawn_member(self: &Arc<Self>, set: &mut JoinSet<()>, stop: &CancellationToken) {
+        let Ok(mut members) = self.members.write() else {
+            return;
+        };
+        let index = members.iter().map(|m| m.index + 1).max().unwrap_or(0);
+        let member = Member::new(index, self.shared.clone(), stop.child_token());
+        members.push(member.clone());
+        drop(members);
+        self.shared.changed();
+        set.spawn(member.supervise());
+    }
+
+    /// Runs the pool until `shutdown`: starts the warm minimum, grows on demand up to the
+    /// maximum, retires members idle above the minimum, and on shutdown waits for every
+    /// member to close its session (and so its child).
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut set = JoinSet::new();
+        for _ in 0..self.pool_min {
+            self.spawn_member(&mut set, &shutdown);
+        }
+        let grow_rx = self.grow_rx.lock().ok().and_then(|mut g| g.take());
+        let Some(mut grow_rx) = grow_rx else { return };
+        let mut tick = tokio::time::interval(POOL_TICK);
+        loop {
+            tokio::select! {
+                Some(()) = grow_rx.recv() => {
+                    if self.members().len() < self.pool_max {
+                        tracing::info!(server = %self.name(), members = self.members().len() + 1, "growing the pool under load");
+                        self.spawn_member(&mut set, &shutdown);
+                    }
+                }
+                _ = tick.tick() => self.retire_idle(),
+                Some(_) = set.join_next() => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        while set.join_next().await.is_some() {}
+    }
+
+    fn retire_idle(&self) {
+        let Ok(mut members) = self.members.write() else {
+            return;
+        };
+        while members.len() > self.pool_min {
+            let idle = members.iter().rposition(|m| {
+                m.in_flight.load(Ordering::Relaxed) == 0
+                    && m.idle_for() >= self.shared.settings.pool_idle
+            });
+            let Some(i) = idle else { break };
+            let m = members.remove(i);
+            tracing::info!(server = %self.name(), member = m.index, "retiring an idle pool member");
+            m.stop.cancel();
+        }
+        drop(members);
+        self.shared.changed();
+    }
+
+    /// The least-loaded ready member, waiting (until `until`) while members are connecting.
+    async fn pick(
         &self,
         until: Instant,
         deadline: Duration,
-    ) -> Result<Arc<Session>, Failure> {
-        let mut rx = self.state.subscribe();
+    ) -> Result<(Arc<Member>, Arc<Session>), Failure> {
+        let mut generation = self.shared.generation.subscribe();
         loop {
-            {
-                let view = rx.borrow_and_update();
-                match view.status {
-                    Status::Ready => match &view.session {
-                        Some(s) if !s.is_dead() => return Ok(s.clone()),
-                        _ => self.wake.notify_one(),
-                    },
-                    Status::Down => {
-                        return Err(Failure::Unavailable {
-                            reason: view
-                                .last_error
-                                .clone()
-                                .unwrap_or_else(|| "the server is down".into()),
-                        });
-                    }
-                    Status::Stopped => {
-                        return Err(Failure::Unavailable {
-                            reason: "the proxy is shutting down".into(),
-                        });
-                    }
-                    Status::Starting | Status::Reconnecting => {}
+            generation.borrow_and_update();
+            let members = self.members();
+            let ready = members
+                .iter()
+                .filter_map(|m| m.ready_session().map(|s| (m.clone(), s)))
+                .min_by_key(|(m, _)| m.in_flight.load(Ordering::Relaxed));
+            if let Some((member, session)) = ready {
+                if member.in_flight.load(Ordering::Relaxed) > 0 && members.len() < self.pool_max {
+                    let _ = self.grow.try_send(());
+                }
+                return Ok((member, session));
+            }
+            if !self.shared.policy.enabled {
+                // Recovery off: a dead member reconnects only when asked.
+                for m in &members {
+                    m.poke();
                 }
             }
-            match tokio::time::timeout_at(until, rx.changed()).await {
+            let all_down = !members.is_empty()
+                && members
+                    .iter()
+                    .all(|m| matches!(m.view().status, Status::Down | Status::Stopped));
+            if all_down {
+                let reason = members
+                    .iter()
+                    .find_map(|m| m.view().last_error)
+                    .unwrap_or_else(|| "the server is down".into());
+                return Err(Failure::Unavailable { reason });
+            }
+            match tokio::time::timeout_at(until, generation.changed()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => {
                     return Err(Failure::Unavailable {
-                        reason: "the server's supervisor has stopped".into(),
+                        reason: "the server is shutting down".into(),
                     });
                 }
                 Err(_) => return Err(Failure::Timeout { after: deadline }),
@@ -238,156 +386,79 @@ impl Upstream {
         }
     }
 
-    fn publish(&self, f: impl FnOnce(&mut UpstreamView)) {
-        self.state.send_modify(|v| {
-            let before = v.status;
-            f(v);
-            if v.status != before {
-                v.since = SystemTime::now();
-            }
-        });
+    /// Whether sending `tool` twice is harmless: declared so by the server, or listed as
+    /// retryable in the config.
+    fn idempotent(&self, tool: &ToolEntry) -> bool {
+        tool.is_idempotent() || self.shared.config.retryable_tools.contains(&tool.name)
     }
 
-    /// Keeps the server connected until `shutdown` is cancelled. Owned by the serve loop.
-    pub async fn supervise(self: Arc<Self>, shutdown: CancellationToken) {
-        let mut failures: u32 = 0;
+    /// Calls `tool` within the server's deadline, recovering as the policy decides.
+    pub async fn call_tool(
+        &self,
+        tool: &ToolEntry,
+        arguments: Option<JsonObject>,
+    ) -> Result<Value, Failure> {
+        let deadline = self.call_timeout();
+        let until = Instant::now() + deadline;
+        let policy = &self.shared.policy;
+        self.budget.deposit();
+        let mut attempt = 0;
         loop {
-            if shutdown.is_cancelled() {
-                break;
-            }
-            self.restart_requested.store(false, Ordering::SeqCst);
-            let id = self.next_session.fetch_add(1, Ordering::Relaxed);
-            self.publish(|v| v.connect_attempts += 1);
-            let connect = Session::connect(id, &self.config, &self.settings.stdio_env);
-            let outcome = tokio::select! {
-                r = tokio::time::timeout(self.settings.connect_timeout, connect) => r,
-                _ = shutdown.cancelled() => break,
-            };
-            let error = match outcome {
-                Ok(Ok((session, catalog))) => {
-                    failures = 0;
-                    let session = Arc::new(session);
-                    tracing::info!(server = %self.name(), session = id, pid = ?session.child_pid(),
-                        tools = catalog.tools().len(), "upstream connected");
-                    self.publish(|v| {
-                        v.status = Status::Ready;
-                        v.session = Some(session.clone());
-                        v.catalog = Some(Arc::new(catalog));
-                        v.last_error = None;
-                    });
-                    let reason = self.watch_session(&session, &shutdown).await;
-                    let stopping = shutdown.is_cancelled();
-                    self.publish(|v| {
-                        v.status = if stopping {
-                            Status::Stopped
-                        } else {
-                            Status::Reconnecting
-                        };
-                        v.session = None;
-                        if !stopping {
-                            v.restarts += 1;
-                            v.last_error = Some(reason.clone());
-                        }
-                    });
-                    session.close().await;
-                    if stopping {
-                        return;
-                    }
-                    tracing::warn!(server = %self.name(), session = id, %reason, "upstream session ended; reconnecting");
-                    continue;
+            attempt += 1;
+            let permit = if policy.enabled {
+                match self.breaker.admit() {
+                    Ok(p) => Some(p),
+                    Err(retry_after) => return Err(Failure::CircuitOpen { retry_after }),
                 }
-                Ok(Err(e)) => e.message,
-                Err(_) => format!(
-                    "no answer within {:?} while connecting (spawn, initialize, tools/list)",
-                    self.settings.connect_timeout
-                ),
+            } else {
+                None
             };
-            failures = failures.saturating_add(1);
-            let delay = backoff_delay(failures);
-            tracing::warn!(server = %self.name(), error = %error, retry_in = ?delay, "upstream connection failed");
-            self.publish(|v| {
-                v.status = Status::Down;
-                v.last_error = Some(error);
+            let (member, session) = self.pick(until, deadline).await?;
+            let in_flight = member.begin_call();
+            let outcome =
+                tokio::time::timeout_at(until, session.call_tool(&tool.name, arguments.clone()))
+                    .await;
+            drop(in_flight);
+            let failure = match outcome {
+                Ok(Ok(result)) => {
+                    if let Some(p) = permit {
+                        p.record(true);
+                    }
+                    return Ok(result);
+                }
+                Ok(Err(failure)) => failure,
+                // The call future was dropped, which sent `notifications/cancelled`.
+                Err(_) => Failure::Timeout { after: deadline },
+            };
+            if let Some(p) = permit {
+                p.record(!failure.counts_against_server());
+            }
+            let now = Instant::now();
+            let decision = policy.decide(&FailureContext {
+                failure: &failure,
+                attempt,
+                idempotent: self.idempotent(tool),
+                time_left: until.saturating_duration_since(now),
             });
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = self.wake_for_restart() => {}
-                _ = shutdown.cancelled() => break,
-            }
-        }
-        self.publish(|v| {
-            v.status = Status::Stopped;
-            v.session = None;
-        });
-    }
-
-    /// Waits until a restart is explicitly requested (ignoring wake-ups about broken sessions,
-    /// which mean nothing while there is no session).
-    async fn wake_for_restart(&self) {
-        loop {
-            self.wake.notified().await;
-            if self.restart_requested.load(Ordering::SeqCst) {
-                return;
-            }
-        }
-    }
-
-    /// Runs while the session is healthy; returns why it must be replaced.
-    async fn watch_session(&self, session: &Arc<Session>, shutdown: &CancellationToken) -> String {
-        loop {
-            tokio::select! {
-                reason = session.died() => return reason,
-                _ = self.wake.notified() => {
-                    if self.restart_requested.swap(false, Ordering::SeqCst) {
-                        return "restart requested".into();
-                    }
-                    if session.is_dead() {
-                        return "the session broke during a call".into();
-                    }
+            match decision.session {
+                SessionAction::Keep => {}
+                SessionAction::Check => member.request_check(),
+                SessionAction::Replace => {
+                    tracing::warn!(server = %self.name(), member = member.index, session = session.id,
+                        failure = failure.label(), "replacing a broken session");
+                    member.report_broken(&session);
                 }
-                _ = session.tools_changed.notified() => {
-                    match session.list_tools(self.name()).await {
-                        Ok(tools) => {
-                            let identity = self.view().catalog.map(|c| c.server.clone()).unwrap_or_default();
-                            let catalog = ToolCatalog::new(identity, tools, &self.config.disabled_tools);
-                            tracing::info!(server = %self.name(), tools = catalog.tools().len(), "tool list changed");
-                            self.publish(|v| v.catalog = Some(Arc::new(catalog)));
-                        }
-                        Err(e) => tracing::warn!(server = %self.name(), error = %e, "could not refresh the tool list"),
-                    }
-                }
-                _ = shutdown.cancelled() => return "shutting down".into(),
+            }
+            let Some(pause) = decision.retry_after else {
+                return Err(failure);
+            };
+            if now + pause >= until || (decision.budgeted && !self.budget.try_withdraw()) {
+                return Err(failure);
+            }
+            tracing::debug!(server = %self.name(), tool = %tool.name, attempt, failure = failure.label(), "sending the call again");
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
             }
         }
-    }
-}
-
-/// Exponential backoff with full jitter: a random delay between zero and
-/// `min(BACKOFF_MAX, BACKOFF_BASE * 2^(failures-1))`, so that many proxies (or pool members)
-/// restarting together do not retry in lockstep.
-pub fn backoff_delay(failures: u32) -> Duration {
-    let exp = failures.saturating_sub(1).min(16);
-    let ceiling = BACKOFF_BASE.saturating_mul(1u32 << exp).min(BACKOFF_MAX);
-    let millis = ceiling.as_millis() as u64;
-    Duration::from_millis(rand::rng().random_range(0..=millis))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        for failures in 1u32..40 {
-            let ceiling = BACKOFF_BASE
-                .saturating_mul(1 << failures.saturating_sub(1).min(16))
-                .min(BACKOFF_MAX);
-            for _ in 0..20 {
-                assert!(backoff_delay(failures) <= ceiling);
-            }
-        }
-        // Full jitter spreads the delays instead of repeating one value.
-        let samples: std::collections::BTreeSet<_> = (0..50).map(|_| backoff_delay(10)).collect();
-        assert!(samples.len() > 5);
     }
 }

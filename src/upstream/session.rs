@@ -119,7 +119,10 @@ impl Session {
                     // Session loss is handled by the proxy with a fresh session; the SDK's own
                     // re-initialisation can wait forever against some servers.
                     .reinit_on_expired_session(false);
-                let transport = StreamableHttpClientTransport::from_config(config);
+                let transport = StreamableHttpClientTransport::with_client(
+                    super::http_client::SessionAwareClient::default(),
+                    config,
+                );
                 let running = handler
                     .serve(transport)
                     .await

@@ -1,0 +1,266 @@
+//! A circuit breaker per upstream server: closed, open after a run of failures (calls are
+//! answered at once with 503 and `Retry-After`), half-open to let one probe through.
+//!
+//! It opens on either of two signals: a run of consecutive failures (a server that is simply
+//! down), or a high failure ratio over the recent window (a server failing most but not all
+//! calls, where successes keep interrupting any run). Time comes from tokio's clock so tests
+//! can pause it.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Breaker settings.
+#[derive(Debug, Clone, Copy)]
+pub struct BreakerConfig {
+    /// Consecutive failures that open the breaker.
+    pub consecutive_failures: u32,
+    /// Outcomes remembered for the ratio.
+    pub window: usize,
+    /// Outcomes needed before the ratio is trusted.
+    pub min_calls: usize,
+    /// Failure share over the window that opens the breaker.
+    pub failure_ratio: f64,
+    /// How long the breaker stays open before letting a probe through.
+    pub open_for: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            consecutive_failures: 5,
+            window: 20,
+            min_calls: 10,
+            failure_ratio: 0.5,
+            open_for: Duration::from_millis(500),
+        }
+    }
+}
+
+/// The breaker's state as shown in diagnostics and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl BreakerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Phase {
+    Closed,
+    Open { until: Instant },
+    HalfOpen { probing: bool },
+}
+
+#[derive(Debug)]
+struct Inner {
+    phase: Phase,
+    window: VecDeque<bool>,
+    consecutive: u32,
+    trips: u64,
+}
+
+#[derive(Debug)]
+pub struct CircuitBreaker {
+    config: BreakerConfig,
+    inner: Mutex<Inner>,
+}
+
+/// Permission to send one call. Recording its outcome consumes it; dropping it unrecorded
+/// (the client went away) frees a half-open probe slot without counting anything.
+#[derive(Debug)]
+pub struct Permit<'a> {
+    breaker: &'a CircuitBreaker,
+    probe: bool,
+    done: bool,
+}
+
+impl Permit<'_> {
+    /// Records whether the server behaved healthily for this call.
+    pub fn record(mut self, healthy: bool) {
+        self.done = true;
+        self.breaker.record(self.probe, Some(healthy));
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.breaker.record(self.probe, None);
+        }
+    }
+}
+
+impl CircuitBreaker {
+    pub fn new(config: BreakerConfig) -> Self {
+        CircuitBreaker {
+            config,
+            inner: Mutex::new(Inner {
+                phase: Phase::Closed,
+                window: VecDeque::with_capacity(config.window),
+                consecutive: 0,
+                trips: 0,
+            }),
+        }
+    }
+
+    /// Asks to send a call: a permit, or how long until the breaker may let calls through.
+    pub fn admit(&self) -> Result<Permit<'_>, Duration> {
+        let Ok(mut inner) = self.inner.lock() else {
+            // A poisoned lock means a panic elsewhere; fail open rather than refuse forever.
+            return Ok(Permit {
+                breaker: self,
+                probe: false,
+                done: false,
+            });
+        };
+        let now = Instant::now();
+        match inner.phase {
+            Phase::Closed => Ok(Permit {
+                breaker: self,
+                probe: false,
+                done: false,
+            }),
+            Phase::Open { until } if now < until => Err(until - now),
+            Phase::Open { .. } | Phase::HalfOpen { probing: false } => {
+                inner.phase = Phase::HalfOpen { probing: true };
+                Ok(Permit {
+                    breaker: self,
+                    probe: true,
+                    done: false,
+                })
+            }
+            // One probe at a time; the others wait a little rather than pile onto a server
+            // that may still be failing.
+            Phase::HalfOpen { probing: true } => Err(Duration::from_millis(100)),
+        }
+    }
+
+    fn record(&self, probe: bool, healthy: Option<bool>) {
+        let Ok(mut inner) = self.inner.lock() else {
+            return;
+        };
+        let Some(healthy) = healthy else {
+            if probe && matches!(inner.phase, Phase::HalfOpen { .. }) {
+                inner.phase = Phase::HalfOpen { probing: false };
+            }
+            return;
+        };
+        if probe {
+            if healthy {
+                inner.phase = Phase::Closed;
+                inner.window.clear();
+                inner.consecutive = 0;
+            } else {
+                self.open(&mut inner);
+            }
+            return;
+        }
+        if !matches!(inner.phase, Phase::Closed) {
+            // A call admitted before the breaker opened; its outcome is old news.
+            return;
+        }
+        if inner.window.len() == self.config.window {
+            inner.window.pop_front();
+        }
+        inner.window.push_back(healthy);
+        inner.consecutive = if healthy { 0 } else { inner.consecutive + 1 };
+        let failures = inner.window.iter().filter(|ok| !**ok).count();
+        let ratio_trips = inner.window.len() >= self.config.min_calls
+            && failures as f64 >= self.config.failure_ratio * inner.window.len() as f64;
+        if inner.consecutive >= self.config.consecutive_failures || ratio_trips {
+            self.open(&mut inner);
+        }
+    }
+
+    fn open(&self, inner: &mut Inner) {
+        inner.phase = Phase::Open {
+            until: Instant::now() + self.config.open_for,
+        };
+        inner.window.clear();
+        inner.consecutive = 0;
+        inner.trips += 1;
+        tracing::warn!(open_for = ?self.config.open_for, "circuit breaker opened");
+    }
+
+    pub fn state(&self) -> BreakerState {
+        match self.inner.lock().map(|i| match i.phase {
+            Phase::Closed => BreakerState::Closed,
+            Phase::Open { until } if Instant::now() < until => BreakerState::Open,
+            Phase::Open { .. } | Phase::HalfOpen { .. } => BreakerState::HalfOpen,
+        }) {
+            Ok(s) => s,
+            Err(_) => BreakerState::Closed,
+        }
+    }
+
+    /// How many times the breaker has opened.
+    pub fn trips(&self) -> u64 {
+        self.inner.lock().map(|i| i.trips).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fail(b: &CircuitBreaker, n: usize) {
+        for _ in 0..n {
+            b.admit().expect("admitted").record(false);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_on_a_run_then_probes_then_closes() {
+        let b = CircuitBreaker::new(BreakerConfig::default());
+        fail(&b, 4);
+        assert_eq!(b.state(), BreakerState::Closed);
+        fail(&b, 1);
+        assert_eq!(b.state(), BreakerState::Open);
+        let wait = b.admit().unwrap_err();
+        assert!(wait <= Duration::from_millis(500));
+        tokio::time::advance(Duration::from_millis(501)).await;
+        let probe = b.admit().expect("a probe is let through");
+        // Only one probe at a time.
+        assert!(b.admit().is_err());
+        probe.record(true);
+        assert_eq!(b.state(), BreakerState::Closed);
+        assert!(b.admit().is_ok());
+        assert_eq!(b.trips(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_on_a_high_failure_ratio_and_reopens_on_a_failed_probe() {
+        let b = CircuitBreaker::new(BreakerConfig::default());
+        // 80% failures, never five in a row.
+        for i in 0..10 {
+            b.admit().unwrap().record(i % 5 == 4);
+        }
+        assert_eq!(b.state(), BreakerState::Open);
+        tokio::time::advance(Duration::from_millis(600)).await;
+        b.admit().unwrap().record(false);
+        assert_eq!(b.state(), BreakerState::Open);
+        assert_eq!(b.trips(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_abandoned_probe_frees_the_slot() {
+        let b = CircuitBreaker::new(BreakerConfig::default());
+        fail(&b, 5);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        drop(b.admit().unwrap());
+        assert!(b.admit().is_ok(), "a new probe may go");
+    }
+}
