@@ -13,10 +13,9 @@ use rmcp::model::{
     Implementation, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::{RequestContext, RoleServer, ServiceExt};
-use rmcp::transport::streamable_http_server::{
-    StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
-};
 use serde_json::{Map, Value, json};
+
+pub mod control;
 
 /// Errors of the fake server's command.
 #[derive(Debug, thiserror::Error)]
@@ -316,10 +315,7 @@ pub async fn run(transport: &str, host: &str, port: u16, id: &str) -> Result<(),
             let local = listener
                 .local_addr()
                 .map_err(|source| FakeError::Bind { addr, source })?;
-            let config = StreamableHttpServerConfig::default().disable_allowed_hosts();
-            let service: StreamableHttpService<FakeServer, LocalSessionManager> =
-                StreamableHttpService::new(move || Ok(server.clone()), Default::default(), config);
-            let app = axum::Router::new().nest_service("/mcp", service);
+            let app = control::HttpFake::new(server).router();
             // The address on stdout lets whoever started us (tests, the harness) find the port.
             println!("fake-server listening on http://{local}/mcp");
             axum::serve(listener, app)

@@ -105,6 +105,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             .route("/openapi.json", get(single_openapi))
             .route("/docs", get(single_docs));
     }
+    // Restarting a server changes state: guarded by the key whenever one is set.
+    tools = tools.route(
+        "/diagnostics/servers/{server}/restart",
+        post(restart_server),
+    );
     let mut tools = tools.with_state(state.clone());
     let mut pages = pages.with_state(state.clone()).merge(docs::asset_routes());
     if let Some(key) = key {
@@ -146,6 +151,21 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
         axum::Json(json!({"detail": {"message": "Internal error in the proxy"}})),
     )
         .into_response()
+}
+
+/// Replaces every session of one server without touching the others.
+async fn restart_server(
+    State(state): State<Arc<AppState>>,
+    Path(server): Path<String>,
+) -> Result<Response, ApiError> {
+    let upstream = state.upstream(&server)?;
+    upstream.request_restart();
+    tracing::info!(server = %server, "restart requested over HTTP");
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({"detail": {"message": format!("restarting MCP server '{server}'")}})),
+    )
+        .into_response())
 }
 
 async fn not_found() -> Response {

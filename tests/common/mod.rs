@@ -306,3 +306,118 @@ pub fn processes_with_env(key: &str, value: &str) -> Vec<u32> {
     }
     found
 }
+
+/// PIDs of live processes with `KEY=VALUE` in their environment whose command line contains
+/// `needle`.
+pub fn pids_matching(key: &str, value: &str, needle: &str) -> Vec<u32> {
+    processes_with_env(key, value)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    String::from_utf8_lossy(&c)
+                        .replace('\0', " ")
+                        .contains(needle)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// Resident memory of a process in KiB.
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Direct children of `pid` that are zombies (exited but never reaped).
+pub fn zombie_children(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let Some(rest) = stat.rsplit(')').next() else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().unwrap_or_default();
+        let ppid: u32 = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        if ppid == pid && state == "Z" {
+            found.push(child);
+        }
+    }
+    found
+}
+
+/// Sends a signal to a process with `kill(1)`.
+pub fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "kill -{sig} {pid} failed");
+}
+
+/// One request of an open-loop load run.
+#[derive(Debug, Clone)]
+pub struct Shot {
+    /// When it was sent, from the start of the run.
+    pub sent: Duration,
+    pub elapsed: Duration,
+    /// 0 when no answer came (client timeout or connection error).
+    pub status: u16,
+    pub body: String,
+}
+
+/// Sends `POST path body` at `rate` per second for `duration`, each request on its own task
+/// (open loop: a slow answer does not delay the next request), and returns every outcome.
+pub async fn open_loop(
+    client: &reqwest::Client,
+    url: &str,
+    body: Value,
+    rate: u32,
+    duration: Duration,
+) -> Vec<Shot> {
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    let interval = Duration::from_secs_f64(1.0 / rate as f64);
+    let total = (duration.as_secs_f64() * rate as f64) as u32;
+    for i in 0..total {
+        let at = start + interval * i;
+        tokio::time::sleep_until(at.into()).await;
+        let (client, url, body) = (client.clone(), url.to_string(), body.clone());
+        tasks.spawn(async move {
+            let sent = start.elapsed();
+            let t = Instant::now();
+            let (status, body) = match client.post(&url).json(&body).send().await {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    (status, r.text().await.unwrap_or_default())
+                }
+                Err(e) => (0, e.to_string()),
+            };
+            Shot {
+                sent,
+                elapsed: t.elapsed(),
+                status,
+                body,
+            }
+        });
+    }
+    let mut shots = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        shots.push(r.expect("load task"));
+    }
+    shots.sort_by_key(|s| s.sent);
+    shots
+}

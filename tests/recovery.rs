@@ -1,0 +1,498 @@
+//! Automatic recovery, against real processes and real HTTP: crashed and hung children, lost
+//! sessions, late servers, 500 storms, and many crash-restart cycles.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{
+    FakeHttp, Proxy, everything_stdio, mcpo_bin, open_loop, pids_matching, rss_kib, signal,
+    zombie_children,
+};
+use serde_json::{Value, json};
+
+fn marker(name: &str) -> String {
+    format!("{name}-{}-{}", std::process::id(), rand_suffix())
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+fn stdio_fake(id: &str) -> Value {
+    json!({"command": mcpo_bin(), "args": ["fake-server", "--transport", "stdio", "--id", id]})
+}
+
+/// The PID of the single fake child with this id, waiting (bounded) until there is one.
+async fn child_pid(marker: &str, id: &str) -> u32 {
+    let needle = format!("--id {id}");
+    let start = Instant::now();
+    loop {
+        let pids = pids_matching("MCPO_TEST_MARKER", marker, &needle);
+        if pids.len() == 1 {
+            return pids[0];
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "children for {id}: {pids:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Calls until one succeeds, at most `within`; returns how long it took.
+async fn until_ok(proxy: &Proxy, path: &str, body: Value, within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let (status, _) = proxy.post(path, body.clone()).await;
+        if status == 200 {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "{path} did not recover within {within:?} (last {status})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn killed_child_under_load_costs_no_request() {
+    let m = marker("kill");
+    let config = json!({"mcpServers": {"fake": stdio_fake("killme")}});
+    let proxy = Proxy::start_with_env(&config, &[], &[("MCPO_TEST_MARKER", &m)]);
+    proxy
+        .wait_ok("/fake/openapi.json", Duration::from_secs(30))
+        .await;
+
+    let killer = {
+        let m = m.clone();
+        tokio::spawn(async move {
+            let mut killed = Vec::new();
+            for _ in 0..3 {
+                tokio::time::sleep(Duration::from_millis(1000)).await;
+                let pid = child_pid(&m, "killme").await;
+                signal(pid, "KILL");
+                killed.push(pid);
+            }
+            killed
+        })
+    };
+    let shots = open_loop(
+        &proxy.client,
+        &proxy.url("/fake/echo"),
+        json!({"message": "x"}),
+        50,
+        Duration::from_secs(4),
+    )
+    .await;
+    let killed = killer.await.unwrap();
+    assert_eq!(killed.len(), 3);
+    let failed: Vec<_> = shots.iter().filter(|s| s.status != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {:?}",
+        failed.len(),
+        shots.len(),
+        &failed[..failed.len().min(5)]
+    );
+    // A new child runs, and it is not one of the killed ones.
+    let now = child_pid(&m, "killme").await;
+    assert!(!killed.contains(&now));
+}
+
+#[tokio::test]
+async fn stopped_child_gives_504_at_the_deadline_and_is_replaced() {
+    let m = marker("stop");
+    let mut server = stdio_fake("stopme");
+    server["timeout"] = json!(2);
+    let config = json!({"mcpServers": {"fake": server}});
+    let proxy = Proxy::start_with_env(&config, &[], &[("MCPO_TEST_MARKER", &m)]);
+    proxy
+        .wait_ok("/fake/openapi.json", Duration::from_secs(30))
+        .await;
+    let (status, _) = proxy.post("/fake/echo", json!({"message": "warm"})).await;
+    assert_eq!(status, 200);
+
+    let stopped = child_pid(&m, "stopme").await;
+    signal(stopped, "STOP");
+    let calls = (0..5).map(|i| {
+        let client = proxy.client.clone();
+        let url = proxy.url("/fake/echo");
+        async move {
+            let t = Instant::now();
+            let r = client
+                .post(url)
+                .json(&json!({"message": i.to_string()}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap();
+            (status, t.elapsed(), body)
+        }
+    });
+    for (status, elapsed, body) in futures::future::join_all(calls).await {
+        assert_eq!(status, 504, "{body}");
+        assert!(
+            body["detail"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("no answer within 2.0s"),
+            "{body}"
+        );
+        // The deadline is 2 s; the bound leaves room for a loaded CI machine.
+        assert!(
+            elapsed >= Duration::from_secs(2) && elapsed < Duration::from_millis(2600),
+            "{elapsed:?}"
+        );
+    }
+    // The hung child is replaced and calls succeed again.
+    until_ok(
+        &proxy,
+        "/fake/echo",
+        json!({"message": "back"}),
+        Duration::from_secs(15),
+    )
+    .await;
+    let replacement = child_pid(&m, "stopme").await;
+    assert_ne!(replacement, stopped);
+}
+
+#[tokio::test]
+async fn lost_http_session_is_replaced_transparently() {
+    let fake = FakeHttp::start("sessions");
+    let config = json!({"mcpServers": {"fake": {"type": "streamable-http", "url": fake.url}}});
+    let proxy = Proxy::start(&config, &[]);
+    proxy
+        .wait_ok("/fake/openapi.json", Duration::from_secs(30))
+        .await;
+    let (status, _) = proxy.post("/fake/echo", json!({"message": "before"})).await;
+    assert_eq!(status, 200);
+    let control = fake.url.replace("/mcp", "/control/fault");
+    for round in 0..3 {
+        let r = proxy
+            .client
+            .post(&control)
+            .json(&json!({"kind": "session-loss"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 204);
+        let t = Instant::now();
+        let (status, body) = proxy
+            .post("/fake/echo", json!({"message": format!("r{round}")}))
+            .await;
+        assert_eq!(
+            (status, body),
+            (200, json!(format!("r{round}"))),
+            "round {round}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(5));
+    }
+}
+
+#[tokio::test]
+async fn restarted_server_everything_over_http_is_recovered() {
+    let port = free_port();
+    let (node, args) = everything_stdio();
+    let start_everything = || {
+        let mut cmd = std::process::Command::new(&node);
+        cmd.arg(&args[0])
+            .arg("streamableHttp")
+            .env("PORT", port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        // It says so on stderr once it listens.
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+        assert!(lines.any(|l| l.map(|l| l.contains("listening")).unwrap_or(false)));
+        std::thread::spawn(move || for _ in lines {});
+        common::Proc { child }
+    };
+    let first = start_everything();
+    let config = json!({"mcpServers": {"everything": {
+        "type": "streamable-http", "url": format!("http://127.0.0.1:{port}/mcp"), "timeout": 10}}});
+    let proxy = Proxy::start(&config, &[]);
+    proxy
+        .wait_ok("/everything/openapi.json", Duration::from_secs(30))
+        .await;
+    let (status, body) = proxy
+        .post("/everything/echo", json!({"message": "one"}))
+        .await;
+    assert_eq!((status, body), (200, json!("Echo: one")));
+
+    drop(first);
+    let _second = start_everything();
+    // The restarted server answers our old session with 400 "No valid session ID"; the proxy
+    // must open a new session and answer the call, not hang.
+    let t = Instant::now();
+    let (status, body) = proxy
+        .post("/everything/echo", json!({"message": "two"}))
+        .await;
+    assert_eq!((status, body), (200, json!("Echo: two")));
+    assert!(t.elapsed() < Duration::from_secs(10));
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn server_down_at_start_comes_up_without_a_restart() {
+    let port = free_port();
+    let config = json!({"mcpServers": {
+        "late": {"type": "streamable-http", "url": format!("http://127.0.0.1:{port}/mcp")},
+        "fine": stdio_fake("fine"),
+    }});
+    let proxy = Proxy::start(&config, &[]);
+    // The healthy server is unaffected.
+    proxy
+        .wait_ok("/fine/openapi.json", Duration::from_secs(30))
+        .await;
+    let (status, _) = proxy.post("/fine/echo", json!({"message": "ok"})).await;
+    assert_eq!(status, 200);
+    // The late one answers 503 naming itself and why.
+    let (status, body) = proxy.post("/late/echo", json!({"message": "x"})).await;
+    assert_eq!(status, 503, "{body}");
+    let message = body["detail"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("'late'") && message.contains(&port.to_string()),
+        "{message}"
+    );
+    let (status, _) = proxy.get("/late/openapi.json").await;
+    assert_eq!(status, 503);
+
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let _fake = FakeHttp::start_on("late", port);
+    proxy
+        .wait_ok("/late/openapi.json", Duration::from_secs(15))
+        .await;
+    let (status, body) = proxy.post("/late/echo", json!({"message": "up"})).await;
+    assert_eq!((status, body), (200, json!("up")));
+}
+
+#[tokio::test]
+async fn storm_of_500s_opens_the_breaker_without_amplification() {
+    let fake = FakeHttp::start("storm");
+    let config = json!({"mcpServers": {"flaky": {"type": "streamable-http", "url": fake.url, "timeout": 5}}});
+    let proxy = Proxy::start(&config, &[]);
+    proxy
+        .wait_ok("/flaky/openapi.json", Duration::from_secs(30))
+        .await;
+    let stats_url = fake.url.replace("/mcp", "/control/stats");
+    let before: Value = proxy
+        .client
+        .get(&stats_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    let storm_at = Duration::from_secs(2);
+    let storm_for = Duration::from_secs(10);
+    let injector = {
+        let client = proxy.client.clone();
+        let url = fake.url.replace("/mcp", "/control/fault");
+        tokio::spawn(async move {
+            tokio::time::sleep(storm_at).await;
+            let r = client
+                .post(url)
+                .json(&json!({"kind": "http-error", "status": 500, "probability": 0.8, "for_ms": storm_for.as_millis() as u64}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 204);
+        })
+    };
+    let shots = open_loop(
+        &proxy.client,
+        &proxy.url("/flaky/echo"),
+        json!({"message": "s"}),
+        50,
+        Duration::from_secs(15),
+    )
+    .await;
+    injector.await.unwrap();
+    let after: Value = proxy
+        .client
+        .get(&stats_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let upstream_calls =
+        after["tool_calls"].as_u64().unwrap() - before["tool_calls"].as_u64().unwrap();
+    let client_calls = shots.len() as u64;
+    assert!(
+        upstream_calls as f64 <= client_calls as f64 * 1.2,
+        "upstream saw {upstream_calls} tool calls for {client_calls} client requests"
+    );
+    // The breaker opened: some calls were answered at once with 503 and Retry-After.
+    let fast_503 = shots
+        .iter()
+        .filter(|s| s.status == 503 && s.body.contains("circuit breaker"))
+        .count();
+    assert!(fast_503 > 0, "the breaker never opened");
+    // Before the storm everything succeeded; from 1 s after it ended, everything succeeded.
+    let storm_end = storm_at + storm_for;
+    for s in &shots {
+        if s.sent < storm_at || s.sent > storm_end + Duration::from_secs(1) {
+            assert_eq!(
+                s.status, 200,
+                "outside the storm at {:?}: {}",
+                s.sent, s.body
+            );
+        }
+        assert_ne!(s.status, 0, "a request got no answer: {s:?}");
+    }
+}
+
+#[tokio::test]
+async fn pool_grows_under_load_and_spreads_calls() {
+    let m = marker("pool");
+    let mut server = stdio_fake("pooled");
+    server["pool"] = json!({"min": 1, "max": 4});
+    let config = json!({"mcpServers": {"fake": server}});
+    let proxy = Proxy::start_with_env(&config, &[], &[("MCPO_TEST_MARKER", &m)]);
+    proxy
+        .wait_ok("/fake/openapi.json", Duration::from_secs(30))
+        .await;
+    assert_eq!(
+        pids_matching("MCPO_TEST_MARKER", &m, "--id pooled").len(),
+        1,
+        "warm minimum"
+    );
+    // Sixteen concurrent slow calls, twice: the pool grows to its maximum of four children.
+    for _ in 0..2 {
+        let calls = (0..16).map(|_| proxy.post("/fake/slow", json!({"ms": 300})));
+        for (status, _) in futures::future::join_all(calls).await {
+            assert_eq!(status, 200);
+        }
+    }
+    let children = pids_matching("MCPO_TEST_MARKER", &m, "--id pooled");
+    assert!(children.len() > 1 && children.len() <= 4, "{children:?}");
+}
+
+#[tokio::test]
+async fn many_crash_restart_cycles_leak_nothing() {
+    let m = marker("cycles");
+    let config = json!({"mcpServers": {"fake": stdio_fake("cycle")}});
+    let proxy = Proxy::start_with_env(&config, &[], &[("MCPO_TEST_MARKER", &m)]);
+    proxy
+        .wait_ok("/fake/openapi.json", Duration::from_secs(30))
+        .await;
+    let mut baseline = 0;
+    for cycle in 0..200 {
+        let pid = child_pid(&m, "cycle").await;
+        signal(pid, "KILL");
+        until_ok(
+            &proxy,
+            "/fake/echo",
+            json!({"message": cycle.to_string()}),
+            Duration::from_secs(10),
+        )
+        .await;
+        if cycle == 20 {
+            // Measured after warm-up, once lazily allocated buffers exist.
+            baseline = rss_kib(proxy.pid());
+        }
+    }
+    let after = rss_kib(proxy.pid());
+    assert!(baseline > 0);
+    assert!(
+        (after as f64) <= baseline as f64 * 1.10,
+        "RSS grew from {baseline} KiB to {after} KiB over 180 cycles"
+    );
+    assert!(
+        zombie_children(proxy.pid()).is_empty(),
+        "zombies: {:?}",
+        zombie_children(proxy.pid())
+    );
+    let children = pids_matching("MCPO_TEST_MARKER", &m, "fake-server");
+    assert_eq!(
+        children.len(),
+        1,
+        "exactly the live child remains: {children:?}"
+    );
+}
+
+#[tokio::test]
+async fn restart_endpoint_replaces_one_server_only() {
+    let m = marker("restart");
+    let config = json!({"mcpServers": {"a": stdio_fake("ra"), "b": stdio_fake("rb")}});
+    let proxy = Proxy::start_with_env(&config, &["--api-key", "k"], &[("MCPO_TEST_MARKER", &m)]);
+    proxy
+        .wait_ok("/a/openapi.json", Duration::from_secs(30))
+        .await;
+    proxy
+        .wait_ok("/b/openapi.json", Duration::from_secs(30))
+        .await;
+    let (a, b) = (child_pid(&m, "ra").await, child_pid(&m, "rb").await);
+    let url = proxy.url("/diagnostics/servers/a/restart");
+    let r = proxy.client.post(&url).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401, "guarded by the key");
+    let r = proxy
+        .client
+        .post(&url)
+        .bearer_auth("k")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let start = Instant::now();
+    while child_pid(&m, "ra").await == a {
+        assert!(start.elapsed() < Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        child_pid(&m, "rb").await,
+        b,
+        "the other server was not touched"
+    );
+    let r = proxy
+        .client
+        .post(proxy.url("/a/echo"))
+        .bearer_auth("k")
+        .json(&json!({"message": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn recovery_can_be_turned_off_for_comparison() {
+    let m = marker("off");
+    let config = json!({"mcpServers": {"fake": stdio_fake("off")}});
+    let proxy = Proxy::start_with_env(
+        &config,
+        &[],
+        &[
+            ("MCPO_TEST_MARKER", &m),
+            ("MCPO_ERROR_RECOVERY_ENABLED", "false"),
+        ],
+    );
+    proxy
+        .wait_ok("/fake/openapi.json", Duration::from_secs(30))
+        .await;
+    let pid = child_pid(&m, "off").await;
+    signal(pid, "KILL");
+    // Without recovery nothing restarts the child until a call needs it (mcpo's behaviour).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(pids_matching("MCPO_TEST_MARKER", &m, "--id off").is_empty());
+    let (status, _) = proxy.post("/fake/echo", json!({"message": "x"})).await;
+    assert_eq!(status, 200, "the call reconnects lazily");
+}
