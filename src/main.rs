@@ -64,15 +64,14 @@ async fn serve(config: mcpo::config::ServeConfig) -> anyhow::Result<()> {
         "0.0.0.0" | "::" => "127.0.0.1".to_string(),
         h => h.to_string(),
     };
-    let docs_path = if config.config_mode { "/docs" } else { "/docs" };
     let proxy = mcpo::serve::start(config).await?;
+    // Tests and scripts read this line to learn the port (`--port 0` picks a free one).
     println!(
-        "mcpo serving on http://{}:{} (docs: http://{}:{}{})",
+        "mcpo serving on http://{}:{} (docs: http://{}:{}/docs)",
         proxy.addr.ip(),
         proxy.addr.port(),
         shown_host,
         proxy.addr.port(),
-        docs_path
     );
     let token = proxy.shutdown_token();
     tokio::spawn(async move {

@@ -18,12 +18,27 @@ pub enum ApiError {
     Unauthorized,
     /// 403: wrong key.
     Forbidden,
-    /// An upstream call failed.
-    Upstream {
-        failure: Failure,
-        server: String,
-        tool: String,
-    },
+    /// An upstream call failed (boxed: failures carry JSON and strings, and the error type
+    /// travels through every handler's `Result`).
+    Upstream(Box<UpstreamFailure>),
+}
+
+/// An upstream failure and where it happened.
+#[derive(Debug)]
+pub struct UpstreamFailure {
+    pub failure: Failure,
+    pub server: String,
+    pub tool: String,
+}
+
+impl ApiError {
+    pub fn upstream(failure: Failure, server: &str, tool: &str) -> Self {
+        ApiError::Upstream(Box::new(UpstreamFailure {
+            failure,
+            server: server.to_string(),
+            tool: tool.to_string(),
+        }))
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -54,11 +69,7 @@ impl IntoResponse for ApiError {
                 axum::Json(json!({"detail": "Invalid API key"})),
             )
                 .into_response(),
-            ApiError::Upstream {
-                failure,
-                server,
-                tool,
-            } => upstream_response(&failure, &server, &tool),
+            ApiError::Upstream(u) => upstream_response(&u.failure, &u.server, &u.tool),
         }
     }
 }

@@ -199,11 +199,7 @@ async fn invoke(
     body: &[u8],
 ) -> Result<Response, ApiError> {
     let server = upstream.name().to_string();
-    let fail = |failure: Failure| ApiError::Upstream {
-        failure,
-        server: server.clone(),
-        tool: tool_name.to_string(),
-    };
+    let fail = |failure: Failure| ApiError::upstream(failure, &server, tool_name);
     let catalog = current_catalog(upstream).map_err(&fail)?;
     let Some(tool) = catalog.tool(tool_name).cloned() else {
         return Err(ApiError::NotFound(if server.is_empty() {
@@ -265,11 +261,8 @@ fn current_catalog(upstream: &Upstream) -> Result<Arc<ToolCatalog>, Failure> {
 
 /// The OpenAPI document of one server, generated once per tool listing.
 fn server_document_of(state: &AppState, upstream: &Upstream) -> Result<Value, ApiError> {
-    let catalog = current_catalog(upstream).map_err(|failure| ApiError::Upstream {
-        failure,
-        server: upstream.name().to_string(),
-        tool: "openapi.json".into(),
-    })?;
+    let catalog = current_catalog(upstream)
+        .map_err(|failure| ApiError::upstream(failure, upstream.name(), "openapi.json"))?;
     Ok(catalog
         .openapi
         .get_or_init(|| {
