@@ -480,6 +480,38 @@ async fn api_key_guards_tools_and_preflight_passes() {
 }
 
 #[tokio::test]
+async fn client_headers_are_forwarded_in_meta_as_configured() {
+    let config = json!({"mcpServers": {
+        "open": {"command": mcpo_bin(), "args": ["fake-server"],
+                 "client_header_forwarding": {"enabled": true, "whitelist": ["X-User-*"], "blacklist": ["x-user-secret"]}},
+        "closed": {"command": mcpo_bin(), "args": ["fake-server"]}
+    }});
+    let proxy = Proxy::start(&config, &[]);
+    proxy
+        .wait_ok("/open/openapi.json", Duration::from_secs(30))
+        .await;
+    proxy
+        .wait_ok("/closed/openapi.json", Duration::from_secs(30))
+        .await;
+    let call = |server: &str| {
+        proxy
+            .client
+            .post(proxy.url(&format!("/{server}/request_meta")))
+            .header("X-User-Id", "u-42")
+            .header("X-User-Secret", "s")
+            .header("Cookie", "c=1")
+            .send()
+    };
+    let body: Value = call("open").await.unwrap().json().await.unwrap();
+    assert_eq!(body["headers"], json!({"x-user-id": "u-42"}), "{body}");
+    let body: Value = call("closed").await.unwrap().json().await.unwrap();
+    assert!(
+        body.get("headers").is_none(),
+        "forwarding is off by default: {body}"
+    );
+}
+
+#[tokio::test]
 async fn single_server_mode_serves_tools_at_the_root() {
     let proxy = Proxy::start_args(
         &["--", mcpo_bin(), "fake-server", "--transport", "stdio"],

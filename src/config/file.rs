@@ -270,8 +270,9 @@ fn parse_server(name: &str, entry: &Map<String, Value>) -> Result<Option<ServerC
 }
 
 fn parse_forwarding(obj: &Map<String, Value>) -> Result<HeaderForwarding, String> {
+    // mcpo's default: forwarding is off until enabled.
     let enabled = match obj.get("enabled") {
-        None => true,
+        None => false,
         Some(Value::Bool(b)) => *b,
         Some(other) => {
             return Err(format!(

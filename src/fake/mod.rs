@@ -157,6 +157,12 @@ pub fn tool_definitions() -> Value {
             "annotations": {"readOnlyHint": true, "idempotentHint": true, "openWorldHint": false}
         },
         {
+            "name": "request_meta",
+            "description": "Returns the `_meta` object the call carried (forwarded headers show up here).",
+            "inputSchema": {"type": "object", "properties": {}},
+            "annotations": {"readOnlyHint": true, "idempotentHint": true, "openWorldHint": false}
+        },
+        {
             "name": "jsonrpc_error",
             "description": "Answers with a JSON-RPC error of the given code.",
             "inputSchema": {
@@ -265,7 +271,7 @@ impl rmcp::ServerHandler for FakeServer {
         info.server_info =
             Implementation::new(format!("fake-{}", self.id), env!("CARGO_PKG_VERSION"));
         info.instructions = Some(format!(
-            "A fake MCP server ({}) for tests and demos: echo, add, slow, measure_shape, stats, fail, jsonrpc_error.",
+            "A fake MCP server ({}) for tests and demos: echo, add, slow, measure_shape, stats, fail, request_meta, jsonrpc_error.",
             self.id
         ));
         info
@@ -282,8 +288,13 @@ impl rmcp::ServerHandler for FakeServer {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        if request.name == "request_meta" {
+            // rmcp moves the request's `_meta` into the context.
+            let meta = serde_json::to_value(&context.meta).unwrap_or(Value::Null);
+            return Ok(text(meta.to_string()).into());
+        }
         let args = request.arguments.unwrap_or_default();
         self.run_tool(&request.name, &args).await.map(Into::into)
     }

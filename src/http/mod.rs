@@ -21,7 +21,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
@@ -175,27 +175,53 @@ async fn not_found() -> Response {
 async fn call_tool(
     State(state): State<Arc<AppState>>,
     Path((server, tool)): Path<(String, String)>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let upstream = state.upstream(&server)?.clone();
-    invoke(&upstream, &tool, &body).await
+    invoke(&upstream, &tool, &headers, &body).await
 }
 
 async fn call_single_tool(
     State(state): State<Arc<AppState>>,
     Path(tool): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let Some(upstream) = state.upstreams.first().cloned() else {
         return Err(ApiError::NotFound("Not Found".into()));
     };
-    invoke(&upstream, &tool, &body).await
+    invoke(&upstream, &tool, &headers, &body).await
+}
+
+/// `_meta` for the upstream call: the incoming headers that the server's
+/// `client_header_forwarding` lets through, under `headers`, as mcpo sends them.
+fn forwarded_meta(
+    upstream: &Upstream,
+    headers: &HeaderMap,
+) -> Option<serde_json::Map<String, Value>> {
+    let rules = upstream.config().header_forwarding.as_ref()?;
+    let mut forwarded = serde_json::Map::new();
+    for (name, value) in headers {
+        if rules.allows(name.as_str())
+            && let Ok(value) = value.to_str()
+        {
+            forwarded.insert(name.as_str().to_string(), Value::String(value.to_string()));
+        }
+    }
+    if forwarded.is_empty() {
+        return None;
+    }
+    let mut meta = serde_json::Map::new();
+    meta.insert("headers".into(), Value::Object(forwarded));
+    Some(meta)
 }
 
 /// The request path of one tool call.
 async fn invoke(
     upstream: &Arc<Upstream>,
     tool_name: &str,
+    headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
     let server = upstream.name().to_string();
@@ -224,8 +250,9 @@ async fn invoke(
             ctx: None,
         }]));
     };
+    let meta = forwarded_meta(upstream, headers);
     let result = upstream
-        .call_tool(&tool, Some(arguments))
+        .call_tool(&tool, Some(arguments), meta.as_ref())
         .await
         .map_err(&fail)?;
     match map_result(&result, tool.output_schema.is_some()) {

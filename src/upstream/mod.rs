@@ -392,11 +392,13 @@ impl Upstream {
         tool.is_idempotent() || self.shared.config.retryable_tools.contains(&tool.name)
     }
 
-    /// Calls `tool` within the server's deadline, recovering as the policy decides.
+    /// Calls `tool` within the server's deadline, recovering as the policy decides. `meta` is
+    /// sent as the request's `_meta` (forwarded client headers live there, as in mcpo).
     pub async fn call_tool(
         &self,
         tool: &ToolEntry,
         arguments: Option<JsonObject>,
+        meta: Option<&JsonObject>,
     ) -> Result<Value, Failure> {
         let deadline = self.call_timeout();
         let until = Instant::now() + deadline;
@@ -415,9 +417,11 @@ impl Upstream {
             };
             let (member, session) = self.pick(until, deadline).await?;
             let in_flight = member.begin_call();
-            let outcome =
-                tokio::time::timeout_at(until, session.call_tool(&tool.name, arguments.clone()))
-                    .await;
+            let outcome = tokio::time::timeout_at(
+                until,
+                session.call_tool(&tool.name, arguments.clone(), meta),
+            )
+            .await;
             drop(in_flight);
             let failure = match outcome {
                 Ok(Ok(result)) => {

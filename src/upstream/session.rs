@@ -204,9 +204,13 @@ impl Session {
         &self,
         tool: &str,
         arguments: Option<JsonObject>,
+        meta: Option<&JsonObject>,
     ) -> Result<Value, Failure> {
         let mut params = CallToolRequestParams::new(tool.to_string());
         params.arguments = arguments;
+        if let Some(meta) = meta {
+            params.meta = Some(rmcp::model::RequestMetaObject::from(meta.clone()));
+        }
         match self.peer.call_tool(params).await {
             Ok(result) => serde_json::to_value(result).map_err(|e| Failure::Protocol {
                 detail: format!("cannot read the tool result: {e}"),
