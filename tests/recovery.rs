@@ -377,7 +377,7 @@ async fn pool_grows_under_load_and_spreads_calls() {
     );
     // Sixteen concurrent slow calls, twice: the pool grows to its maximum of four children.
     for _ in 0..2 {
-        let calls = (0..16).map(|_| proxy.post("/fake/slow", json!({"ms": 300})));
+        let calls = (0..16).map(|_| proxy.post("/fake/slow", json!({"ms": 100})));
         for (status, _) in futures::future::join_all(calls).await {
             assert_eq!(status, 200);
         }
@@ -495,4 +495,44 @@ async fn recovery_can_be_turned_off_for_comparison() {
     assert!(pids_matching("MCPO_TEST_MARKER", &m, "--id off").is_empty());
     let (status, _) = proxy.post("/fake/echo", json!({"message": "x"})).await;
     assert_eq!(status, 200, "the call reconnects lazily");
+}
+
+#[tokio::test]
+async fn deadline_cancels_the_upstream_call() {
+    let fake = FakeHttp::start("cancel");
+    let config =
+        json!({"mcpServers": {"fake": {"type": "streamable-http", "url": fake.url, "timeout": 1}}});
+    let proxy = Proxy::start(&config, &[]);
+    proxy
+        .wait_ok("/fake/openapi.json", Duration::from_secs(30))
+        .await;
+    let t = Instant::now();
+    let (status, body) = proxy.post("/fake/slow", json!({"ms": 20000})).await;
+    assert_eq!(status, 504, "{body}");
+    assert!(t.elapsed() < Duration::from_secs(3));
+    // The server hears `notifications/cancelled` and stops working on the call.
+    let stats_url = fake.url.replace("/mcp", "/control/stats");
+    let start = Instant::now();
+    loop {
+        let stats: Value = proxy
+            .client
+            .get(&stats_url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if stats["cancelled"] == 1 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the upstream never saw a cancellation: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // And the server is free again for the next call.
+    let (status, _) = proxy.post("/fake/slow", json!({"ms": 10})).await;
+    assert_eq!(status, 200);
 }

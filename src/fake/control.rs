@@ -164,6 +164,7 @@ async fn stats(State(fake): State<Arc<HttpFake>>) -> Response {
     axum::Json(json!({
         "requests": fake.requests.load(Ordering::Relaxed),
         "tool_calls": fake.tool_calls.load(Ordering::Relaxed),
+        "cancelled": fake.server.cancelled.load(Ordering::Relaxed),
     }))
     .into_response()
 }

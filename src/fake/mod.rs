@@ -37,6 +37,12 @@ pub enum FakeError {
 pub struct FakeServer {
     id: String,
     tools: Arc<ListToolsResult>,
+    /// `slow` holds this while it works: the fake models a server that does one piece of
+    /// heavy work at a time, as many single-threaded stdio servers do, which is what a pool
+    /// of several processes is for.
+    busy: Arc<tokio::sync::Mutex<()>>,
+    /// Calls that were cancelled by the client (`notifications/cancelled`) while working.
+    pub cancelled: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl FakeServer {
@@ -49,6 +55,8 @@ impl FakeServer {
         FakeServer {
             id: id.to_string(),
             tools: Arc::new(tools),
+            busy: Arc::new(tokio::sync::Mutex::new(())),
+            cancelled: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }
     }
 }
@@ -82,7 +90,7 @@ pub fn tool_definitions() -> Value {
         },
         {
             "name": "slow",
-            "description": "Waits the given number of milliseconds, then says so.",
+            "description": "Works for the given number of milliseconds, then says so. The server does one such piece of work at a time; further calls queue behind it.",
             "inputSchema": {
                 "type": "object",
                 "properties": {"ms": {"type": "integer", "minimum": 0, "maximum": 600000, "description": "Milliseconds to wait"}},
@@ -204,6 +212,7 @@ impl FakeServer {
         &self,
         name: &str,
         args: &Map<String, Value>,
+        cancel: &tokio_util::sync::CancellationToken,
     ) -> Result<CallToolResult, ErrorData> {
         match name {
             "echo" => Ok(text(str_arg(args, "message")?)),
@@ -215,7 +224,14 @@ impl FakeServer {
             }
             "slow" => {
                 let ms = int_arg(args, "ms")?.clamp(0, 600_000) as u64;
-                tokio::time::sleep(Duration::from_millis(ms)).await;
+                let _working = self.busy.lock().await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
+                    _ = cancel.cancelled() => {
+                        self.cancelled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        return Err(ErrorData::new(ErrorCode(-32800), "request cancelled", None));
+                    }
+                }
                 Ok(text(format!("slept {ms} ms")))
             }
             "measure_shape" => {
@@ -296,7 +312,9 @@ impl rmcp::ServerHandler for FakeServer {
             return Ok(text(meta.to_string()).into());
         }
         let args = request.arguments.unwrap_or_default();
-        self.run_tool(&request.name, &args).await.map(Into::into)
+        self.run_tool(&request.name, &args, &context.ct)
+            .await
+            .map(Into::into)
     }
 }
 
