@@ -51,6 +51,9 @@ impl ChildProcess {
         env: &BTreeMap<String, String>,
     ) -> std::io::Result<(ChildProcess, ChildPipes)> {
         let mut cmd = Command::new(command);
+        // The proxy's own API key is nobody else's business; a server that needs one gets it
+        // through its `env`.
+        cmd.env_remove("MCPO_API_KEY");
         cmd.args(args)
             .envs(env)
             .stdin(Stdio::piped())
