@@ -234,9 +234,9 @@ async fn invoke(
             format!("Not Found: server '{server}' has no tool named '{tool_name}'")
         }));
     };
-    let arguments = parse_arguments(body, tool.takes_no_arguments())?;
+    let mut arguments = parse_arguments(body, tool.takes_no_arguments())?;
     if let Some(validator) = &tool.validator {
-        let errors = validate::validate(validator, &arguments);
+        let errors = validate::validate_lax(validator, &mut arguments);
         if !errors.is_empty() {
             return Err(ApiError::Validation(errors));
         }

@@ -76,6 +76,93 @@ fn offset_of(body: &[u8], line: usize, column: usize) -> usize {
     (start + column.saturating_sub(1)).min(body.len())
 }
 
+/// Validates `body` the way pydantic's default (lax) mode does for mcpo: a string that spells
+/// a number or a boolean where the schema wants one is accepted and converted (`"5"` for an
+/// integer, `"true"` for a boolean), as is a whole float for an integer. LLMs produce such
+/// arguments often, and mcpo accepted them; everything else must match the schema exactly.
+/// Returns the problems that remain; `body` holds the converted values.
+pub fn validate_lax(validator: &jsonschema::Validator, body: &mut Value) -> Vec<FieldError> {
+    // Each round fixes the leaves the validator names; a few rounds cover values that only
+    // become reachable once a parent is valid.
+    for _ in 0..4 {
+        let mut fixes: Vec<(Vec<LocationSegment<'static>>, Value)> = Vec::new();
+        for error in validator.iter_errors(body) {
+            if let ValidationErrorKind::Type { kind } = error.kind()
+                && let Some(fixed) = coerce(error.instance(), kind)
+            {
+                let path = error
+                    .instance_path()
+                    .iter()
+                    .map(|s| match s {
+                        LocationSegment::Property(p) => {
+                            LocationSegment::Property(p.into_owned().into())
+                        }
+                        LocationSegment::Index(i) => LocationSegment::Index(i),
+                    })
+                    .collect();
+                fixes.push((path, fixed));
+            }
+        }
+        if fixes.is_empty() {
+            break;
+        }
+        for (path, value) in fixes {
+            if let Some(slot) = pointer_mut(body, &path) {
+                *slot = value;
+            }
+        }
+    }
+    validate(validator, body)
+}
+
+/// The lax conversion of `value` to one of the expected types, if there is one.
+fn coerce(value: &Value, expected: &TypeKind) -> Option<Value> {
+    let wants = |t: &str| match expected {
+        TypeKind::Single(single) => single.to_string() == t,
+        TypeKind::Multiple(set) => set.iter().any(|x| x.to_string() == t),
+    };
+    match value {
+        Value::String(s) => {
+            let s = s.trim();
+            if wants("integer")
+                && let Ok(i) = s.parse::<i64>()
+            {
+                return Some(json!(i));
+            }
+            if wants("number")
+                && let Ok(f) = s.parse::<f64>()
+                && f.is_finite()
+            {
+                return serde_json::Number::from_f64(f).map(Value::Number);
+            }
+            if wants("boolean") {
+                match s.to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" | "on" | "y" | "t" => return Some(json!(true)),
+                    "false" | "0" | "no" | "off" | "n" | "f" => return Some(json!(false)),
+                    _ => {}
+                }
+            }
+            None
+        }
+        Value::Number(n) if wants("integer") => {
+            let f = n.as_f64()?;
+            (f.fract() == 0.0 && f.abs() < 9.0e15).then(|| json!(f as i64))
+        }
+        _ => None,
+    }
+}
+
+fn pointer_mut<'a>(root: &'a mut Value, path: &[LocationSegment<'_>]) -> Option<&'a mut Value> {
+    let mut current = root;
+    for segment in path {
+        current = match segment {
+            LocationSegment::Property(p) => current.get_mut(p.as_ref())?,
+            LocationSegment::Index(i) => current.get_mut(*i)?,
+        };
+    }
+    Some(current)
+}
+
 /// Validates `body` against a compiled tool schema and returns every problem found.
 pub fn validate(validator: &jsonschema::Validator, body: &Value) -> Vec<FieldError> {
     let mut out = Vec::new();
@@ -305,6 +392,30 @@ mod tests {
         );
         assert_eq!(e[0].kind, "enum");
         assert_eq!(e[0].msg, "Input should be 'error', 'success' or 'debug'");
+    }
+
+    #[test]
+    fn lax_mode_converts_what_pydantic_converts() {
+        let schema = json!({"type": "object", "properties": {
+            "a": {"type": "integer"}, "b": {"type": "number"}, "c": {"type": "boolean"},
+            "d": {"type": "array", "items": {"type": "integer"}}, "e": {"type": "string"},
+            "f": {"type": ["integer", "null"]}
+        }});
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        let mut body =
+            json!({"a": "5", "b": "2.5", "c": "true", "d": ["1", 2], "e": "x", "f": "7"});
+        assert!(validate_lax(&validator, &mut body).is_empty());
+        assert_eq!(
+            body,
+            json!({"a": 5, "b": 2.5, "c": true, "d": [1, 2], "e": "x", "f": 7})
+        );
+        // What pydantic refuses stays refused.
+        let mut body = json!({"a": "five", "e": 5, "a2": 1});
+        let errors = validate_lax(&validator, &mut body);
+        let kinds: Vec<_> = errors.iter().map(|e| e.kind.as_str()).collect();
+        assert_eq!(kinds, ["int_type", "string_type"]);
+        let mut body = json!({"a": 1.5});
+        assert_eq!(validate_lax(&validator, &mut body)[0].kind, "int_type");
     }
 
     #[test]
