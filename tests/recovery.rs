@@ -92,6 +92,12 @@ async fn killed_child_under_load_costs_no_request() {
     let killed = killer.await.unwrap();
     assert_eq!(killed.len(), 3);
     let failed: Vec<_> = shots.iter().filter(|s| s.status != 200).collect();
+    let slowest = shots.iter().map(|s| s.elapsed).max().unwrap_or_default();
+    eprintln!(
+        "kill under load: {} requests, {} failed, slowest {slowest:?}",
+        shots.len(),
+        failed.len()
+    );
     assert!(
         failed.is_empty(),
         "{} of {} failed: {:?}",
@@ -336,6 +342,10 @@ async fn storm_of_500s_opens_the_breaker_without_amplification() {
     let upstream_calls =
         after["tool_calls"].as_u64().unwrap() - before["tool_calls"].as_u64().unwrap();
     let client_calls = shots.len() as u64;
+    eprintln!(
+        "storm: {upstream_calls} upstream tool calls for {client_calls} client requests ({:.3}x)",
+        upstream_calls as f64 / client_calls as f64
+    );
     assert!(
         upstream_calls as f64 <= client_calls as f64 * 1.2,
         "upstream saw {upstream_calls} tool calls for {client_calls} client requests"
@@ -411,6 +421,7 @@ async fn many_crash_restart_cycles_leak_nothing() {
         }
     }
     let after = rss_kib(proxy.pid());
+    eprintln!("crash cycles: RSS {baseline} KiB after 20 cycles, {after} KiB after 200");
     assert!(baseline > 0);
     assert!(
         (after as f64) <= baseline as f64 * 1.10,
