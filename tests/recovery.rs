@@ -276,6 +276,16 @@ async fn server_down_at_start_comes_up_without_a_restart() {
     );
     let (status, _) = proxy.get("/late/openapi.json").await;
     assert_eq!(status, 503);
+    let (_, diag) = proxy.get("/diagnostics").await;
+    assert_eq!(diag["status"], "degraded");
+    assert_eq!(diag["servers"]["late"]["status"], "down");
+    assert!(
+        diag["servers"]["late"]["advice"][0]
+            .as_str()
+            .unwrap()
+            .contains("cannot be reached"),
+        "{diag}"
+    );
 
     tokio::time::sleep(Duration::from_secs(5)).await;
     let _fake = FakeHttp::start_on("late", port);
@@ -452,6 +462,13 @@ async fn restart_endpoint_replaces_one_server_only() {
         .wait_ok("/b/openapi.json", Duration::from_secs(30))
         .await;
     let (a, b) = (child_pid(&m, "ra").await, child_pid(&m, "rb").await);
+    // Diagnostics show each server's state and child.
+    let (status, diag) = proxy.get("/diagnostics").await;
+    assert_eq!(status, 200);
+    assert_eq!(diag["status"], "ok");
+    assert_eq!(diag["servers"]["a"]["status"], "ready");
+    assert_eq!(diag["servers"]["a"]["pool"]["members"][0]["pid"], a);
+    assert_eq!(diag["servers"]["b"]["breaker"], "closed");
     let url = proxy.url("/diagnostics/servers/a/restart");
     let r = proxy.client.post(&url).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 401, "guarded by the key");

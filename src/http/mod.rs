@@ -10,6 +10,7 @@
 //! upstream wait is bounded inside `upstream`.
 
 mod auth;
+mod diagnostics;
 mod docs;
 pub mod error;
 pub mod respond;
@@ -111,6 +112,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         post(restart_server),
     );
     let mut tools = tools.with_state(state.clone());
+    // Read-only status follows `--strict-auth`, like the docs.
+    pages = pages.route("/diagnostics", get(diagnostics::diagnostics));
     let mut pages = pages.with_state(state.clone()).merge(docs::asset_routes());
     if let Some(key) = key {
         let layer = axum::middleware::from_fn_with_state(key, auth::require_key);

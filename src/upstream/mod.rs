@@ -230,6 +230,11 @@ impl Upstream {
             .collect()
     }
 
+    /// The pool's bounds.
+    pub fn pool_bounds(&self) -> (usize, usize) {
+        (self.pool_min, self.pool_max)
+    }
+
     /// The latest tool listing.
     pub fn catalog(&self) -> Option<Arc<ToolCatalog>> {
         self.shared.catalog()
