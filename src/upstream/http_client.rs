@@ -51,6 +51,9 @@ fn check_reply(
     }
 }
 
+// rmcp's transport sends through `post_message_with_response_limits`; `post_message` is kept
+// for completeness. The SSE-size variant is left to its default, which only that default of
+// `post_message_with_response_limits` (overridden here) would call.
 impl StreamableHttpClient for SessionAwareClient {
     type Error = reqwest::Error;
 
@@ -67,31 +70,6 @@ impl StreamableHttpClient for SessionAwareClient {
         let result = self
             .inner
             .post_message(uri, message, session_id, auth_header, custom_headers)
-            .await;
-        check_reply(&sent, attached, result)
-    }
-
-    async fn post_message_with_max_sse_event_size(
-        &self,
-        uri: Arc<str>,
-        message: ClientJsonRpcMessage,
-        session_id: Option<Arc<str>>,
-        auth_header: Option<String>,
-        custom_headers: HashMap<HeaderName, HeaderValue>,
-        max_sse_event_size: usize,
-    ) -> PostResult {
-        let attached = session_id.is_some();
-        let sent = message.clone();
-        let result = self
-            .inner
-            .post_message_with_max_sse_event_size(
-                uri,
-                message,
-                session_id,
-                auth_header,
-                custom_headers,
-                max_sse_event_size,
-            )
             .await;
         check_reply(&sent, attached, result)
     }
