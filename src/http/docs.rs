@@ -42,6 +42,8 @@ window.ui = SwaggerUIBundle({{
   url: {openapi_url},
   dom_id: '#swagger-ui',
   deepLinking: true,
+  // The default validator badge calls an online service; the page must work offline.
+  validatorUrl: null,
   persistAuthorization: true,
   presets: [SwaggerUIBundle.presets.apis],
   layout: 'BaseLayout'
