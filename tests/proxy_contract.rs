@@ -525,3 +525,50 @@ async fn single_server_mode_serves_tools_at_the_root() {
     let (_, doc) = proxy.get("/openapi.json").await;
     assert!(doc["paths"]["/add"]["post"].is_object());
 }
+
+#[tokio::test]
+async fn path_prefix_root_path_and_env_flags_apply() {
+    let (ev_cmd, ev_args) = everything_stdio();
+    let config = json!({"mcpServers": {
+        "everything": {"command": ev_cmd, "args": ev_args, "env": {"MCPO_TEST_B": "from-config"}}
+    }});
+    let proxy = Proxy::start(
+        &config,
+        &[
+            "--path-prefix",
+            "/api",
+            "--root-path",
+            "/behind",
+            "-e",
+            "MCPO_TEST_A=from-flag",
+            "-e",
+            "MCPO_TEST_B=flag-loses",
+        ],
+    );
+    let doc = proxy
+        .wait_ok("/api/everything/openapi.json", Duration::from_secs(60))
+        .await;
+    // Clients behind the reverse proxy reach the routes under the root path.
+    assert_eq!(doc["servers"][0]["url"], "/behind/api/everything");
+    let (status, _) = proxy.get("/everything/openapi.json").await;
+    assert_eq!(status, 404, "servers live under the prefix only");
+    let (status, body) = proxy.post("/api/everything/get-env", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let env = if body.is_string() {
+        serde_json::from_str::<Value>(body.as_str().unwrap()).unwrap()
+    } else {
+        body
+    };
+    assert_eq!(env["MCPO_TEST_A"], "from-flag");
+    assert_eq!(
+        env["MCPO_TEST_B"], "from-config",
+        "a server's own env wins over --env"
+    );
+    let (_, root) = proxy.get("/openapi.json").await;
+    assert!(
+        root["info"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("/behind/api/everything/docs")
+    );
+}
