@@ -338,6 +338,24 @@ mod tests {
     }
 
     #[test]
+    fn env_path_is_read_and_env_flags_win() {
+        let path = std::env::temp_dir().join(format!("mcpo-env-{}", std::process::id()));
+        std::fs::write(&path, "# comment\nA=from-file\nB=\"quoted value\"\n").unwrap();
+        let file = path.display().to_string();
+        let cfg = parse(&["mcpo", "--env-path", &file, "-e", "A=from-flag", "--", "x"]).unwrap();
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(cfg.stdio_env["A"], "from-flag");
+        assert_eq!(cfg.stdio_env["B"], "quoted value");
+        let err = parse(&["mcpo", "--env-path", "/nonexistent/.env", "--", "x"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--env-path") && err.contains("/nonexistent/.env"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn needs_something_to_serve() {
         let err = parse(&["mcpo"]).unwrap_err().to_string();
         assert!(err.contains("nothing to serve"), "{err}");
