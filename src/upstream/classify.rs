@@ -44,15 +44,6 @@ pub enum Failure {
 }
 
 impl Failure {
-    /// True when the request certainly did not reach a tool, so sending it again cannot run
-    /// the tool twice.
-    pub fn is_before_send(&self) -> bool {
-        matches!(
-            self,
-            Failure::Connect { .. } | Failure::Unavailable { .. } | Failure::SessionExpired
-        )
-    }
-
     /// True when the failure says the server is unhealthy (for the circuit breaker). A tool
     /// error or a JSON-RPC error is a healthy server giving an answer.
     pub fn counts_against_server(&self) -> bool {
@@ -258,12 +249,20 @@ mod tests {
         );
         let expired: StreamableHttpError<reqwest::Error> = StreamableHttpError::SessionExpired;
         assert_eq!(classify_transport(&expired), Failure::SessionExpired);
-        assert!(Failure::SessionExpired.is_before_send());
+        assert!(!Failure::SessionExpired.counts_against_server());
         assert!(
-            !Failure::Timeout {
-                after: Duration::ZERO
+            Failure::HttpStatus {
+                status: 502,
+                retry_after: None
             }
-            .is_before_send()
+            .counts_against_server()
+        );
+        assert!(
+            !Failure::HttpStatus {
+                status: 400,
+                retry_after: None
+            }
+            .counts_against_server()
         );
     }
 }
