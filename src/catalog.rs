@@ -61,6 +61,8 @@ pub struct ServerIdentity {
     pub version: String,
     pub title: Option<String>,
     pub instructions: Option<String>,
+    /// The negotiated MCP protocol version.
+    pub protocol_version: String,
 }
 
 /// The tools of one server at one point in time.

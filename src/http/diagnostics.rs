@@ -64,7 +64,7 @@ fn server_report(upstream: &Upstream) -> Value {
         "transport": upstream.config().transport.kind(),
         "since_unix": since,
         "tools": view.catalog.as_ref().map_or(0, |c| c.tools().len()),
-        "server_info": view.catalog.as_ref().map(|c| json!({"name": c.server.name, "version": c.server.version})),
+        "server_info": view.catalog.as_ref().map(|c| json!({"name": c.server.name, "version": c.server.version, "protocol_version": c.server.protocol_version})),
         "restarts": view.restarts,
         "connect_attempts": view.connect_attempts,
         "last_error": view.last_error,

@@ -148,6 +148,7 @@ impl Session {
                     version: server.map(|s| s.version.clone()).unwrap_or_default(),
                     title: server.and_then(|s| s.title.clone()),
                     instructions: info.instructions.clone(),
+                    protocol_version: info.protocol_version.to_string(),
                 }
             })
             .unwrap_or_default();
