@@ -572,3 +572,43 @@ async fn path_prefix_root_path_and_env_flags_apply() {
             .contains("/behind/api/everything/docs")
     );
 }
+
+#[tokio::test]
+async fn tool_list_changes_refresh_routes_and_openapi() {
+    let config = json!({"mcpServers": {"fake": {"command": mcpo_bin(), "args": ["fake-server", "--id", "lists"]}}});
+    let proxy = Proxy::start(&config, &[]);
+    let doc = proxy
+        .wait_ok("/fake/openapi.json", Duration::from_secs(30))
+        .await;
+    assert!(doc["paths"].get("/bonus").is_none());
+    let (status, _) = proxy.post("/fake/bonus", json!({})).await;
+    assert_eq!(status, 404);
+
+    let proxy = &proxy;
+    let wait_for = |listed: bool| async move {
+        let start = std::time::Instant::now();
+        loop {
+            let (_, doc) = proxy.get("/fake/openapi.json").await;
+            if doc["paths"].get("/bonus").is_some() == listed {
+                return;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the route never {}",
+                if listed { "appeared" } else { "went away" }
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let (status, body) = proxy.post("/fake/toggle_bonus", json!({})).await;
+    assert_eq!((status, body), (200, json!("bonus listed")));
+    wait_for(true).await;
+    let (status, body) = proxy.post("/fake/bonus", json!({})).await;
+    assert_eq!((status, body), (200, json!("bonus")));
+
+    let (status, _) = proxy.post("/fake/toggle_bonus", json!({})).await;
+    assert_eq!(status, 200);
+    wait_for(false).await;
+    let (status, _) = proxy.post("/fake/bonus", json!({})).await;
+    assert_eq!(status, 404);
+}

@@ -43,6 +43,8 @@ pub struct FakeServer {
     busy: Arc<tokio::sync::Mutex<()>>,
     /// Calls that were cancelled by the client (`notifications/cancelled`) while working.
     pub cancelled: Arc<std::sync::atomic::AtomicU64>,
+    /// Whether the tool `bonus` is listed (flipped by `toggle_bonus`).
+    bonus: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl FakeServer {
@@ -57,6 +59,7 @@ impl FakeServer {
             tools: Arc::new(tools),
             busy: Arc::new(tokio::sync::Mutex::new(())),
             cancelled: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            bonus: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
     }
 }
@@ -163,6 +166,12 @@ pub fn tool_definitions() -> Value {
                 "required": ["message"]
             },
             "annotations": {"readOnlyHint": true, "idempotentHint": true, "openWorldHint": false}
+        },
+        {
+            "name": "toggle_bonus",
+            "description": "Adds the tool `bonus` to the tool list, or removes it, and sends notifications/tools/list_changed.",
+            "inputSchema": {"type": "object", "properties": {}},
+            "annotations": {"readOnlyHint": false, "idempotentHint": false, "openWorldHint": false}
         },
         {
             "name": "request_meta",
@@ -287,7 +296,7 @@ impl rmcp::ServerHandler for FakeServer {
         info.server_info =
             Implementation::new(format!("fake-{}", self.id), env!("CARGO_PKG_VERSION"));
         info.instructions = Some(format!(
-            "A fake MCP server ({}) for tests and demos: echo, add, slow, measure_shape, stats, fail, request_meta, jsonrpc_error.",
+            "A fake MCP server ({}) for tests and demos: echo, add, slow, measure_shape, stats, fail, toggle_bonus, request_meta, jsonrpc_error.",
             self.id
         ));
         info
@@ -298,7 +307,17 @@ impl rmcp::ServerHandler for FakeServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok((*self.tools).clone())
+        let mut tools = (*self.tools).clone();
+        if self.bonus.load(std::sync::atomic::Ordering::SeqCst)
+            && let Ok(bonus) = serde_json::from_value(json!({
+                "name": "bonus",
+                "description": "Listed only after toggle_bonus.",
+                "inputSchema": {"type": "object", "properties": {}}
+            }))
+        {
+            tools.tools.push(bonus);
+        }
+        Ok(tools)
     }
 
     async fn call_tool(
@@ -306,6 +325,21 @@ impl rmcp::ServerHandler for FakeServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        match request.name.as_ref() {
+            "toggle_bonus" => {
+                let now = !self
+                    .bonus
+                    .fetch_xor(true, std::sync::atomic::Ordering::SeqCst);
+                if let Err(e) = context.peer.notify_tool_list_changed().await {
+                    tracing::warn!(error = %e, "could not send tools/list_changed");
+                }
+                return Ok(text(if now { "bonus listed" } else { "bonus removed" }).into());
+            }
+            "bonus" if self.bonus.load(std::sync::atomic::Ordering::SeqCst) => {
+                return Ok(text("bonus").into());
+            }
+            _ => {}
+        }
         if request.name == "request_meta" {
             // rmcp moves the request's `_meta` into the context.
             let meta = serde_json::to_value(&context.meta).unwrap_or(Value::Null);
