@@ -26,13 +26,29 @@ pub struct SessionAwareClient {
 
 type PostResult = Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>>;
 
-/// Rewrites a reply that can never be matched to our request into an error.
-fn check_reply(
-    sent: &ClientJsonRpcMessage,
+/// What `check_reply` needs to know about the message that was sent, taken before the message
+/// is handed to the inner client (so no copy of it is kept).
+#[derive(Clone, Copy)]
+struct Sent {
+    is_request: bool,
     session_attached: bool,
-    result: PostResult,
-) -> PostResult {
-    let is_request = matches!(sent, ClientJsonRpcMessage::Request(_));
+}
+
+impl Sent {
+    fn of(message: &ClientJsonRpcMessage, session_id: &Option<Arc<str>>) -> Self {
+        Sent {
+            is_request: matches!(message, ClientJsonRpcMessage::Request(_)),
+            session_attached: session_id.is_some(),
+        }
+    }
+}
+
+/// Rewrites a reply that can never be matched to our request into an error.
+fn check_reply(sent: Sent, result: PostResult) -> PostResult {
+    let Sent {
+        is_request,
+        session_attached,
+    } = sent;
     match result {
         Ok(StreamableHttpPostResponse::Json(ServerJsonRpcMessage::Error(e), _))
             if is_request && e.id.is_none() =>
@@ -65,13 +81,12 @@ impl StreamableHttpClient for SessionAwareClient {
         auth_header: Option<String>,
         custom_headers: HashMap<HeaderName, HeaderValue>,
     ) -> PostResult {
-        let attached = session_id.is_some();
-        let sent = message.clone();
+        let sent = Sent::of(&message, &session_id);
         let result = self
             .inner
             .post_message(uri, message, session_id, auth_header, custom_headers)
             .await;
-        check_reply(&sent, attached, result)
+        check_reply(sent, result)
     }
 
     async fn post_message_with_response_limits(
@@ -83,8 +98,7 @@ impl StreamableHttpClient for SessionAwareClient {
         custom_headers: HashMap<HeaderName, HeaderValue>,
         limits: StreamableHttpResponseLimits,
     ) -> PostResult {
-        let attached = session_id.is_some();
-        let sent = message.clone();
+        let sent = Sent::of(&message, &session_id);
         let result = self
             .inner
             .post_message_with_response_limits(
@@ -96,7 +110,7 @@ impl StreamableHttpClient for SessionAwareClient {
                 limits,
             )
             .await;
-        check_reply(&sent, attached, result)
+        check_reply(sent, result)
     }
 
     async fn delete_session(
