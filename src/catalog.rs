@@ -157,9 +157,9 @@ mod tests {
         let catalog = ToolCatalog::new(ServerIdentity::default(), listed, &disabled);
         let names: Vec<_> = catalog.tools().iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
-        assert!(catalog.tool("a").unwrap().takes_no_arguments());
-        assert!(!catalog.tool("b").unwrap().takes_no_arguments());
-        assert!(catalog.tool("b").unwrap().validator.is_some());
+        assert!(catalog.tool("a").is_some_and(|t| t.takes_no_arguments()));
+        assert!(catalog.tool("b").is_some_and(|t| !t.takes_no_arguments()));
+        assert!(catalog.tool("b").is_some_and(|t| t.validator.is_some()));
     }
 
     #[test]
@@ -169,7 +169,7 @@ mod tests {
             json!({"name": "w", "annotations": {"readOnlyHint": false}}),
         ];
         let catalog = ToolCatalog::new(ServerIdentity::default(), listed, &BTreeSet::new());
-        assert!(catalog.tool("r").unwrap().is_idempotent());
-        assert!(!catalog.tool("w").unwrap().is_idempotent());
+        assert!(catalog.tool("r").is_some_and(|t| t.is_idempotent()));
+        assert!(catalog.tool("w").is_some_and(|t| !t.is_idempotent()));
     }
 }

@@ -244,16 +244,25 @@ mod tests {
     use super::*;
     use clap::Parser;
 
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    /// Parses a command line as `main` does; clap errors become flag errors.
     fn parse(args: &[&str]) -> Result<ServeConfig, ConfigError> {
-        let cli = crate::cli::Cli::try_parse_from(args).unwrap();
+        let cli = crate::cli::Cli::try_parse_from(args).map_err(|e| ConfigError::Flag {
+            flag: "command line".into(),
+            message: e.to_string(),
+        })?;
         match cli.into_command() {
             crate::cli::Command::Serve(serve) => from_cli(&serve),
-            other => panic!("unexpected command {other:?}"),
+            other => Err(ConfigError::Flag {
+                flag: "command line".into(),
+                message: format!("unexpected command {other:?}"),
+            }),
         }
     }
 
     #[test]
-    fn bare_command_means_serve_in_single_server_mode() {
+    fn bare_command_means_serve_in_single_server_mode() -> TestResult {
         let cfg = parse(&[
             "mcpo",
             "--port",
@@ -262,14 +271,14 @@ mod tests {
             "uvx",
             "mcp-server-time",
             "--local-timezone=UTC",
-        ])
-        .unwrap();
+        ])?;
         assert!(!cfg.config_mode);
         assert_eq!(cfg.port, 9);
         assert!(
             matches!(&cfg.servers[0].transport, Transport::Stdio { command, args, .. }
             if command == "uvx" && args.len() == 2)
         );
+        Ok(())
     }
 
     #[test]
@@ -285,7 +294,7 @@ mod tests {
     }
 
     #[test]
-    fn env_flags_and_prefixes() {
+    fn env_flags_and_prefixes() -> TestResult {
         let cfg = parse(&[
             "mcpo",
             "serve",
@@ -299,17 +308,17 @@ mod tests {
             "/r/",
             "--",
             "x",
-        ])
-        .unwrap();
+        ])?;
         assert_eq!(cfg.stdio_env["A"], "1");
         assert_eq!(cfg.stdio_env["B"], "x=y");
         assert_eq!(cfg.path_prefix, "/api/");
         assert_eq!(cfg.root_path, "/r");
         assert!(parse(&["mcpo", "-e", "novalue", "--", "x"]).is_err());
+        Ok(())
     }
 
     #[test]
-    fn single_remote_server_takes_headers() {
+    fn single_remote_server_takes_headers() -> TestResult {
         let cfg = parse(&[
             "mcpo",
             "--type",
@@ -318,8 +327,7 @@ mod tests {
             r#"{"X-A": "1"}"#,
             "--",
             "http://127.0.0.1:1/mcp",
-        ])
-        .unwrap();
+        ])?;
         assert!(
             matches!(&cfg.servers[0].transport, Transport::StreamableHttp { headers, .. } if headers["X-A"] == "1")
         );
@@ -335,15 +343,17 @@ mod tests {
             ])
             .is_err()
         );
+        Ok(())
     }
 
     #[test]
-    fn env_path_is_read_and_env_flags_win() {
+    fn env_path_is_read_and_env_flags_win() -> TestResult {
         let path = std::env::temp_dir().join(format!("mcpo-env-{}", std::process::id()));
-        std::fs::write(&path, "# comment\nA=from-file\nB=\"quoted value\"\n").unwrap();
+        std::fs::write(&path, "# comment\nA=from-file\nB=\"quoted value\"\n")?;
         let file = path.display().to_string();
-        let cfg = parse(&["mcpo", "--env-path", &file, "-e", "A=from-flag", "--", "x"]).unwrap();
+        let cfg = parse(&["mcpo", "--env-path", &file, "-e", "A=from-flag", "--", "x"]);
         let _ = std::fs::remove_file(&path);
+        let cfg = cfg?;
         assert_eq!(cfg.stdio_env["A"], "from-flag");
         assert_eq!(cfg.stdio_env["B"], "quoted value");
         let err = parse(&["mcpo", "--env-path", "/nonexistent/.env", "--", "x"])
@@ -353,6 +363,7 @@ mod tests {
             err.contains("--env-path") && err.contains("/nonexistent/.env"),
             "{err}"
         );
+        Ok(())
     }
 
     #[test]

@@ -216,51 +216,58 @@ impl CircuitBreaker {
 mod tests {
     use super::*;
 
-    fn fail(b: &CircuitBreaker, n: usize) {
+    type TestResult = Result<(), Duration>;
+
+    /// Records `n` failures; the error is the wait of a refused admission.
+    fn fail(b: &CircuitBreaker, n: usize) -> TestResult {
         for _ in 0..n {
-            b.admit().expect("admitted").record(false);
+            b.admit()?.record(false);
         }
+        Ok(())
     }
 
     #[tokio::test(start_paused = true)]
-    async fn opens_on_a_run_then_probes_then_closes() {
+    async fn opens_on_a_run_then_probes_then_closes() -> TestResult {
         let b = CircuitBreaker::new(BreakerConfig::default());
-        fail(&b, 4);
+        fail(&b, 4)?;
         assert_eq!(b.state(), BreakerState::Closed);
-        fail(&b, 1);
+        fail(&b, 1)?;
         assert_eq!(b.state(), BreakerState::Open);
-        let wait = b.admit().unwrap_err();
-        assert!(wait <= Duration::from_millis(500));
+        let wait = b.admit().err();
+        assert!(wait.is_some_and(|w| w <= Duration::from_millis(500)));
         tokio::time::advance(Duration::from_millis(501)).await;
-        let probe = b.admit().expect("a probe is let through");
+        let probe = b.admit()?;
         // Only one probe at a time.
         assert!(b.admit().is_err());
         probe.record(true);
         assert_eq!(b.state(), BreakerState::Closed);
         assert!(b.admit().is_ok());
         assert_eq!(b.trips(), 1);
+        Ok(())
     }
 
     #[tokio::test(start_paused = true)]
-    async fn opens_on_a_high_failure_ratio_and_reopens_on_a_failed_probe() {
+    async fn opens_on_a_high_failure_ratio_and_reopens_on_a_failed_probe() -> TestResult {
         let b = CircuitBreaker::new(BreakerConfig::default());
         // 80% failures, never five in a row.
         for i in 0..10 {
-            b.admit().unwrap().record(i % 5 == 4);
+            b.admit()?.record(i % 5 == 4);
         }
         assert_eq!(b.state(), BreakerState::Open);
         tokio::time::advance(Duration::from_millis(600)).await;
-        b.admit().unwrap().record(false);
+        b.admit()?.record(false);
         assert_eq!(b.state(), BreakerState::Open);
         assert_eq!(b.trips(), 2);
+        Ok(())
     }
 
     #[tokio::test(start_paused = true)]
-    async fn an_abandoned_probe_frees_the_slot() {
+    async fn an_abandoned_probe_frees_the_slot() -> TestResult {
         let b = CircuitBreaker::new(BreakerConfig::default());
-        fail(&b, 5);
+        fail(&b, 5)?;
         tokio::time::advance(Duration::from_secs(1)).await;
-        drop(b.admit().unwrap());
+        drop(b.admit()?);
         assert!(b.admit().is_ok(), "a new probe may go");
+        Ok(())
     }
 }
