@@ -178,16 +178,8 @@ async fn lost_http_session_is_replaced_transparently() {
         .await;
     let (status, _) = proxy.post("/fake/echo", json!({"message": "before"})).await;
     assert_eq!(status, 200);
-    let control = fake.url.replace("/mcp", "/control/fault");
     for round in 0..3 {
-        let r = proxy
-            .client
-            .post(&control)
-            .json(&json!({"kind": "session-loss"}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 204);
+        fake.fault(json!({"kind": "session-loss"})).await;
         let t = Instant::now();
         let (status, body) = proxy
             .post("/fake/echo", json!({"message": format!("r{round}")}))
@@ -304,51 +296,28 @@ async fn storm_of_500s_opens_the_breaker_without_amplification() {
     proxy
         .wait_ok("/flaky/openapi.json", Duration::from_secs(30))
         .await;
-    let stats_url = fake.url.replace("/mcp", "/control/stats");
-    let before: Value = proxy
-        .client
-        .get(&stats_url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let before = fake.stats().await;
 
     let storm_at = Duration::from_secs(2);
     let storm_for = Duration::from_secs(10);
-    let injector = {
-        let client = proxy.client.clone();
-        let url = fake.url.replace("/mcp", "/control/fault");
-        tokio::spawn(async move {
-            tokio::time::sleep(storm_at).await;
-            let r = client
-                .post(url)
-                .json(&json!({"kind": "http-error", "status": 500, "probability": 0.8, "for_ms": storm_for.as_millis() as u64}))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status().as_u16(), 204);
-        })
+    let inject = async {
+        tokio::time::sleep(storm_at).await;
+        fake.fault(
+            json!({"kind": "http-error", "status": 500, "probability": 0.8,
+            "for_ms": storm_for.as_millis() as u64}),
+        )
+        .await;
     };
-    let shots = open_loop(
+    let echo_url = proxy.url("/flaky/echo");
+    let load = open_loop(
         &proxy.client,
-        &proxy.url("/flaky/echo"),
+        &echo_url,
         json!({"message": "s"}),
         50,
         Duration::from_secs(15),
-    )
-    .await;
-    injector.await.unwrap();
-    let after: Value = proxy
-        .client
-        .get(&stats_url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    );
+    let (shots, ()) = tokio::join!(load, inject);
+    let after = fake.stats().await;
     let upstream_calls =
         after["tool_calls"].as_u64().unwrap() - before["tool_calls"].as_u64().unwrap();
     let client_calls = shots.len() as u64;
@@ -539,18 +508,9 @@ async fn deadline_cancels_the_upstream_call() {
     assert_eq!(status, 504, "{body}");
     assert!(t.elapsed() < Duration::from_secs(3));
     // The server hears `notifications/cancelled` and stops working on the call.
-    let stats_url = fake.url.replace("/mcp", "/control/stats");
     let start = Instant::now();
     loop {
-        let stats: Value = proxy
-            .client
-            .get(&stats_url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let stats = fake.stats().await;
         if stats["cancelled"] == 1 {
             break;
         }

@@ -113,6 +113,27 @@ pub struct FakeHttp {
 }
 
 impl FakeHttp {
+    /// The fake's counters (`requests`, `tool_calls`, `cancelled`).
+    pub async fn stats(&self) -> Value {
+        reqwest::get(self.url.replace("/mcp", "/control/stats"))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Starts a fault (see `fake::control::FaultSpec`).
+    pub async fn fault(&self, spec: Value) {
+        let r = reqwest::Client::new()
+            .post(self.url.replace("/mcp", "/control/fault"))
+            .json(&spec)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 204, "fault {spec} refused");
+    }
+
     pub fn start(id: &str) -> FakeHttp {
         Self::start_on(id, 0)
     }
