@@ -130,6 +130,21 @@ pub struct ServeArgs {
         default_value_t = 1
     )]
     pub pool_max_connections: usize,
+    /// Seconds a pool member above the minimum may stay idle before it is retired.
+    #[arg(
+        long = "pool-idle-timeout",
+        env = "MCPO_POOL_IDLE_TIMEOUT",
+        default_value_t = 60.0
+    )]
+    pub pool_idle_timeout: f64,
+    /// Seconds that calls in flight get to finish after SIGTERM or SIGINT, before sessions and
+    /// children are closed.
+    #[arg(
+        long = "drain-timeout",
+        env = "MCPO_DRAIN_TIMEOUT",
+        default_value_t = 10.0
+    )]
+    pub drain_timeout: f64,
     /// Attempts per tool call, the first included, when a failure is safe to recover from.
     #[arg(
         long = "max-recovery-attempts",

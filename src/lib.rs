@@ -6,9 +6,12 @@
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod failure;
 pub mod fake;
 pub mod http;
+pub mod net;
 pub mod openapi;
 pub mod recovery;
+pub mod redact;
 pub mod serve;
 pub mod upstream;

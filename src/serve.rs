@@ -1,9 +1,11 @@
 //! `mcpo serve`: start the upstream supervisors, serve HTTP, and shut everything down in order.
 //!
-//! Shutdown is one [`CancellationToken`] owned here: on SIGTERM or SIGINT the HTTP server stops
-//! accepting and finishes the requests in flight, then every supervisor closes its session and
-//! terminates its child's whole process group, and only then does the process exit. No child
-//! outlives the proxy.
+//! Shutdown happens in order, with two tokens owned here. On SIGTERM or SIGINT the first one
+//! stops the HTTP server from accepting; calls in flight keep their sessions and get up to the
+//! drain timeout to finish. Only then does the second token stop the supervisors, which close
+//! their sessions and terminate each child's whole process group, and only then does the
+//! process exit. No child outlives the proxy, and no call in flight loses its session to the
+//! shutdown that was supposed to let it finish.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,8 +19,6 @@ use crate::http::{AppState, router};
 use crate::recovery::RecoveryPolicy;
 use crate::upstream::{Upstream, UpstreamSettings};
 
-/// How long in-flight HTTP requests get to finish after a shutdown signal.
-const DRAIN_GRACE: Duration = Duration::from_secs(10);
 /// How long supervisors get to stop their children.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -75,6 +75,7 @@ pub async fn start(config: ServeConfig) -> Result<RunningProxy, ServeError> {
         call_timeout: config.tool_timeout,
         pool_min: config.pool_min,
         pool_max: config.pool_max,
+        pool_idle: config.pool_idle,
         ..UpstreamSettings::default()
     };
     let policy = if config.recovery_enabled {
@@ -87,9 +88,11 @@ pub async fn start(config: ServeConfig) -> Result<RunningProxy, ServeError> {
         .iter()
         .map(|s| Upstream::new(s.clone(), settings.clone(), policy.clone()))
         .collect();
+    // Not a child of `shutdown`: sessions must outlive the HTTP drain.
+    let upstream_stop = CancellationToken::new();
     let mut supervisors = JoinSet::new();
     for upstream in &upstreams {
-        supervisors.spawn(upstream.clone().run(shutdown.child_token()));
+        supervisors.spawn(upstream.clone().run(upstream_stop.clone()));
     }
     let first_attempts =
         futures::future::join_all(upstreams.iter().map(|u| u.first_attempt_done()));
@@ -108,18 +111,13 @@ pub async fn start(config: ServeConfig) -> Result<RunningProxy, ServeError> {
     }
 
     let addr = format!("{}:{}", config.host, config.port);
-    let listener = tokio::net::TcpListener::bind(&addr)
+    let (listener, local) = crate::net::bind(&addr)
         .await
-        .map_err(|source| ServeError::Bind {
-            addr: addr.clone(),
-            source,
-        })?;
-    let local = listener
-        .local_addr()
         .map_err(|source| ServeError::Bind { addr, source })?;
     let state = AppState::new(config.clone(), upstreams);
     let app = router(state.clone());
     let token = shutdown.clone();
+    let drain = config.drain_timeout;
     let server = tokio::spawn(async move {
         let graceful = token.clone();
         let served = axum::serve(listener, app)
@@ -127,9 +125,12 @@ pub async fn start(config: ServeConfig) -> Result<RunningProxy, ServeError> {
         // Requests in flight get a bounded time to finish; a hung one cannot hold shutdown.
         let result = tokio::select! {
             r = served => r.map_err(ServeError::Http),
-            _ = async { token.cancelled().await; tokio::time::sleep(DRAIN_GRACE).await } => Ok(()),
+            _ = async { token.cancelled().await; tokio::time::sleep(drain).await } => {
+                tracing::warn!(drain = ?drain, "calls still in flight after the drain timeout; closing their sessions");
+                Ok(())
+            }
         };
-        token.cancel();
+        upstream_stop.cancel();
         let stopped = async { while supervisors.join_next().await.is_some() {} };
         if tokio::time::timeout(STOP_GRACE, stopped).await.is_err() {
             tracing::warn!("some upstreams did not stop in time; aborting them");

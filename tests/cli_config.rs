@@ -86,3 +86,48 @@ fn missing_config_file_and_unsupported_flags() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--port"));
 }
+
+/// Finding 8 of the hardening issue: huge numbers used to panic (exit 101) on the command line
+/// and on every request when they came from the config file.
+#[test]
+fn huge_durations_are_refused_not_panicked_on() {
+    for flag in [
+        "--tool-timeout",
+        "--connect-timeout",
+        "--pool-idle-timeout",
+        "--drain-timeout",
+    ] {
+        for value in ["1e300", "1e19", "inf", "NaN", "0", "-3"] {
+            let out = Command::new(mcpo_bin())
+                .args([flag, value, "--", "true"])
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{flag} {value}: {stderr}");
+            assert!(stderr.contains(flag), "{flag} {value}: {stderr}");
+        }
+    }
+    for value in ["1e19", "1e300", "31536001"] {
+        let (code, stderr) = run_with_config(&format!(
+            r#"{{"mcpServers": {{"a": {{"command": "x", "timeout": {value}}}}}}}"#
+        ));
+        assert_eq!(code, 2, "timeout {value}: {stderr}");
+        assert!(
+            stderr.contains("server 'a'") && stderr.contains("\"timeout\""),
+            "{stderr}"
+        );
+    }
+}
+
+/// Finding 12: a `url` without `type` is legacy SSE in mcpo; until that transport exists it is
+/// refused at start-up instead of failing at every connect.
+#[test]
+fn url_without_type_is_refused_at_start_up() {
+    let (code, stderr) =
+        run_with_config(r#"{"mcpServers": {"legacy": {"url": "http://127.0.0.1:9/sse"}}}"#);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("server 'legacy'") && stderr.contains("SSE"),
+        "{stderr}"
+    );
+}

@@ -168,10 +168,17 @@ fn parse_server(name: &str, entry: &Map<String, Value>) -> Result<Option<ServerC
             if command.trim().is_empty() {
                 return Err("key \"command\" is empty".into());
             }
+            let cwd = opt_string(entry, "cwd")?.map(std::path::PathBuf::from);
+            if let Some(dir) = &cwd
+                && !dir.is_dir()
+            {
+                return Err(format!("key \"cwd\": {} is not a directory", dir.display()));
+            }
             Transport::Stdio {
                 command,
                 args: string_list(entry, "args")?.unwrap_or_default(),
                 env: string_map(entry, "env", true)?,
+                cwd,
             }
         }
         (None, Some(url)) => {
@@ -179,8 +186,19 @@ fn parse_server(name: &str, entry: &Map<String, Value>) -> Result<Option<ServerC
             let headers = string_map(entry, "headers", false)?;
             check_headers(&headers)?;
             match declared {
-                // mcpo treats a `url` without `type` as legacy SSE.
-                None | Some("sse") => Transport::Sse { url, headers },
+                // mcpo treats a `url` without `type` as legacy SSE, which has no client here
+                // yet: refuse it now rather than fail at every connect.
+                None | Some("sse") => {
+                    return Err(format!(
+                        "legacy SSE (a \"url\" without \"type\", or \"type\": \"sse\") is not supported yet; \
+                         if the server offers streamable HTTP, set \"type\": \"streamable-http\"{}",
+                        if declared.is_none() {
+                            " (mcpo reads a url without type as SSE)"
+                        } else {
+                            ""
+                        }
+                    ));
+                }
                 Some("streamable-http") => Transport::StreamableHttp { url, headers },
                 Some(_) => {
                     return Err(
@@ -201,7 +219,8 @@ fn parse_server(name: &str, entry: &Map<String, Value>) -> Result<Option<ServerC
         None | Some(Value::Null) => None,
         Some(v) => Some(seconds(v).ok_or_else(|| {
             format!(
-                "key \"timeout\" must be a positive number of seconds, found {}",
+                "key \"timeout\" must be a number of seconds above 0 and at most {} (a year), found {}",
+                super::MAX_DURATION_SECS,
                 short(v)
             )
         })?),
@@ -300,7 +319,7 @@ pub(crate) fn seconds(v: &Value) -> Option<Duration> {
         Value::String(s) => s.trim().parse::<f64>().ok()?,
         _ => return None,
     };
-    (secs.is_finite() && secs > 0.0).then(|| Duration::from_secs_f64(secs))
+    super::duration_from_secs(secs)
 }
 
 fn check_url(url: &str) -> Result<(), String> {
@@ -433,22 +452,26 @@ mod tests {
         let servers = parse(
             r#"{"mcpServers": {
                 "time": {"command": "uvx", "args": ["mcp-server-time"], "env": {"TZ": "UTC", "N": 3}},
-                "remote": {"type": "streamable_http", "url": "http://127.0.0.1:9/mcp", "headers": {"Authorization": "Bearer x"}},
-                "legacy": {"url": "http://127.0.0.1:9/sse", "disabledTools": ["a"]}
+                "remote": {"type": "streamable_http", "url": "http://127.0.0.1:9/mcp", "headers": {"Authorization": "Bearer x"}, "disabledTools": ["a"]}
             }}"#,
         )
         .unwrap();
-        assert_eq!(servers.len(), 3);
+        assert_eq!(servers.len(), 2);
         assert!(
-            matches!(&servers[0].transport, Transport::Stdio { command, args, env }
+            matches!(&servers[0].transport, Transport::Stdio { command, args, env, .. }
             if command == "uvx" && args == &["mcp-server-time"] && env["N"] == "3")
         );
         assert!(
             matches!(&servers[1].transport, Transport::StreamableHttp { headers, .. }
             if headers["Authorization"] == "Bearer x")
         );
-        assert!(matches!(&servers[2].transport, Transport::Sse { .. }));
-        assert!(servers[2].disabled_tools.contains("a"));
+        assert!(servers[1].disabled_tools.contains("a"));
+        let err =
+            parse(r#"{"mcpServers": {"legacy": {"url": "http://127.0.0.1:9/sse"}}}"#).unwrap_err();
+        assert!(
+            err.contains("server 'legacy'") && err.contains("SSE"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -501,6 +524,14 @@ mod tests {
             (
                 r#"{"mcpServers": {"a": {"command": "x", "timeout": -1}}}"#,
                 "key \"timeout\"",
+            ),
+            (
+                r#"{"mcpServers": {"a": {"command": "x", "timeout": 1e19}}}"#,
+                "key \"timeout\"",
+            ),
+            (
+                r#"{"mcpServers": {"a": {"command": "x", "cwd": "/nonexistent/dir"}}}"#,
+                "key \"cwd\"",
             ),
             (
                 r#"{"mcpServers": {"a": {"type": "streamable-http", "url": "http://x", "headers": {"Mcp-Session-Id": "1"}}}}"#,

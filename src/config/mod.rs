@@ -72,6 +72,8 @@ pub enum Transport {
         args: Vec<String>,
         /// Merged over the proxy's own environment.
         env: BTreeMap<String, String>,
+        /// Working directory of the process; `None` keeps the proxy's.
+        cwd: Option<std::path::PathBuf>,
     },
     /// MCP streamable HTTP.
     StreamableHttp {
@@ -135,6 +137,22 @@ pub enum ConfigError {
     Flag { flag: String, message: String },
     #[error("{what} is not supported yet")]
     NotSupported { what: String },
+}
+
+/// The longest duration any setting may have: a year. Longer values are certainly typos, and
+/// deadlines are added to the current instant, which overflows (and would panic) for values
+/// near `u64::MAX` seconds.
+pub const MAX_DURATION_SECS: f64 = 365.0 * 24.0 * 3600.0;
+
+/// A positive, finite number of seconds no larger than [`MAX_DURATION_SECS`], as a `Duration`.
+/// Every duration read from a flag, the environment or a config file goes through here.
+pub fn duration_from_secs(secs: f64) -> Option<Duration> {
+    if !(secs.is_finite() && secs > 0.0 && secs <= MAX_DURATION_SECS) {
+        return None;
+    }
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| !d.is_zero())
 }
 
 /// Normalises the spellings of a transport type that mcpo and Claude-style configs accept.

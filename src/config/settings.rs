@@ -39,6 +39,10 @@ pub struct ServeConfig {
     /// Pool size per server unless the server sets its own.
     pub pool_min: usize,
     pub pool_max: usize,
+    /// A pool member above the minimum idle this long is retired.
+    pub pool_idle: Duration,
+    /// How long calls in flight get to finish on shutdown.
+    pub drain_timeout: Duration,
     /// Attempts per call, the first included.
     pub max_recovery_attempts: u32,
     /// False gives mcpo's behaviour: no retries, breaker or proactive restarts.
@@ -69,6 +73,8 @@ impl ServeConfig {
             log_level: "INFO".into(),
             pool_min: 1,
             pool_max: 1,
+            pool_idle: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(10),
             max_recovery_attempts: 3,
             recovery_enabled: true,
         }
@@ -96,18 +102,21 @@ pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
             what: "--hot-reload".into(),
         });
     }
-    let tool_timeout = positive_secs(args.tool_timeout).ok_or_else(|| {
-        flag(
-            "--tool-timeout",
-            "must be a positive number of seconds".into(),
-        )
-    })?;
-    let connect_timeout = positive_secs(args.connect_timeout).ok_or_else(|| {
-        flag(
-            "--connect-timeout",
-            "must be a positive number of seconds".into(),
-        )
-    })?;
+    let secs = |name: &str, value: f64| {
+        positive_secs(value).ok_or_else(|| {
+            flag(
+                name,
+                format!(
+                    "must be a number of seconds above 0 and at most {} (a year), found {value}",
+                    super::MAX_DURATION_SECS
+                ),
+            )
+        })
+    };
+    let tool_timeout = secs("--tool-timeout", args.tool_timeout)?;
+    let connect_timeout = secs("--connect-timeout", args.connect_timeout)?;
+    let pool_idle = secs("--pool-idle-timeout", args.pool_idle_timeout)?;
+    let drain_timeout = secs("--drain-timeout", args.drain_timeout)?;
     if !(1..=64).contains(&args.pool_min_connections) {
         return Err(flag(
             "--pool-min-connections",
@@ -178,6 +187,8 @@ pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
         log_level: args.log_level.clone(),
         pool_min: args.pool_min_connections,
         pool_max: args.pool_max_connections.max(args.pool_min_connections),
+        pool_idle,
+        drain_timeout,
         max_recovery_attempts: args.max_recovery_attempts,
         recovery_enabled: args.error_recovery_enabled,
     })
@@ -212,21 +223,23 @@ fn single_server(args: &ServeArgs) -> Result<ServerConfig, ConfigError> {
             command: first,
             args: words.collect(),
             env: BTreeMap::new(),
+            cwd: None,
         },
         "streamable-http" => Transport::StreamableHttp {
             url: first,
             headers,
         },
-        _ => Transport::Sse {
-            url: first,
-            headers,
-        },
+        _ => {
+            return Err(ConfigError::NotSupported {
+                what: "the legacy SSE transport (--type sse)".into(),
+            });
+        }
     };
     Ok(ServerConfig::new("", transport))
 }
 
 fn positive_secs(secs: f64) -> Option<Duration> {
-    (secs.is_finite() && secs > 0.0).then(|| Duration::from_secs_f64(secs))
+    super::duration_from_secs(secs)
 }
 
 /// `api` or `/api/` become `/api/`; `` and `/` become `/`.

@@ -369,14 +369,8 @@ pub async fn run(transport: &str, host: &str, port: u16, id: &str) -> Result<(),
         }
         "streamable-http" | "streamable_http" | "http" => {
             let addr = format!("{host}:{port}");
-            let listener = tokio::net::TcpListener::bind(&addr)
+            let (listener, local) = crate::net::bind(&addr)
                 .await
-                .map_err(|source| FakeError::Bind {
-                    addr: addr.clone(),
-                    source,
-                })?;
-            let local = listener
-                .local_addr()
                 .map_err(|source| FakeError::Bind { addr, source })?;
             let app = control::HttpFake::new(server).router();
             // The address on stdout lets whoever started us (tests, the harness) find the port.

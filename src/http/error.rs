@@ -18,6 +18,10 @@ pub enum ApiError {
     Unauthorized,
     /// 403: wrong key.
     Forbidden,
+    /// 413 or 503: a body over a limit, or the body budget spent (load shedding).
+    Body(super::body::BodyError),
+    /// 500: something in the proxy itself failed.
+    Internal(String),
     /// An upstream call failed (boxed: failures carry JSON and strings, and the error type
     /// travels through every handler's `Result`).
     Upstream(Box<UpstreamFailure>),
@@ -29,6 +33,12 @@ pub struct UpstreamFailure {
     pub failure: Failure,
     pub server: String,
     pub tool: String,
+}
+
+impl From<super::body::BodyError> for ApiError {
+    fn from(e: super::body::BodyError) -> Self {
+        ApiError::Body(e)
+    }
 }
 
 impl ApiError {
@@ -70,6 +80,34 @@ impl IntoResponse for ApiError {
             )
                 .into_response(),
             ApiError::Upstream(u) => upstream_response(&u.failure, &u.server, &u.tool),
+            ApiError::Body(e) => {
+                use super::body::BodyError;
+                let status = match e {
+                    BodyError::TooLarge { .. } | BodyError::TooManyValues { .. } => {
+                        StatusCode::PAYLOAD_TOO_LARGE
+                    }
+                    BodyError::Busy => StatusCode::SERVICE_UNAVAILABLE,
+                    BodyError::Read(_) => StatusCode::BAD_REQUEST,
+                };
+                let mut r = (
+                    status,
+                    axum::Json(json!({"detail": {"message": e.to_string()}})),
+                )
+                    .into_response();
+                if matches!(e, BodyError::Busy) {
+                    r.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                }
+                r
+            }
+            ApiError::Internal(message) => {
+                tracing::error!(%message, "internal error");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    axum::Json(json!({"detail": {"message": message}})),
+                )
+                    .into_response()
+            }
         }
     }
 }
@@ -133,12 +171,28 @@ fn upstream_response(failure: &Failure, server: &str, tool: &str) -> Response {
             json!({"detail": {"message": format!("The MCP server answered {target} with invalid MCP: {detail}")}}),
             None,
         ),
-        Failure::TransportClosed { detail } | Failure::Connect { detail } => (
-            StatusCode::SERVICE_UNAVAILABLE,
+        Failure::TransportClosed { detail } => (
+            StatusCode::BAD_GATEWAY,
             json!({"detail": {"message": format!(
                 "The connection to the MCP server broke during {target}: {detail}; it is being restored"
             )}}),
             Some(1),
+        ),
+        Failure::Connect { detail } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"detail": {"message": format!(
+                "MCP server '{}' cannot be reached: {detail}",
+                if server.is_empty() { "upstream" } else { server }
+            )}}),
+            Some(1),
+        ),
+        Failure::SessionEnded { event } => (
+            StatusCode::BAD_GATEWAY,
+            json!({"detail": {"message": format!(
+                "The MCP server's session ended during {target} ({event}). The tool may or may not have run, \
+                 so the call was not sent again (the tool is not marked idempotent); a new session is being opened"
+            )}}),
+            None,
         ),
         Failure::CircuitOpen { retry_after } => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -10,6 +10,7 @@
 //! upstream wait is bounded inside `upstream`.
 
 mod auth;
+pub mod body;
 mod diagnostics;
 mod docs;
 pub mod error;
@@ -20,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -29,7 +30,7 @@ use serde_json::{Value, json};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
-use crate::catalog::ToolCatalog;
+use crate::catalog::{ToolCatalog, ToolEntry};
 use crate::config::ServeConfig;
 use crate::openapi::document::{DocInfo, ToolDoc, root_document, server_document};
 use crate::upstream::{Failure, Upstream};
@@ -37,14 +38,17 @@ use error::ApiError;
 use respond::{ToolAnswer, map_result};
 use validate::FieldError;
 
-/// Largest request body accepted (tool arguments can carry documents).
-const BODY_LIMIT: usize = 16 * 1024 * 1024;
+/// Bodies larger than this are parsed and validated on the blocking pool, so a big one does not
+/// hold an async worker (and every connection on it) for the time it takes.
+const INLINE_BODY: usize = 64 * 1024;
 
 /// Shared state of every handler.
 pub struct AppState {
     pub config: Arc<ServeConfig>,
     pub upstreams: Vec<Arc<Upstream>>,
     by_name: HashMap<String, Arc<Upstream>>,
+    body_budget: body::BodyBudget,
+    key: Option<auth::ApiKey>,
 }
 
 impl AppState {
@@ -53,10 +57,16 @@ impl AppState {
             .iter()
             .map(|u| (u.name().to_string(), u.clone()))
             .collect();
+        let key = config
+            .api_key
+            .as_deref()
+            .map(|k| auth::ApiKey::new(k, config.strict_auth));
         Arc::new(AppState {
             config,
             upstreams,
             by_name,
+            body_budget: body::BodyBudget::default(),
+            key,
         })
     }
 
@@ -81,11 +91,7 @@ impl AppState {
 
 /// Builds the whole application.
 pub fn router(state: Arc<AppState>) -> Router {
-    let key = state
-        .config
-        .api_key
-        .as_deref()
-        .map(|k| auth::ApiKey::new(k, state.config.strict_auth));
+    let key = state.key.clone();
 
     let mut tools = Router::new();
     let mut pages = Router::new();
@@ -126,7 +132,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(tools)
         .merge(pages)
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(DefaultBodyLimit::max(body::BODY_LIMIT))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(cors(&state.config.cors_allow_origins))
 }
@@ -179,22 +185,22 @@ async fn call_tool(
     State(state): State<Arc<AppState>>,
     Path((server, tool)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let upstream = state.upstream(&server)?.clone();
-    invoke(&upstream, &tool, &headers, &body).await
+    invoke(&state, &upstream, &tool, &headers, body).await
 }
 
 async fn call_single_tool(
     State(state): State<Arc<AppState>>,
     Path(tool): Path<String>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let Some(upstream) = state.upstreams.first().cloned() else {
         return Err(ApiError::NotFound("Not Found".into()));
     };
-    invoke(&upstream, &tool, &headers, &body).await
+    invoke(&state, &upstream, &tool, &headers, body).await
 }
 
 /// `_meta` for the upstream call: the incoming headers that the server's
@@ -222,10 +228,11 @@ fn forwarded_meta(
 
 /// The request path of one tool call.
 async fn invoke(
+    state: &AppState,
     upstream: &Arc<Upstream>,
     tool_name: &str,
     headers: &HeaderMap,
-    body: &[u8],
+    body: Body,
 ) -> Result<Response, ApiError> {
     let server = upstream.name().to_string();
     let fail = |failure: Failure| ApiError::upstream(failure, &server, tool_name);
@@ -237,21 +244,20 @@ async fn invoke(
             format!("Not Found: server '{server}' has no tool named '{tool_name}'")
         }));
     };
-    let mut arguments = parse_arguments(body, tool.takes_no_arguments())?;
-    if let Some(validator) = &tool.validator {
-        let errors = validate::validate_lax(validator, &mut arguments);
-        if !errors.is_empty() {
-            return Err(ApiError::Validation(errors));
-        }
-    }
-    let Value::Object(arguments) = arguments else {
-        return Err(ApiError::Validation(vec![FieldError {
-            kind: "model_attributes_type".into(),
-            loc: vec![json!("body")],
-            msg: "Input should be a valid dictionary or object to extract fields from".into(),
-            input: arguments,
-            ctx: None,
-        }]));
+    let body = body::read(headers, body, &state.body_budget).await?;
+    let arguments = if body.bytes.len() > INLINE_BODY {
+        let tool = tool.clone();
+        tokio::task::spawn_blocking(move || {
+            let arguments = checked_arguments(&tool, &body.bytes);
+            drop(body);
+            arguments
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("validation task failed: {e}")))??
+    } else {
+        let arguments = checked_arguments(&tool, &body.bytes)?;
+        drop(body);
+        arguments
     };
     let meta = forwarded_meta(upstream, headers);
     let result = upstream
@@ -261,6 +267,27 @@ async fn invoke(
     match map_result(&result, tool.output_schema.is_some()) {
         ToolAnswer::Ok(value) => Ok(axum::Json(value).into_response()),
         ToolAnswer::ToolError(message) => Err(fail(Failure::Tool { message })),
+    }
+}
+
+/// The body as the tool's arguments: counted, parsed and validated (lax, as mcpo).
+fn checked_arguments(
+    tool: &ToolEntry,
+    body: &[u8],
+) -> Result<serde_json::Map<String, Value>, ApiError> {
+    let values = body::check_values(body)?;
+    let mut arguments = parse_arguments(body, tool.takes_no_arguments())?;
+    if let Some(validator) = &tool.validator {
+        let errors = validate::validate_lax(validator, &mut arguments, values);
+        if !errors.is_empty() {
+            return Err(ApiError::Validation(errors));
+        }
+    }
+    match arguments {
+        Value::Object(arguments) => Ok(arguments),
+        other => Err(ApiError::Validation(vec![FieldError::not_an_object(
+            &other,
+        )])),
     }
 }
 

@@ -50,6 +50,16 @@ impl FieldError {
         .with_ctx(json!({"error": error.to_string()}))
     }
 
+    /// The body is JSON but not an object.
+    pub fn not_an_object(value: &Value) -> Self {
+        FieldError::new(
+            "model_attributes_type",
+            vec![json!("body")],
+            "Input should be a valid dictionary or object to extract fields from",
+            input_of(value),
+        )
+    }
+
     /// The body is missing but the tool needs arguments.
     pub fn body_missing() -> Self {
         FieldError::new(
@@ -76,31 +86,42 @@ fn offset_of(body: &[u8], line: usize, column: usize) -> usize {
     (start + column.saturating_sub(1)).min(body.len())
 }
 
-/// Validates `body` the way pydantic's default (lax) mode does for mcpo: a string that spells
-/// a number or a boolean where the schema wants one is accepted and converted (`"5"` for an
-/// integer, `"true"` for a boolean), as is a whole float for an integer. LLMs produce such
-/// arguments often, and mcpo accepted them; everything else must match the schema exactly.
-/// Returns the problems that remain; `body` holds the converted values.
-pub fn validate_lax(validator: &jsonschema::Validator, body: &mut Value) -> Vec<FieldError> {
+/// Errors listed in one 422 at most; the rest are summed up in a last entry.
+pub const MAX_ERRORS: usize = 20;
+/// Bodies with more JSON values than this are not walked error by error: jsonschema collects
+/// every error of an instance at once (each with its own paths), so listing them all for a body
+/// of a hundred thousand bad items costs gigabytes. Such bodies get a few lax conversions and
+/// their first error.
+pub const LAX_VALUES: usize = 10_000;
+/// Serialized size above which an error's `input` is shown as a truncated preview.
+const INPUT_BYTES: usize = 256;
+/// Lax conversions tried one at a time on a large body.
+const LARGE_BODY_FIXES: usize = 32;
+
+/// Validates `body` (holding about `values` JSON values) the way pydantic's default (lax)
+/// mode does for mcpo: a string that spells a number or a boolean where the schema wants one
+/// is accepted and converted (`"5"` for an integer, `"true"` for a boolean), as is a whole
+/// float for an integer. LLMs produce such arguments often, and mcpo accepted them; everything
+/// else must match the schema exactly. Returns at most [`MAX_ERRORS`] problems (plus a note
+/// when more were cut); `body` holds the converted values.
+pub fn validate_lax(
+    validator: &jsonschema::Validator,
+    body: &mut Value,
+    values: usize,
+) -> Vec<FieldError> {
+    if validator.is_valid(body) {
+        return Vec::new();
+    }
+    if values > LAX_VALUES {
+        return validate_large(validator, body);
+    }
     // Each round fixes the leaves the validator names; a few rounds cover values that only
     // become reachable once a parent is valid.
     for _ in 0..4 {
         let mut fixes: Vec<(Vec<LocationSegment<'static>>, Value)> = Vec::new();
         for error in validator.iter_errors(body) {
-            if let ValidationErrorKind::Type { kind } = error.kind()
-                && let Some(fixed) = coerce(error.instance(), kind)
-            {
-                let path = error
-                    .instance_path()
-                    .iter()
-                    .map(|s| match s {
-                        LocationSegment::Property(p) => {
-                            LocationSegment::Property(p.into_owned().into())
-                        }
-                        LocationSegment::Index(i) => LocationSegment::Index(i),
-                    })
-                    .collect();
-                fixes.push((path, fixed));
+            if let Some(fix) = lax_fix(&error) {
+                fixes.push(fix);
             }
         }
         if fixes.is_empty() {
@@ -113,6 +134,55 @@ pub fn validate_lax(validator: &jsonschema::Validator, body: &mut Value) -> Vec<
         }
     }
     validate(validator, body)
+}
+
+/// The conversion that would cure `error`, as (where, new value), if it is a lax one.
+fn lax_fix(
+    error: &jsonschema::ValidationError<'_>,
+) -> Option<(Vec<LocationSegment<'static>>, Value)> {
+    let ValidationErrorKind::Type { kind } = error.kind() else {
+        return None;
+    };
+    let fixed = coerce(error.instance(), kind)?;
+    let path = error
+        .instance_path()
+        .iter()
+        .map(|s| match s {
+            LocationSegment::Property(p) => LocationSegment::Property(p.into_owned().into()),
+            LocationSegment::Index(i) => LocationSegment::Index(i),
+        })
+        .collect();
+    Some((path, fixed))
+}
+
+/// A large body: a few lax conversions, one first-error pass at a time, then the first error.
+fn validate_large(validator: &jsonschema::Validator, body: &mut Value) -> Vec<FieldError> {
+    for _ in 0..LARGE_BODY_FIXES {
+        let fix = match validator.validate(body) {
+            Ok(()) => return Vec::new(),
+            Err(error) => lax_fix(&error),
+        };
+        let Some((path, value)) = fix else { break };
+        match pointer_mut(body, &path) {
+            Some(slot) => *slot = value,
+            None => break,
+        }
+    }
+    let Err(error) = validator.validate(body) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    push_field_errors(&error, &mut out);
+    out.truncate(MAX_ERRORS);
+    out.push(FieldError::new(
+        "too_many_errors",
+        vec![json!("body")],
+        format!(
+            "Only the first error is listed for bodies of more than {LAX_VALUES} values; fix it and send again to see the next"
+        ),
+        Value::Null,
+    ));
+    out
 }
 
 /// The lax conversion of `value` to one of the expected types, if there is one.
@@ -163,43 +233,120 @@ fn pointer_mut<'a>(root: &'a mut Value, path: &[LocationSegment<'_>]) -> Option<
     Some(current)
 }
 
-/// Validates `body` against a compiled tool schema and returns every problem found.
+/// Validates `body` against a compiled tool schema and returns the problems found, at most
+/// [`MAX_ERRORS`] of them plus a last entry counting the rest.
 pub fn validate(validator: &jsonschema::Validator, body: &Value) -> Vec<FieldError> {
     let mut out = Vec::new();
+    let mut cut = 0usize;
     for error in validator.iter_errors(body) {
-        let mut loc = vec![json!("body")];
-        for segment in error.instance_path() {
-            loc.push(match segment {
-                LocationSegment::Property(p) => json!(p),
-                LocationSegment::Index(i) => json!(i),
-            });
+        if out.len() >= MAX_ERRORS {
+            cut += 1;
+            continue;
         }
-        let input = error.instance().clone().into_owned();
-        match error.kind() {
-            ValidationErrorKind::Required { property } => {
-                let name = property
-                    .as_str()
-                    .map_or_else(|| property.to_string(), str::to_string);
-                loc.push(json!(name));
-                out.push(FieldError::new("missing", loc, "Field required", input));
-            }
-            ValidationErrorKind::AdditionalProperties { unexpected } => {
-                for prop in unexpected {
-                    let mut loc = loc.clone();
-                    loc.push(json!(prop));
-                    let value = input.get(prop).cloned().unwrap_or(Value::Null);
-                    out.push(FieldError::new(
-                        "extra_forbidden",
-                        loc,
-                        "Extra inputs are not permitted",
-                        value,
-                    ));
-                }
-            }
-            kind => out.push(describe(kind, loc, input, &error.to_string())),
-        }
+        push_field_errors(&error, &mut out);
+    }
+    if out.len() > MAX_ERRORS {
+        cut += out.len() - MAX_ERRORS;
+        out.truncate(MAX_ERRORS);
+    }
+    if cut > 0 {
+        out.push(FieldError::new(
+            "too_many_errors",
+            vec![json!("body")],
+            format!(
+                "{cut} more error{} not listed",
+                if cut == 1 { "" } else { "s" }
+            ),
+            Value::Null,
+        ));
     }
     out
+}
+
+/// The FastAPI entries for one validation error (an `additionalProperties` error names each
+/// unexpected property on its own).
+fn push_field_errors(error: &jsonschema::ValidationError<'_>, out: &mut Vec<FieldError>) {
+    let mut loc = vec![json!("body")];
+    for segment in error.instance_path() {
+        loc.push(match segment {
+            LocationSegment::Property(p) => json!(p),
+            LocationSegment::Index(i) => json!(i),
+        });
+    }
+    let instance = error.instance();
+    match error.kind() {
+        ValidationErrorKind::Required { property } => {
+            let name = property
+                .as_str()
+                .map_or_else(|| property.to_string(), str::to_string);
+            loc.push(json!(name));
+            out.push(FieldError::new(
+                "missing",
+                loc,
+                "Field required",
+                input_of(instance),
+            ));
+        }
+        ValidationErrorKind::AdditionalProperties { unexpected } => {
+            for prop in unexpected.iter().take(MAX_ERRORS) {
+                let mut loc = loc.clone();
+                loc.push(json!(prop));
+                let value = instance.get(prop).map_or(Value::Null, input_of);
+                out.push(FieldError::new(
+                    "extra_forbidden",
+                    loc,
+                    "Extra inputs are not permitted",
+                    value,
+                ));
+            }
+        }
+        kind => out.push(describe(kind, loc, input_of(instance), &error.to_string())),
+    }
+}
+
+/// The `input` of an error entry: the value itself when small, else a truncated preview, so an
+/// error about a huge object does not copy it into the answer.
+fn input_of(value: &Value) -> Value {
+    let mut preview = Capped {
+        buf: Vec::new(),
+        cap: INPUT_BYTES,
+        full: false,
+    };
+    // The capped writer stops serialization early with an error once it is full.
+    let _ = serde_json::to_writer(&mut preview, value);
+    if !preview.full {
+        return value.clone();
+    }
+    let text = String::from_utf8_lossy(&preview.buf);
+    let mut end = text.len().min(INPUT_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Value::String(format!("{}... (truncated)", &text[..end]))
+}
+
+/// A writer that keeps the first `cap` bytes and then refuses more.
+struct Capped {
+    buf: Vec<u8>,
+    cap: usize,
+    full: bool,
+}
+
+impl std::io::Write for Capped {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let room = self.cap.saturating_sub(self.buf.len());
+        if data.len() > room {
+            self.buf.extend_from_slice(&data[..room]);
+            self.full = true;
+            return Err(std::io::Error::other("preview full"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 fn describe(kind: &ValidationErrorKind, loc: Vec<Value>, input: Value, text: &str) -> FieldError {
@@ -404,18 +551,53 @@ mod tests {
         let validator = jsonschema::validator_for(&schema).unwrap();
         let mut body =
             json!({"a": "5", "b": "2.5", "c": "true", "d": ["1", 2], "e": "x", "f": "7"});
-        assert!(validate_lax(&validator, &mut body).is_empty());
+        assert!(validate_lax(&validator, &mut body, 10).is_empty());
         assert_eq!(
             body,
             json!({"a": 5, "b": 2.5, "c": true, "d": [1, 2], "e": "x", "f": 7})
         );
         // What pydantic refuses stays refused.
         let mut body = json!({"a": "five", "e": 5, "a2": 1});
-        let errors = validate_lax(&validator, &mut body);
+        let errors = validate_lax(&validator, &mut body, 10);
         let kinds: Vec<_> = errors.iter().map(|e| e.kind.as_str()).collect();
         assert_eq!(kinds, ["int_type", "string_type"]);
         let mut body = json!({"a": 1.5});
-        assert_eq!(validate_lax(&validator, &mut body)[0].kind, "int_type");
+        assert_eq!(validate_lax(&validator, &mut body, 10)[0].kind, "int_type");
+    }
+
+    /// Finding 1 of the hardening issue: every error used to be listed, each copying its
+    /// instance, so one request could take gigabytes and answer with megabytes.
+    #[test]
+    fn errors_are_capped_and_inputs_truncated() {
+        let schema = json!({"type": "object", "properties": {
+            "numbers": {"type": "array", "items": {"type": "number"}}}, "required": ["numbers", "other"]});
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        // Small enough to be walked error by error: capped at MAX_ERRORS plus a note.
+        let mut body = json!({"numbers": vec!["x"; 500], "pad": "y".repeat(10_000)});
+        let errors = validate_lax(&validator, &mut body, 502);
+        assert_eq!(errors.len(), MAX_ERRORS + 1);
+        let last = errors.last().unwrap();
+        assert_eq!(last.kind, "too_many_errors");
+        assert!(last.msg.starts_with("481 more errors"), "{}", last.msg);
+        // The missing field's input is the whole object: shown as a short preview.
+        let missing = errors.iter().find(|e| e.kind == "missing").unwrap();
+        let shown = serde_json::to_string(&missing.input).unwrap();
+        assert!(
+            shown.len() < 400 && shown.contains("(truncated)"),
+            "{shown}"
+        );
+        // Too large to walk: a few lax fixes, the first error, and a note.
+        let mut body = json!({"numbers": vec!["x"; 100_000], "other": 1});
+        let errors = validate_lax(&validator, &mut body, 100_002);
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(errors[0].kind, "float_type");
+        assert_eq!(errors[1].kind, "too_many_errors");
+        // Lax conversion still works on large bodies for a few values.
+        let mut body = json!({"numbers": [1, "2", 3], "other": 1});
+        let mut padded = body.clone();
+        assert!(validate_lax(&validator, &mut body, 20_000).is_empty());
+        assert_eq!(body["numbers"], json!([1, 2.0, 3]));
+        assert!(validate_lax(&validator, &mut padded, 4).is_empty());
     }
 
     #[test]

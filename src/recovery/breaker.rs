@@ -93,6 +93,14 @@ impl Permit<'_> {
         self.done = true;
         self.breaker.record(self.probe, Some(healthy));
     }
+
+    /// Gives the permit back without a verdict: the call failed for a reason that says nothing
+    /// about the server's health (the session it ran on ended, which is counted once, as an
+    /// event, by the supervisor). A half-open probe slot is freed.
+    pub fn release(mut self) {
+        self.done = true;
+        self.breaker.record(self.probe, None);
+    }
 }
 
 impl Drop for Permit<'_> {
@@ -185,6 +193,25 @@ impl CircuitBreaker {
         }
     }
 
+    /// Records an event that is not a call: a session of the server died right after it
+    /// connected (a crash loop). While the breaker is closed it counts like one failed call;
+    /// while it is open or probing it keeps it open, because the server is still unhealthy.
+    pub fn record_event(&self, healthy: bool) {
+        let probing = {
+            let Ok(inner) = self.inner.lock() else {
+                return;
+            };
+            !matches!(inner.phase, Phase::Closed)
+        };
+        if probing {
+            if !healthy && let Ok(mut inner) = self.inner.lock() {
+                self.open(&mut inner);
+            }
+            return;
+        }
+        self.record(false, Some(healthy));
+    }
+
     fn open(&self, inner: &mut Inner) {
         inner.phase = Phase::Open {
             until: Instant::now() + self.config.open_for,
@@ -258,6 +285,27 @@ mod tests {
         b.admit()?.record(false);
         assert_eq!(b.state(), BreakerState::Open);
         assert_eq!(b.trips(), 2);
+        Ok(())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn released_permits_count_nothing_and_events_count_once() -> TestResult {
+        let b = CircuitBreaker::new(BreakerConfig::default());
+        // Fifty calls that failed because their session ended: no verdict on the server.
+        for _ in 0..50 {
+            b.admit()?.release();
+        }
+        assert_eq!(b.state(), BreakerState::Closed);
+        // Five sessions that died right after connecting: a crash loop opens the breaker.
+        for _ in 0..5 {
+            b.record_event(false);
+        }
+        assert_eq!(b.state(), BreakerState::Open);
+        // Another early death while open keeps it open past the original time.
+        tokio::time::advance(Duration::from_millis(400)).await;
+        b.record_event(false);
+        tokio::time::advance(Duration::from_millis(200)).await;
+        assert_eq!(b.state(), BreakerState::Open);
         Ok(())
     }
 

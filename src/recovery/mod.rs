@@ -18,43 +18,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::upstream::Failure;
+pub use crate::failure::{Failure, FailureClass};
 
 pub use backoff::Backoff;
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 pub use budget::RetryBudget;
-
-/// The classes of failure, for registering strategies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FailureClass {
-    Tool,
-    JsonRpc,
-    Timeout,
-    TransportClosed,
-    HttpStatus,
-    SessionExpired,
-    Connect,
-    Unavailable,
-    Protocol,
-    CircuitOpen,
-}
-
-impl Failure {
-    pub fn class(&self) -> FailureClass {
-        match self {
-            Failure::Tool { .. } => FailureClass::Tool,
-            Failure::JsonRpc { .. } => FailureClass::JsonRpc,
-            Failure::Timeout { .. } => FailureClass::Timeout,
-            Failure::TransportClosed { .. } => FailureClass::TransportClosed,
-            Failure::HttpStatus { .. } => FailureClass::HttpStatus,
-            Failure::SessionExpired => FailureClass::SessionExpired,
-            Failure::Connect { .. } => FailureClass::Connect,
-            Failure::Unavailable { .. } => FailureClass::Unavailable,
-            Failure::Protocol { .. } => FailureClass::Protocol,
-            Failure::CircuitOpen { .. } => FailureClass::CircuitOpen,
-        }
-    }
-}
 
 /// What the call path knows when it asks for a decision.
 #[derive(Debug)]
@@ -66,6 +34,10 @@ pub struct FailureContext<'a> {
     pub idempotent: bool,
     /// Time left before the call's deadline.
     pub time_left: Duration,
+    /// Whether the session the call ran on has ended (its child died, its connection closed,
+    /// it was lost). Sending again after such an event is a replay on a new session, bounded
+    /// by the calls that were in flight, not a retry against a failing server.
+    pub session_ended: bool,
 }
 
 /// What to do with the session a failure happened on.
@@ -169,6 +141,9 @@ impl RecoveryPolicy {
         policy.register(FailureClass::CircuitOpen, |_: &FailureContext<'_>| {
             Decision::FAIL
         });
+        policy.register(FailureClass::SessionEnded, |_: &FailureContext<'_>| {
+            Decision::FAIL
+        });
         policy.register(FailureClass::Unavailable, |_: &FailureContext<'_>| {
             Decision::FAIL
         });
@@ -184,9 +159,11 @@ impl RecoveryPolicy {
             Decision::retry(SessionAction::Replace, Duration::ZERO, false)
         });
         // The pipe broke mid-call: the tool may have run, so only idempotent tools go again.
+        // When the session is known to have ended, the replay is owed to that one event and
+        // does not spend the retry budget (which exists to protect a failing server).
         policy.register(FailureClass::TransportClosed, |ctx: &FailureContext<'_>| {
             if ctx.idempotent {
-                Decision::retry(SessionAction::Replace, Duration::ZERO, true)
+                Decision::retry(SessionAction::Replace, Duration::ZERO, !ctx.session_ended)
             } else {
                 Decision::fail_and(SessionAction::Replace)
             }
@@ -262,6 +239,7 @@ mod tests {
             attempt,
             idempotent,
             time_left: Duration::from_secs(10),
+            session_ended: false,
         }
     }
 

@@ -49,8 +49,12 @@ impl ChildProcess {
         command: &str,
         args: &[String],
         env: &BTreeMap<String, String>,
+        cwd: Option<&std::path::Path>,
     ) -> std::io::Result<(ChildProcess, ChildPipes)> {
         let mut cmd = Command::new(command);
+        if let Some(dir) = cwd {
+            cmd.current_dir(dir);
+        }
         // The proxy's own API key is nobody else's business; a server that needs one gets it
         // through its `env`.
         cmd.env_remove("MCPO_API_KEY");
@@ -143,30 +147,31 @@ impl Drop for ChildProcess {
 }
 
 /// Owns the child until it ends: waits for it, or on request (or when its owner is gone)
-/// terminates the whole process group, then reports how it ended.
+/// terminates the whole process group, then reports how it ended. Whichever way the leader
+/// goes, the rest of its group goes too: a launcher (`sh -c`, `npx`) that dies by itself leaves
+/// its children running, and nothing else would ever stop them.
 async fn reap(
     mut child: Child,
     pid: u32,
     state: watch::Sender<ChildState>,
     stop: tokio::sync::oneshot::Receiver<()>,
 ) {
-    let status = tokio::select! {
-        status = child.wait() => status,
+    let (status, exited_by_itself) = tokio::select! {
+        status = child.wait() => (status, true),
         _ = stop => {
             signal_group(pid, libc::SIGTERM);
             // A stopped (SIGSTOP) process acts on SIGTERM only once continued.
             signal_group(pid, libc::SIGCONT);
-            match tokio::time::timeout(TERM_GRACE, child.wait()).await {
-                Ok(status) => {
-                    // The leader is gone; make sure nothing it started lingers.
-                    signal_group(pid, libc::SIGKILL);
-                    status
-                }
+            let status = match tokio::time::timeout(TERM_GRACE, child.wait()).await {
+                Ok(status) => status,
                 Err(_) => {
                     signal_group(pid, libc::SIGKILL);
                     child.wait().await
                 }
-            }
+            };
+            // The leader is gone; make sure nothing it started lingers.
+            signal_group(pid, libc::SIGKILL);
+            (status, false)
         }
     };
     let description = match status {
@@ -174,18 +179,42 @@ async fn reap(
         Err(e) => format!("could not wait for the process: {e}"),
     };
     tracing::debug!(pid, %description, "stdio server process ended");
+    // Report first: the supervisor starts the replacement while the orphans are cleaned up.
     let _ = state.send(ChildState::Exited(description));
+    if exited_by_itself {
+        end_orphaned_group(pid).await;
+    }
 }
 
-fn signal_group(pid: u32, signal: libc::c_int) {
-    if pid == 0 {
-        return;
+/// Ends what is left of a group whose leader exited: SIGTERM, a grace period, then SIGKILL.
+/// The group id stays reserved while any member lives, so the signal cannot reach a stranger.
+async fn end_orphaned_group(pid: u32) {
+    if !signal_group(pid, libc::SIGTERM) {
+        return; // nobody left
+    }
+    signal_group(pid, libc::SIGCONT);
+    let deadline = tokio::time::Instant::now() + TERM_GRACE;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if !signal_group(pid, 0) {
+            return;
+        }
+    }
+    signal_group(pid, libc::SIGKILL);
+}
+
+/// Sends `signal` (0 only checks) to the process group led by `pid`; true when some process of
+/// the group received it.
+fn signal_group(pid: u32, signal: libc::c_int) -> bool {
+    let Ok(pgid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pgid <= 0 {
+        return false;
     }
     // SAFETY: kill(2) with a negative pid signals the process group we created for this child;
     // it has no memory effects.
-    unsafe {
-        libc::kill(-(pid as libc::pid_t), signal);
-    }
+    unsafe { libc::kill(-pgid, signal) == 0 }
 }
 
 fn describe_exit(status: std::process::ExitStatus) -> String {
@@ -208,6 +237,7 @@ mod tests {
             "sh",
             &["-c".into(), "echo oops >&2; exit 3".into()],
             &BTreeMap::new(),
+            None,
         )
         .unwrap();
         let mut state = child.state();
@@ -224,28 +254,100 @@ mod tests {
             "sh",
             &["-c".into(), "sleep 30 & echo $! >&2; wait".into()],
             &BTreeMap::new(),
+            None,
         )
         .unwrap();
         let leader = child.pid();
-        // Wait until the grandchild's pid has been printed.
-        let grandchild = loop {
-            if let Some(line) = child.stderr_tail().first() {
-                break line.trim().parse::<i32>().unwrap();
-            }
-            tokio::task::yield_now().await;
-        };
+        let grandchild = printed_pid(&child).await;
         child.shutdown().await;
         for pid in [leader as i32, grandchild] {
-            // Signal 0 checks existence; give the kernel a moment to reap the orphan via init.
-            let mut gone = false;
-            for _ in 0..100 {
-                if unsafe { libc::kill(pid, 0) } != 0 {
-                    gone = true;
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            assert!(gone, "process {pid} survived shutdown");
+            assert!(
+                gone_within(pid, Duration::from_secs(2)).await,
+                "process {pid} survived shutdown"
+            );
         }
+    }
+
+    /// The pid the child's shell printed on stderr, waiting at most 5 s for it.
+    async fn printed_pid(child: &ChildProcess) -> i32 {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(line) = child.stderr_tail().first() {
+                return line.trim().parse::<i32>().unwrap();
+            }
+            assert!(start.elapsed() < Duration::from_secs(5), "no pid printed");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Whether `pid` is gone (or a zombie: dead, waiting for init to reap it) within
+    /// `within`. Another process's end is no event we can wait on, so it is polled.
+    async fn gone_within(pid: i32, within: Duration) -> bool {
+        let start = std::time::Instant::now();
+        while start.elapsed() < within {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let zombie = stat
+                .rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'));
+            if stat.is_empty() || zombie {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+
+    /// Finding 4 of the hardening issue: a leader that exits by itself used to leave its
+    /// grandchildren running for ever.
+    #[tokio::test]
+    async fn grandchildren_of_a_leader_that_exits_by_itself_are_ended() {
+        let (child, _pipes) = ChildProcess::spawn(
+            "t",
+            "sh",
+            &["-c".into(), "sleep 1000 & echo $! >&2; read _".into()],
+            &BTreeMap::new(),
+            None,
+        )
+        .unwrap();
+        let leader = child.pid() as i32;
+        let grandchild = printed_pid(&child).await;
+        // The leader dies on its own (not through shutdown).
+        // SAFETY: signalling the shell we just started.
+        unsafe { libc::kill(leader, libc::SIGKILL) };
+        let mut state = child.state();
+        state
+            .wait_for(|s| matches!(s, ChildState::Exited(_)))
+            .await
+            .unwrap();
+        assert!(
+            gone_within(grandchild, Duration::from_secs(3)).await,
+            "grandchild {grandchild} outlived its leader"
+        );
+    }
+
+    #[tokio::test]
+    async fn cwd_is_applied() {
+        let dir = std::env::temp_dir();
+        let (child, _pipes) = ChildProcess::spawn(
+            "t",
+            "sh",
+            &["-c".into(), "pwd >&2".into()],
+            &BTreeMap::new(),
+            Some(&dir),
+        )
+        .unwrap();
+        let mut state = child.state();
+        state
+            .wait_for(|s| matches!(s, ChildState::Exited(_)))
+            .await
+            .unwrap();
+        // stderr is read by its own task; wait (bounded) for the line.
+        let start = std::time::Instant::now();
+        while child.stderr_tail().is_empty() && start.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let printed = std::path::PathBuf::from(child.stderr_tail()[0].trim());
+        assert_eq!(printed.canonicalize().unwrap(), dir.canonicalize().unwrap());
     }
 }

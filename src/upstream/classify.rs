@@ -9,67 +9,13 @@ use std::time::Duration;
 
 use rmcp::service::ServiceError;
 use rmcp::transport::streamable_http_client::StreamableHttpError;
-use serde_json::Value;
 
-/// A failed upstream call, by cause.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Failure {
-    /// The tool ran and reported an error (`isError: true`); the message is the tool's text.
-    Tool { message: String },
-    /// The server answered with a JSON-RPC error.
-    JsonRpc {
-        code: i32,
-        message: String,
-        data: Option<Value>,
-    },
-    /// No answer before the call's deadline.
-    Timeout { after: Duration },
-    /// The pipe or connection to the server closed (stdio child gone, HTTP stream dropped).
-    TransportClosed { detail: String },
-    /// The server answered HTTP with an error status.
-    HttpStatus {
-        status: u16,
-        retry_after: Option<Duration>,
-    },
-    /// The server no longer knows our session (HTTP 404, or 400 "No valid session ID").
-    SessionExpired,
-    /// Could not reach the server at all (connection refused, DNS, TLS).
-    Connect { detail: String },
-    /// The server is not connected right now (starting, restarting or down).
-    Unavailable { reason: String },
-    /// The server said something that is not valid MCP.
-    Protocol { detail: String },
-    /// The circuit breaker is open: the server failed too often just now.
-    CircuitOpen { retry_after: Duration },
-}
+use crate::redact;
 
-impl Failure {
-    /// True when the failure says the server is unhealthy (for the circuit breaker). A tool
-    /// error or a JSON-RPC error is a healthy server giving an answer.
-    pub fn counts_against_server(&self) -> bool {
-        match self {
-            Failure::Tool { .. } | Failure::JsonRpc { .. } | Failure::SessionExpired => false,
-            Failure::HttpStatus { status, .. } => *status >= 500 || *status == 429,
-            _ => true,
-        }
-    }
+/// The longest `Retry-After` honoured; a server asking for more is asked again sooner.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
-    /// A short label for logs and metrics.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Failure::Tool { .. } => "tool_error",
-            Failure::JsonRpc { .. } => "jsonrpc_error",
-            Failure::Timeout { .. } => "timeout",
-            Failure::TransportClosed { .. } => "transport_closed",
-            Failure::HttpStatus { .. } => "http_status",
-            Failure::SessionExpired => "session_expired",
-            Failure::Connect { .. } => "connect",
-            Failure::Unavailable { .. } => "unavailable",
-            Failure::Protocol { .. } => "protocol",
-            Failure::CircuitOpen { .. } => "circuit_open",
-        }
-    }
-}
+pub use crate::failure::Failure;
 
 /// Classifies an error of the MCP SDK.
 pub fn classify_service_error(error: &ServiceError) -> Failure {
@@ -111,13 +57,13 @@ pub fn classify_transport(error: &(dyn std::error::Error + 'static)) -> Failure 
         }
         if let Some(io) = e.downcast_ref::<std::io::Error>() {
             return Failure::TransportClosed {
-                detail: io.to_string(),
+                detail: io_phrase(io),
             };
         }
         current = e.source();
     }
     Failure::TransportClosed {
-        detail: error.to_string(),
+        detail: root_cause(error),
     }
 }
 
@@ -128,7 +74,7 @@ fn classify_streamable(error: &StreamableHttpError<reqwest::Error>) -> Failure {
                 .retry_after
                 .as_deref()
                 .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
+                .map(|secs| Duration::from_secs(secs).min(MAX_RETRY_AFTER));
             match status.status {
                 404 => Failure::SessionExpired,
                 code => Failure::HttpStatus {
@@ -142,7 +88,7 @@ fn classify_streamable(error: &StreamableHttpError<reqwest::Error>) -> Failure {
         }
         StreamableHttpError::Client(e) => classify_reqwest(e),
         StreamableHttpError::Io(e) => Failure::TransportClosed {
-            detail: e.to_string(),
+            detail: io_phrase(e),
         },
         StreamableHttpError::UnexpectedServerResponse(body)
             if body.contains("No valid session ID") =>
@@ -153,10 +99,10 @@ fn classify_streamable(error: &StreamableHttpError<reqwest::Error>) -> Failure {
         | StreamableHttpError::UnexpectedServerResponse(_)
         | StreamableHttpError::UnexpectedContentType(_)
         | StreamableHttpError::MissingSessionIdInResponse => Failure::Protocol {
-            detail: error.to_string(),
+            detail: redact::urls_in(&error.to_string()),
         },
         other => Failure::TransportClosed {
-            detail: other.to_string(),
+            detail: root_cause(other),
         },
     }
 }
@@ -173,7 +119,7 @@ fn classify_reqwest(error: &reqwest::Error) -> Failure {
     }
     if error.is_connect() {
         Failure::Connect {
-            detail: error_chain(error),
+            detail: connect_phrase(error),
         }
     } else if error.is_timeout() {
         Failure::TransportClosed {
@@ -181,24 +127,62 @@ fn classify_reqwest(error: &reqwest::Error) -> Failure {
         }
     } else {
         Failure::TransportClosed {
-            detail: error_chain(error),
+            detail: root_cause(error),
         }
     }
 }
 
-/// An error and its sources on one line, for messages that must say what really happened.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        let next = e.to_string();
-        if !text.contains(&next) {
-            text.push_str(": ");
-            text.push_str(&next);
+/// "cannot connect to HOST:PORT: connection refused" for a failed connect.
+fn connect_phrase(error: &reqwest::Error) -> String {
+    let target = error
+        .url()
+        .map(|u| redact::host_port(u.as_str()))
+        .unwrap_or_else(|| "the server".into());
+    format!("cannot connect to {target}: {}", root_cause(error))
+}
+
+/// The cause at the bottom of an error chain, said the way a person would: an I/O error by
+/// its kind ("connection refused"), anything else by its own message with URLs reduced to
+/// their origin. SDK wrappers higher up the chain print Rust type names and repeat the URL;
+/// the root cause is the one fact that matters.
+pub fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut deepest: &(dyn std::error::Error + 'static) = error;
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return io_phrase(io);
         }
-        source = e.source();
+        deepest = e;
+        current = e.source();
     }
-    text
+    let text = deepest.to_string();
+    if text.contains("dns error") || text.contains("failed to lookup address") {
+        return "the host name does not resolve".into();
+    }
+    redact::urls_in(&text)
+}
+
+/// An I/O error as a short phrase.
+fn io_phrase(io: &std::io::Error) -> String {
+    use std::io::ErrorKind as K;
+    match io.kind() {
+        K::ConnectionRefused => "connection refused".into(),
+        K::ConnectionReset => "connection reset by the server".into(),
+        K::ConnectionAborted => "connection aborted".into(),
+        K::TimedOut => "timed out".into(),
+        K::BrokenPipe => "the connection closed (broken pipe)".into(),
+        K::UnexpectedEof => "the connection closed in the middle of an answer".into(),
+        K::NotFound => "not found".into(),
+        K::PermissionDenied => "permission denied".into(),
+        K::AddrNotAvailable => "address not available".into(),
+        _ => {
+            // Errors that wrap another error keep it as their source; read that instead.
+            match io.get_ref() {
+                Some(inner) => root_cause(inner),
+                None => redact::urls_in(&io.to_string()),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

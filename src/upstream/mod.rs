@@ -39,8 +39,11 @@ use crate::recovery::{
     RetryBudget, SessionAction,
 };
 
-/// How often the pool looks for idle members above the minimum to retire.
+/// How often the pool looks for idle members above the minimum to retire (at most).
 const POOL_TICK: Duration = Duration::from_secs(5);
+/// How long a failed call waits for its session's end to be confirmed (a stdio pipe closes a
+/// moment before the child's exit is reaped).
+const SESSION_END_SETTLE: Duration = Duration::from_millis(50);
 
 /// Where a server (or one pool member) is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,6 +111,8 @@ pub struct ServerShared {
     pub config: ServerConfig,
     pub settings: UpstreamSettings,
     pub policy: RecoveryPolicy,
+    /// One breaker per server: calls record their outcomes, supervisors record crash loops.
+    pub breaker: CircuitBreaker,
     catalog: watch::Sender<Option<Arc<ToolCatalog>>>,
     /// Bumped on every change of any member, so waiters need one subscription.
     generation: watch::Sender<u64>,
@@ -155,7 +160,6 @@ pub struct UpstreamView {
 pub struct Upstream {
     shared: Arc<ServerShared>,
     members: RwLock<Vec<Arc<Member>>>,
-    breaker: CircuitBreaker,
     budget: RetryBudget,
     grow: mpsc::Sender<()>,
     grow_rx: std::sync::Mutex<Option<mpsc::Receiver<()>>>,
@@ -187,13 +191,13 @@ impl Upstream {
                 config,
                 settings,
                 policy,
+                breaker,
                 catalog: watch::channel(None).0,
                 generation: watch::channel(0).0,
                 next_session: AtomicU64::new(1),
                 started: Instant::now(),
             }),
             members: RwLock::new(Vec::new()),
-            breaker,
             budget,
             grow,
             grow_rx: std::sync::Mutex::new(Some(grow_rx)),
@@ -226,7 +230,7 @@ impl Upstream {
     pub fn member_views(&self) -> Vec<(usize, member::MemberView, usize)> {
         self.members()
             .iter()
-            .map(|m| (m.index, m.view(), m.in_flight.load(Ordering::Relaxed)))
+            .map(|m| (m.index, m.view(), m.in_flight()))
             .collect()
     }
 
@@ -260,7 +264,7 @@ impl Upstream {
             restarts: views.iter().map(|v| v.restarts).sum(),
             connect_attempts: views.iter().map(|v| v.connect_attempts).sum(),
             members: views.len(),
-            breaker: self.breaker.state(),
+            breaker: self.shared.breaker.state(),
         }
     }
 
@@ -307,7 +311,11 @@ impl Upstream {
         }
         let grow_rx = self.grow_rx.lock().ok().and_then(|mut g| g.take());
         let Some(mut grow_rx) = grow_rx else { return };
-        let mut tick = tokio::time::interval(POOL_TICK);
+        let mut tick = tokio::time::interval(
+            POOL_TICK
+                .min(self.shared.settings.pool_idle / 2)
+                .max(Duration::from_millis(100)),
+        );
         loop {
             tokio::select! {
                 Some(()) = grow_rx.recv() => {
@@ -328,26 +336,26 @@ impl Upstream {
         let Ok(mut members) = self.members.write() else {
             return;
         };
-        while members.len() > self.pool_min {
-            let idle = members.iter().rposition(|m| {
-                m.in_flight.load(Ordering::Relaxed) == 0
-                    && m.idle_for() >= self.shared.settings.pool_idle
-            });
-            let Some(i) = idle else { break };
-            let m = members.remove(i);
-            tracing::info!(server = %self.name(), member = m.index, "retiring an idle pool member");
-            m.stop.cancel();
+        let idle = self.shared.settings.pool_idle;
+        let mut i = members.len();
+        while i > 0 && members.len() > self.pool_min {
+            i -= 1;
+            if members[i].retire_if_idle(idle) {
+                let m = members.remove(i);
+                tracing::info!(server = %self.name(), member = m.index, "retiring an idle pool member");
+            }
         }
         drop(members);
         self.shared.changed();
     }
 
-    /// The least-loaded ready member, waiting (until `until`) while members are connecting.
+    /// The least-loaded ready member with the call counted on it, waiting (until `until`)
+    /// while members are connecting.
     async fn pick(
         &self,
         until: Instant,
         deadline: Duration,
-    ) -> Result<(Arc<Member>, Arc<Session>), Failure> {
+    ) -> Result<(Arc<Member>, Arc<Session>, member::InFlight), Failure> {
         let mut generation = self.shared.generation.subscribe();
         loop {
             generation.borrow_and_update();
@@ -355,12 +363,16 @@ impl Upstream {
             let ready = members
                 .iter()
                 .filter_map(|m| m.ready_session().map(|s| (m.clone(), s)))
-                .min_by_key(|(m, _)| m.in_flight.load(Ordering::Relaxed));
+                .min_by_key(|(m, _)| m.in_flight());
             if let Some((member, session)) = ready {
-                if member.in_flight.load(Ordering::Relaxed) > 0 && members.len() < self.pool_max {
+                if member.in_flight() > 0 && members.len() < self.pool_max {
                     let _ = self.grow.try_send(());
                 }
-                return Ok((member, session));
+                match member.begin_call() {
+                    Some(in_flight) => return Ok((member, session, in_flight)),
+                    // Retired between the look and the count: look again.
+                    None => continue,
+                }
             }
             if !self.shared.policy.enabled {
                 // Recovery off: a dead member reconnects only when asked.
@@ -399,6 +411,12 @@ impl Upstream {
 
     /// Calls `tool` within the server's deadline, recovering as the policy decides. `meta` is
     /// sent as the request's `_meta` (forwarded client headers live there, as in mcpo).
+    ///
+    /// The end of a session (its child died, its connection closed, the server forgot it) is
+    /// one event, handled by replacing that session: the calls it takes down with it are not
+    /// votes against the server (the breaker gets no verdict from them) and idempotent ones
+    /// are sent again on the new session without spending the retry budget. The breaker is
+    /// for a server that keeps failing while its sessions are alive.
     pub async fn call_tool(
         &self,
         tool: &ToolEntry,
@@ -406,22 +424,23 @@ impl Upstream {
         meta: Option<&JsonObject>,
     ) -> Result<Value, Failure> {
         let deadline = self.call_timeout();
-        let until = Instant::now() + deadline;
+        let started = Instant::now();
+        let until = started.checked_add(deadline).unwrap_or(started);
         let policy = &self.shared.policy;
+        let breaker = &self.shared.breaker;
         self.budget.deposit();
         let mut attempt = 0;
         loop {
             attempt += 1;
             let permit = if policy.enabled {
-                match self.breaker.admit() {
+                match breaker.admit() {
                     Ok(p) => Some(p),
                     Err(retry_after) => return Err(Failure::CircuitOpen { retry_after }),
                 }
             } else {
                 None
             };
-            let (member, session) = self.pick(until, deadline).await?;
-            let in_flight = member.begin_call();
+            let (member, session, in_flight) = self.pick(until, deadline).await?;
             let outcome = tokio::time::timeout_at(
                 until,
                 session.call_tool(&tool.name, arguments.clone(), meta),
@@ -430,6 +449,7 @@ impl Upstream {
             drop(in_flight);
             let failure = match outcome {
                 Ok(Ok(result)) => {
+                    session.record_answer();
                     if let Some(p) = permit {
                         p.record(true);
                     }
@@ -439,8 +459,23 @@ impl Upstream {
                 // The call future was dropped, which sent `notifications/cancelled`.
                 Err(_) => Failure::Timeout { after: deadline },
             };
+            if matches!(failure, Failure::Tool { .. } | Failure::JsonRpc { .. }) {
+                session.record_answer();
+            }
+            let session_ended = match &failure {
+                Failure::SessionExpired => true,
+                // The pipe usually closes a moment before the reaper reports the exit.
+                Failure::TransportClosed { .. } => {
+                    session.is_dead() || session.ends_within(SESSION_END_SETTLE).await
+                }
+                _ => session.is_dead(),
+            };
             if let Some(p) = permit {
-                p.record(!failure.counts_against_server());
+                if session_ended {
+                    p.release();
+                } else {
+                    p.record(!failure.counts_against_server());
+                }
             }
             let now = Instant::now();
             let decision = policy.decide(&FailureContext {
@@ -448,24 +483,37 @@ impl Upstream {
                 attempt,
                 idempotent: self.idempotent(tool),
                 time_left: until.saturating_duration_since(now),
+                session_ended,
             });
             match decision.session {
                 SessionAction::Keep => {}
                 SessionAction::Check => member.request_check(),
                 SessionAction::Replace => {
-                    tracing::warn!(server = %self.name(), member = member.index, session = session.id,
+                    tracing::debug!(server = %self.name(), member = member.index, session = session.id,
                         failure = failure.label(), "replacing a broken session");
                     member.report_broken(&session);
                 }
             }
-            let Some(pause) = decision.retry_after else {
-                return Err(failure);
+            let give_up = match decision.retry_after {
+                None => true,
+                Some(pause) => {
+                    now.checked_add(pause).is_none_or(|at| at >= until)
+                        || (decision.budgeted && !self.budget.try_withdraw())
+                }
             };
-            if now + pause >= until || (decision.budgeted && !self.budget.try_withdraw()) {
-                return Err(failure);
+            if give_up {
+                return Err(match failure {
+                    // Name the event, and say why the call was not sent again.
+                    Failure::TransportClosed { .. } if session_ended => Failure::SessionEnded {
+                        event: session.end_reason(SESSION_END_SETTLE).await,
+                    },
+                    other => other,
+                });
             }
             tracing::debug!(server = %self.name(), tool = %tool.name, attempt, failure = failure.label(), "sending the call again");
-            if !pause.is_zero() {
+            if let Some(pause) = decision.retry_after
+                && !pause.is_zero()
+            {
                 tokio::time::sleep(pause).await;
             }
         }

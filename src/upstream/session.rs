@@ -2,11 +2,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use rmcp::model::{
     CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, JsonObject,
+    PaginatedRequestParams,
 };
 use rmcp::service::{NotificationContext, Peer, RoleClient, ServiceExt};
 use rmcp::transport::StreamableHttpClientTransport;
@@ -15,9 +16,12 @@ use serde_json::Value;
 use tokio::sync::{Notify, watch};
 
 use super::child::{ChildProcess, ChildState};
-use super::classify::{Failure, classify_service_error, error_chain};
+use super::classify::{Failure, classify_service_error, classify_transport};
 use crate::catalog::{ServerIdentity, ToolCatalog};
 use crate::config::{ServerConfig, Transport};
+
+/// Pages of `tools/list` followed at most.
+const MAX_TOOL_PAGES: usize = 100;
 
 /// Our side of the MCP conversation: identifies the proxy and hears list changes.
 #[derive(Clone)]
@@ -47,6 +51,8 @@ pub struct Session {
     child_state: Option<watch::Receiver<ChildState>>,
     child_pid: Option<u32>,
     broken: AtomicBool,
+    /// Calls this session answered (any answer, tool errors included): proof that it worked.
+    served: AtomicU64,
     pub tools_changed: Arc<Notify>,
 }
 
@@ -59,11 +65,14 @@ impl std::fmt::Debug for Session {
     }
 }
 
-/// Why connecting failed, with the stderr of a child that died on the way.
+/// Why connecting failed. `message` is safe to show anyone (URLs reduced to their origin, no
+/// process output); `stderr_tail` holds the last lines a child wrote before it died, which
+/// only an operator holding the API key gets to see.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct ConnectError {
     pub message: String,
+    pub stderr_tail: Vec<String>,
 }
 
 impl Session {
@@ -72,6 +81,7 @@ impl Session {
         id: u64,
         server: &ServerConfig,
         stdio_env: &BTreeMap<String, String>,
+        list_within: Duration,
     ) -> Result<(Session, ToolCatalog), ConnectError> {
         let tools_changed = Arc::new(Notify::new());
         let handler = ProxyClient {
@@ -81,25 +91,45 @@ impl Session {
             ),
             tools_changed: tools_changed.clone(),
         };
-        let fail = |message: String| ConnectError { message };
+        let fail = |message: String| ConnectError {
+            message,
+            stderr_tail: Vec::new(),
+        };
         let (running, child) = match &server.transport {
-            Transport::Stdio { command, args, env } => {
+            Transport::Stdio {
+                command,
+                args,
+                env,
+                cwd,
+            } => {
                 let mut merged = stdio_env.clone();
                 merged.extend(env.iter().map(|(k, v)| (k.clone(), v.clone())));
                 let program = resolve_program(command);
-                let (child, pipes) = ChildProcess::spawn(&server.name, &program, args, &merged)
-                    .map_err(|e| fail(format!("cannot start {command:?}: {e}")))?;
+                let (child, pipes) =
+                    ChildProcess::spawn(&server.name, &program, args, &merged, cwd.as_deref())
+                        .map_err(|e| fail(format!("cannot start {command:?}: {e}")))?;
                 match handler.serve((pipes.stdout, pipes.stdin)).await {
                     Ok(running) => (running, Some(child)),
                     Err(e) => {
-                        let tail = child.stderr_tail();
+                        let exited = match &*child.state().borrow() {
+                            ChildState::Exited(how) => Some(how.clone()),
+                            ChildState::Running => None,
+                        };
+                        let stderr_tail = child.stderr_tail();
                         child.shutdown().await;
-                        let mut message = format!("MCP handshake with {command:?} failed: {e}");
-                        if !tail.is_empty() {
-                            message.push_str("; its stderr ended with: ");
-                            message.push_str(&tail.join(" | "));
-                        }
-                        return Err(fail(message));
+                        let message = match exited {
+                            Some(how) => format!(
+                                "the server process {how} during the MCP handshake ({command:?})"
+                            ),
+                            None => format!(
+                                "MCP handshake with {command:?} failed: {}",
+                                super::classify::root_cause(&e)
+                            ),
+                        };
+                        return Err(ConnectError {
+                            message,
+                            stderr_tail,
+                        });
                     }
                 }
             }
@@ -123,10 +153,17 @@ impl Session {
                     super::http_client::SessionAwareClient::default(),
                     config,
                 );
-                let running = handler
-                    .serve(transport)
-                    .await
-                    .map_err(|e| fail(format!("cannot connect to {url}: {}", error_chain(&e))))?;
+                let running = handler.serve(transport).await.map_err(|e| {
+                    tracing::debug!(server = %server.name, error = %crate::redact::urls_in(&e.to_string()), "connect failed");
+                    fail(match classify_transport(&e) {
+                        Failure::Connect { detail } => detail,
+                        other => format!(
+                            "cannot connect to {}: {}",
+                            crate::redact::host_port(url),
+                            other.describe()
+                        ),
+                    })
+                })?;
                 (running, None)
             }
             Transport::Sse { .. } => {
@@ -174,9 +211,10 @@ impl Session {
             child_state,
             child_pid,
             broken: AtomicBool::new(false),
+            served: AtomicU64::new(0),
             tools_changed,
         };
-        let catalog = match session.list_tools(&server.name).await {
+        let catalog = match session.list_tools(&server.name, list_within).await {
             Ok(tools) => ToolCatalog::new(identity, tools, &server.disabled_tools),
             Err(e) => {
                 let message = format!("tools/list failed: {e}");
@@ -187,16 +225,39 @@ impl Session {
         Ok((session, catalog))
     }
 
-    /// Lists every tool, following pagination, as raw JSON.
-    pub async fn list_tools(&self, server: &str) -> Result<Vec<Value>, String> {
-        let tools = self.peer.list_all_tools().await.map_err(|e| {
-            tracing::debug!(server, error = %e, "tools/list failed");
-            error_chain(&e)
-        })?;
-        Ok(tools
-            .into_iter()
-            .filter_map(|t| serde_json::to_value(t).ok())
-            .collect())
+    /// Lists every tool, following pagination, as raw JSON, within `within` for all pages.
+    /// A server that keeps handing out cursors (or repeats one) is cut off after
+    /// [`MAX_TOOL_PAGES`] pages rather than followed for ever.
+    pub async fn list_tools(&self, server: &str, within: Duration) -> Result<Vec<Value>, String> {
+        let listing = async {
+            let mut tools = Vec::new();
+            let mut cursor: Option<String> = None;
+            for _ in 0..MAX_TOOL_PAGES {
+                let params = PaginatedRequestParams::default().with_cursor(cursor.take());
+                let page = self.peer.list_tools(Some(params)).await.map_err(|e| {
+                    tracing::debug!(server, error = %e, "tools/list failed");
+                    classify_service_error(&e).describe()
+                })?;
+                tools.extend(
+                    page.tools
+                        .into_iter()
+                        .filter_map(|t| serde_json::to_value(t).ok()),
+                );
+                match page.next_cursor {
+                    None => return Ok(tools),
+                    Some(next) => cursor = Some(next),
+                }
+            }
+            tracing::warn!(
+                server,
+                pages = MAX_TOOL_PAGES,
+                "tools/list kept paginating; the listing was cut off"
+            );
+            Ok(tools)
+        };
+        tokio::time::timeout(within, listing)
+            .await
+            .unwrap_or_else(|_| Err(format!("tools/list got no answer within {within:?}")))
     }
 
     /// Calls a tool. Cancelling this future (for example at the deadline) sends
@@ -243,6 +304,33 @@ impl Session {
     /// Marks the session unusable; the supervisor replaces it.
     pub fn mark_broken(&self) {
         self.broken.store(true, Ordering::Relaxed);
+    }
+
+    /// Counts a call this session answered.
+    pub fn record_answer(&self) {
+        self.served.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How many calls this session answered.
+    pub fn answered(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
+
+    /// What ended the session, in words, waiting at most `within` for the child's exit to be
+    /// reported (the pipe usually closes a moment before the reaper sees the exit).
+    pub async fn end_reason(&self, within: Duration) -> String {
+        match tokio::time::timeout(within, self.died()).await {
+            Ok(reason) => reason,
+            Err(_) if self.broken.load(Ordering::Relaxed) => {
+                "the session was found broken and is being replaced".into()
+            }
+            Err(_) => "the connection to the server closed".into(),
+        }
+    }
+
+    /// Whether the session turns out to be ending within `within`.
+    pub async fn ends_within(&self, within: Duration) -> bool {
+        tokio::time::timeout(within, self.died()).await.is_ok()
     }
 
     pub fn child_pid(&self) -> Option<u32> {

@@ -1,0 +1,211 @@
+//! Reading a request body without letting one client, or a burst of them, take the process's
+//! memory.
+//!
+//! Three bounds apply, cheapest first:
+//! - the size of one body ([`BODY_LIMIT`]; a declared `Content-Length` over it is refused
+//!   before a byte is read);
+//! - the bytes of all bodies being read or parsed at once ([`BODY_BUDGET`]): a body takes its
+//!   share of the budget as it arrives and gives it back once its arguments are parsed; a body
+//!   that finds the budget spent is answered 503 at once (load shedding) instead of queueing;
+//! - the number of JSON values in one body ([`MAX_JSON_VALUES`]), counted by a byte scan before
+//!   parsing: a parsed value costs tens of bytes of heap per element, so a 16 MiB array of
+//!   one-character strings would otherwise become hundreds of megabytes.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt as _;
+use http::HeaderMap;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Largest request body accepted (tool arguments can carry documents).
+pub const BODY_LIMIT: usize = 16 * 1024 * 1024;
+/// Bytes of bodies held at once, across all requests.
+pub const BODY_BUDGET: usize = 32 * 1024 * 1024;
+/// JSON values (scalars, arrays, objects) accepted in one body.
+pub const MAX_JSON_VALUES: usize = 250_000;
+/// The budget is counted in units of this many bytes.
+const UNIT: usize = 1024;
+
+/// Why a body was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("the request body is larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("the request body holds more than {limit} JSON values")]
+    TooManyValues { limit: usize },
+    #[error("the proxy is reading too many large request bodies right now; try again shortly")]
+    Busy,
+    #[error("the request body could not be read: {0}")]
+    Read(String),
+}
+
+/// The bytes of all bodies in flight, shared by every request.
+#[derive(Debug, Clone)]
+pub struct BodyBudget {
+    units: Arc<Semaphore>,
+}
+
+impl Default for BodyBudget {
+    fn default() -> Self {
+        BodyBudget::new(BODY_BUDGET)
+    }
+}
+
+impl BodyBudget {
+    pub fn new(bytes: usize) -> Self {
+        BodyBudget {
+            units: Arc::new(Semaphore::new(bytes.div_ceil(UNIT))),
+        }
+    }
+
+    fn take(&self, units: usize) -> Result<Option<OwnedSemaphorePermit>, BodyError> {
+        if units == 0 {
+            return Ok(None);
+        }
+        let n = u32::try_from(units).map_err(|_| BodyError::Busy)?;
+        self.units
+            .clone()
+            .try_acquire_many_owned(n)
+            .map(Some)
+            .map_err(|_| BodyError::Busy)
+    }
+}
+
+/// A body read within the budget. Its share of the budget is held until it is dropped.
+#[derive(Debug)]
+pub struct BudgetedBody {
+    pub bytes: Bytes,
+    _share: Option<OwnedSemaphorePermit>,
+}
+
+/// Reads `body`, taking its share of `budget` as it arrives.
+pub async fn read(
+    headers: &HeaderMap,
+    body: Body,
+    budget: &BodyBudget,
+) -> Result<BudgetedBody, BodyError> {
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT) {
+        return Err(BodyError::TooLarge { limit: BODY_LIMIT });
+    }
+    // A declared length takes its whole share up front; otherwise shares are taken per chunk.
+    let mut share = budget.take(declared.unwrap_or(0).div_ceil(UNIT))?;
+    let mut held_units = declared.unwrap_or(0).div_ceil(UNIT);
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(BODY_LIMIT));
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| BodyError::Read(e.to_string()))?;
+        if buf.len() + chunk.len() > BODY_LIMIT {
+            return Err(BodyError::TooLarge { limit: BODY_LIMIT });
+        }
+        buf.extend_from_slice(&chunk);
+        let needed = buf.len().div_ceil(UNIT);
+        if needed > held_units {
+            if let Some(more) = budget.take(needed - held_units)? {
+                match share.as_mut() {
+                    Some(held) => held.merge(more),
+                    None => share = Some(more),
+                }
+            }
+            held_units = needed;
+        }
+    }
+    Ok(BudgetedBody {
+        bytes: buf.freeze(),
+        _share: share,
+    })
+}
+
+/// About how many JSON values `body` holds, from a scan of its bytes: every value but the first
+/// follows a `,`, a `[` or a `:`. Exact for valid JSON up to empty containers, and never an
+/// undercount, which is what a limit needs.
+pub fn json_value_count(body: &[u8]) -> usize {
+    let mut count = 1;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in body {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b',' | b'[' | b':' => count += 1,
+            _ => {}
+        }
+    }
+    count
+}
+
+/// Refuses a body with more values than [`MAX_JSON_VALUES`]; returns the count otherwise.
+pub fn check_values(body: &[u8]) -> Result<usize, BodyError> {
+    let values = json_value_count(body);
+    if values > MAX_JSON_VALUES {
+        return Err(BodyError::TooManyValues {
+            limit: MAX_JSON_VALUES,
+        });
+    }
+    Ok(values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn value_count_is_close_and_never_under() {
+        let cases: &[(&str, usize)] = &[
+            ("{}", 1),
+            (r#"{"a": 1}"#, 2),
+            (r#"{"a": [1, 2, "x,y:[z"], "b": {"c": null}}"#, 7),
+            (r#"["x", "x", "x"]"#, 4),
+            (r#""a\"b,c""#, 1),
+        ];
+        for (text, expected) in cases {
+            let counted = json_value_count(text.as_bytes());
+            assert!(counted >= *expected, "{text}: {counted} < {expected}");
+            assert!(
+                counted <= expected + 1,
+                "{text}: {counted} > {expected} + 1"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn the_budget_sheds_load_and_comes_back() {
+        let budget = BodyBudget::new(4 * UNIT);
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::CONTENT_LENGTH, "3000".parse().unwrap());
+        let first = read(&headers, Body::from(vec![b'x'; 3000]), &budget)
+            .await
+            .unwrap();
+        assert!(matches!(
+            read(&headers, Body::from(vec![b'x'; 3000]), &budget).await,
+            Err(BodyError::Busy)
+        ));
+        drop(first);
+        assert!(
+            read(&headers, Body::from(vec![b'x'; 3000]), &budget)
+                .await
+                .is_ok()
+        );
+        headers.insert(
+            http::header::CONTENT_LENGTH,
+            (BODY_LIMIT + 1).to_string().parse().unwrap(),
+        );
+        assert!(matches!(
+            read(&headers, Body::empty(), &budget).await,
+            Err(BodyError::TooLarge { .. })
+        ));
+    }
+}
