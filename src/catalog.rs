@@ -6,7 +6,7 @@
 //! schema or compiles a validator.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
@@ -71,8 +71,9 @@ pub struct ToolCatalog {
     pub server: ServerIdentity,
     tools: Vec<Arc<ToolEntry>>,
     by_name: HashMap<String, usize>,
-    /// The generated OpenAPI document, built on first request.
-    pub openapi: OnceLock<Value>,
+    /// The generated OpenAPI document as served (JSON bytes), built on first request. An
+    /// async cell: concurrent first requests wait without blocking a worker thread.
+    pub openapi: tokio::sync::OnceCell<bytes::Bytes>,
 }
 
 impl ToolCatalog {
@@ -121,7 +122,7 @@ impl ToolCatalog {
             server,
             tools,
             by_name,
-            openapi: OnceLock::new(),
+            openapi: tokio::sync::OnceCell::new(),
         }
     }
 

@@ -34,7 +34,7 @@ pub enum Command {
     FakeServer(FakeServerArgs),
 }
 
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct ServeArgs {
     /// Bind address.
     #[arg(long, env = "MCPO_HOST", default_value = "0.0.0.0")]
@@ -175,6 +175,23 @@ pub struct FakeServerArgs {
     /// Name reported in `serverInfo`.
     #[arg(long, default_value = "fake")]
     pub id: String,
+    /// stdio only: exit this many milliseconds after each handshake (a crash loop).
+    #[arg(long = "die-after-ms")]
+    pub die_after_ms: Option<u64>,
+}
+
+impl std::fmt::Debug for ServeArgs {
+    // Written out so that the API key can never reach a log through `{:?}`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeArgs")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("config", &self.config)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("server_type", &self.server_type)
+            .field("command", &self.command.first())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Cli {

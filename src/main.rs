@@ -44,7 +44,7 @@ async fn run(command: Command) -> ExitCode {
         Command::FakeServer(args) => {
             // stdout is the MCP channel for stdio: logs go to stderr only.
             init_logging("WARNING");
-            match mcpo::fake::run(&args.transport, &args.host, args.port, &args.id).await {
+            match mcpo::fake::run(&args).await {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e @ mcpo::fake::FakeError::Transport(_)) => {
                     eprintln!("mcpo fake-server: error: {e}");
@@ -91,8 +91,15 @@ fn init_logging(level: &str) {
         "TRACE" => "trace",
         _ => "info",
     };
+    // rmcp's own lines repeat, less clearly, what our errors already say (with Rust type names
+    // and full URLs): they are shown only when debugging.
+    let rmcp = if matches!(level, "debug" | "trace") {
+        level
+    } else {
+        "off"
+    };
     let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{level},rmcp=warn")));
+        .unwrap_or_else(|_| EnvFilter::new(format!("{level},rmcp={rmcp}")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

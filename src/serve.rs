@@ -120,8 +120,11 @@ pub async fn start(config: ServeConfig) -> Result<RunningProxy, ServeError> {
     let drain = config.drain_timeout;
     let server = tokio::spawn(async move {
         let graceful = token.clone();
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { graceful.cancelled().await });
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { graceful.cancelled().await });
         // Requests in flight get a bounded time to finish; a hung one cannot hold shutdown.
         let result = tokio::select! {
             r = served => r.map_err(ServeError::Http),

@@ -6,25 +6,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{
-    FakeHttp, Proxy, everything_stdio, mcpo_bin, open_loop, pids_matching, rss_kib, signal,
-    zombie_children,
+    FakeHttp, Proxy, eventually, everything_stdio, listening_port, marker, open_loop,
+    pids_matching, rss_kib, signal, stdio_fake, zombie_children,
 };
 use serde_json::{Value, json};
-
-fn marker(name: &str) -> String {
-    format!("{name}-{}-{}", std::process::id(), rand_suffix())
-}
-
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0)
-}
-
-fn stdio_fake(id: &str) -> Value {
-    json!({"command": mcpo_bin(), "args": ["fake-server", "--transport", "stdio", "--id", id]})
-}
 
 /// The PID of the single fake child with this id, waiting (bounded) until there is one.
 async fn child_pid(marker: &str, id: &str) -> u32 {
@@ -195,9 +180,8 @@ async fn lost_http_session_is_replaced_transparently() {
 
 #[tokio::test]
 async fn restarted_server_everything_over_http_is_recovered() {
-    let port = free_port();
     let (node, args) = everything_stdio();
-    let start_everything = || {
+    let start_everything = |port: u16| {
         let mut cmd = std::process::Command::new(&node);
         cmd.arg(&args[0])
             .arg("streamableHttp")
@@ -212,7 +196,9 @@ async fn restarted_server_everything_over_http_is_recovered() {
         std::thread::spawn(move || for _ in lines {});
         common::Proc { child }
     };
-    let first = start_everything();
+    // Port 0: the OS picks, and /proc tells which (the server prints the port it was given).
+    let first = start_everything(0);
+    let port = listening_port(first.child.id()).expect("server-everything listens");
     let config = json!({"mcpServers": {"everything": {
         "type": "streamable-http", "url": format!("http://127.0.0.1:{port}/mcp"), "timeout": 10}}});
     let proxy = Proxy::start(&config, &[]);
@@ -225,7 +211,7 @@ async fn restarted_server_everything_over_http_is_recovered() {
     assert_eq!((status, body), (200, json!("Echo: one")));
 
     drop(first);
-    let _second = start_everything();
+    let _second = start_everything(port);
     // The restarted server answers our old session with 400 "No valid session ID"; the proxy
     // must open a new session and answer the call, not hang.
     let t = Instant::now();
@@ -236,17 +222,13 @@ async fn restarted_server_everything_over_http_is_recovered() {
     assert!(t.elapsed() < Duration::from_secs(10));
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn server_down_at_start_comes_up_without_a_restart() {
-    let port = free_port();
+    // A port that a fake server picked and gave up: nothing listens there until it comes back.
+    let port = {
+        let gone = FakeHttp::start("late");
+        gone.port()
+    };
     let config = json!({"mcpServers": {
         "late": {"type": "streamable-http", "url": format!("http://127.0.0.1:{port}/mcp")},
         "fine": stdio_fake("fine"),
@@ -258,12 +240,15 @@ async fn server_down_at_start_comes_up_without_a_restart() {
         .await;
     let (status, _) = proxy.post("/fine/echo", json!({"message": "ok"})).await;
     assert_eq!(status, 200);
-    // The late one answers 503 naming itself and why.
+    // The late one answers 503 naming itself and why, the way a person would say it.
     let (status, body) = proxy.post("/late/echo", json!({"message": "x"})).await;
     assert_eq!(status, 503, "{body}");
     let message = body["detail"]["message"].as_str().unwrap();
     assert!(
-        message.contains("'late'") && message.contains(&port.to_string()),
+        message.contains("'late'")
+            && message.contains(&format!(
+                "cannot connect to 127.0.0.1:{port}: connection refused"
+            )),
         "{message}"
     );
     let (status, _) = proxy.get("/late/openapi.json").await;
@@ -279,7 +264,6 @@ async fn server_down_at_start_comes_up_without_a_restart() {
         "{diag}"
     );
 
-    tokio::time::sleep(Duration::from_secs(5)).await;
     let _fake = FakeHttp::start_on("late", port);
     proxy
         .wait_ok("/late/openapi.json", Duration::from_secs(15))
@@ -364,15 +348,82 @@ async fn pool_grows_under_load_and_spreads_calls() {
         1,
         "warm minimum"
     );
-    // Sixteen concurrent slow calls, twice: the pool grows to its maximum of four children.
-    for _ in 0..2 {
-        let calls = (0..16).map(|_| proxy.post("/fake/slow", json!({"ms": 100})));
-        for (status, _) in futures::future::join_all(calls).await {
-            assert_eq!(status, 200);
-        }
-    }
+    let served_by = slow_calls_by_process(&proxy, 16, 2).await;
     let children = pids_matching("MCPO_TEST_MARKER", &m, "--id pooled");
     assert!(children.len() > 1 && children.len() <= 4, "{children:?}");
+    assert_spread(&served_by, 32);
+}
+
+/// Sends `n` concurrent `slow` calls of 100 ms, `rounds` times, and counts the calls each
+/// process served (each answer names the process that did the work).
+async fn slow_calls_by_process(
+    proxy: &Proxy,
+    n: usize,
+    rounds: usize,
+) -> std::collections::BTreeMap<String, usize> {
+    let mut served_by = std::collections::BTreeMap::new();
+    for _ in 0..rounds {
+        let calls = (0..n).map(|_| proxy.post("/fake/slow", json!({"ms": 100})));
+        for (status, body) in futures::future::join_all(calls).await {
+            assert_eq!(status, 200, "{body}");
+            let pid = body
+                .as_str()
+                .unwrap()
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .to_string();
+            *served_by.entry(pid).or_default() += 1;
+        }
+    }
+    served_by
+}
+
+/// More than one process served the calls and none did nearly all of them.
+fn assert_spread(served_by: &std::collections::BTreeMap<String, usize>, total: usize) {
+    assert!(
+        served_by.len() > 1,
+        "every call ran on one child: {served_by:?}"
+    );
+    assert!(
+        served_by.values().all(|&n| n * 10 < total * 9),
+        "calls were not spread: {served_by:?}"
+    );
+}
+
+/// Finding 5 of the hardening issue: once the proxy had run longer than the idle time, a new
+/// member was retired at the next tick (its idle time counted from the proxy's start), so the
+/// pool could not grow. The idle time is a setting, so this runs past it in seconds.
+#[tokio::test]
+async fn pool_grows_after_the_idle_time_has_passed() {
+    let m = marker("pool-late");
+    let mut server = stdio_fake("late-pool");
+    server["pool"] = json!({"min": 1, "max": 4});
+    let config = json!({"mcpServers": {"fake": server}});
+    let proxy = Proxy::start_with_env(
+        &config,
+        &["--pool-idle-timeout", "3"],
+        &[("MCPO_TEST_MARKER", &m)],
+    );
+    proxy
+        .wait_ok("/fake/openapi.json", Duration::from_secs(30))
+        .await;
+    // Let the proxy's uptime pass the idle time (the bug needs uptime > idle time). The first
+    // round lands on the one warm child while the pool grows; the second finds the new
+    // members still there (before the fix they were retired at the next tick) and spreads.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let served_by = slow_calls_by_process(&proxy, 16, 2).await;
+    assert_spread(&served_by, 32);
+    // Idle members above the minimum are still retired once the load is gone.
+    eventually(
+        "idle members retired",
+        Duration::from_secs(10),
+        async || {
+            let (_, diag) = proxy.get("/diagnostics").await;
+            (diag["servers"]["fake"]["pool"]["members"].as_array()?.len() == 1).then_some(())
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -431,8 +482,8 @@ async fn restart_endpoint_replaces_one_server_only() {
         .wait_ok("/b/openapi.json", Duration::from_secs(30))
         .await;
     let (a, b) = (child_pid(&m, "ra").await, child_pid(&m, "rb").await);
-    // Diagnostics show each server's state and child.
-    let (status, diag) = proxy.get("/diagnostics").await;
+    // Diagnostics show each server's state, and its child's PID to a client with the key.
+    let (status, diag) = proxy.get_with_key("/diagnostics", "k").await;
     assert_eq!(status, 200);
     assert_eq!(diag["status"], "ok");
     assert_eq!(diag["servers"]["a"]["status"], "ready");
@@ -487,9 +538,24 @@ async fn recovery_can_be_turned_off_for_comparison() {
         .await;
     let pid = child_pid(&m, "off").await;
     signal(pid, "KILL");
-    // Without recovery nothing restarts the child until a call needs it (mcpo's behaviour).
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(pids_matching("MCPO_TEST_MARKER", &m, "--id off").is_empty());
+    // Once the proxy has seen the death, nothing restarts the child until a call needs it
+    // (mcpo's behaviour): watched for a second, not glanced at once.
+    eventually(
+        "the proxy notices the death",
+        Duration::from_secs(10),
+        async || {
+            let (_, diag) = proxy.get("/diagnostics").await;
+            (diag["servers"]["fake"]["restarts"] == 1).then_some(())
+        },
+    )
+    .await;
+    let watch_until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < watch_until {
+        let (_, diag) = proxy.get("/diagnostics").await;
+        assert_eq!(diag["servers"]["fake"]["connect_attempts"], 1, "{diag}");
+        assert!(pids_matching("MCPO_TEST_MARKER", &m, "--id off").is_empty());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (status, _) = proxy.post("/fake/echo", json!({"message": "x"})).await;
     assert_eq!(status, 200, "the call reconnects lazily");
 }

@@ -63,8 +63,9 @@ impl ServerConfig {
     }
 }
 
-/// How the proxy reaches an upstream server.
-#[derive(Debug, Clone, PartialEq)]
+/// How the proxy reaches an upstream server. Its `Debug` shows no environment values, header
+/// values or URL paths: those are where secrets live.
+#[derive(Clone, PartialEq)]
 pub enum Transport {
     /// A child process speaking JSON-RPC on stdin/stdout.
     Stdio {
@@ -87,6 +88,45 @@ pub enum Transport {
     },
 }
 
+/// Keys shown, values hidden.
+struct KeysOnly<'a>(&'a BTreeMap<String, String>);
+
+impl std::fmt::Debug for KeysOnly<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.keys().map(|k| (k, "<redacted>")))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Transport::Stdio {
+                command,
+                args,
+                env,
+                cwd,
+            } => f
+                .debug_struct("Stdio")
+                .field("command", command)
+                .field("args", &format_args!("<{} args>", args.len()))
+                .field("env", &KeysOnly(env))
+                .field("cwd", cwd)
+                .finish(),
+            Transport::StreamableHttp { url, headers } | Transport::Sse { url, headers } => f
+                .debug_struct(if matches!(self, Transport::Sse { .. }) {
+                    "Sse"
+                } else {
+                    "StreamableHttp"
+                })
+                .field("url", &crate::redact::origin(url))
+                .field("headers", &KeysOnly(headers))
+                .finish(),
+        }
+    }
+}
+
 impl Transport {
     /// The short name used in logs, diagnostics and metrics labels.
     pub fn kind(&self) -> &'static str {
@@ -97,6 +137,9 @@ impl Transport {
         }
     }
 }
+
+/// Request headers that carry the client's credentials.
+const CREDENTIAL_HEADERS: &[&str] = &["authorization", "proxy-authorization", "cookie"];
 
 /// `client_header_forwarding` of a server: which incoming headers reach the upstream.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -197,13 +240,27 @@ pub fn wildcard_match(pattern: &str, name: &str) -> bool {
 
 impl HeaderForwarding {
     /// Whether the incoming header `name` is passed on to the upstream.
+    ///
+    /// The client's own credentials (`Authorization`, `Proxy-Authorization`, `Cookie`) are
+    /// never forwarded by an empty whitelist or a wildcard: they usually carry the key for this
+    /// proxy, not for the upstream. Naming one in the whitelist exactly forwards it.
     pub fn allows(&self, name: &str) -> bool {
         if !self.enabled {
             return false;
         }
-        let whitelisted =
-            self.whitelist.is_empty() || self.whitelist.iter().any(|p| wildcard_match(p, name));
-        whitelisted && !self.blacklist.iter().any(|p| wildcard_match(p, name))
+        if self.blacklist.iter().any(|p| wildcard_match(p, name)) {
+            return false;
+        }
+        if CREDENTIAL_HEADERS
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(name))
+        {
+            return self
+                .whitelist
+                .iter()
+                .any(|p| !p.contains('*') && p.eq_ignore_ascii_case(name));
+        }
+        self.whitelist.is_empty() || self.whitelist.iter().any(|p| wildcard_match(p, name))
     }
 }
 
@@ -237,6 +294,52 @@ mod tests {
             ..f
         };
         assert!(!off.allows("x-user"));
+    }
+
+    /// Finding 9 of the hardening issue: with forwarding on and no whitelist, the proxy's own
+    /// `Authorization` and the client's cookies went upstream.
+    #[test]
+    fn credentials_are_forwarded_only_when_named() {
+        let open = HeaderForwarding {
+            enabled: true,
+            ..HeaderForwarding::default()
+        };
+        assert!(open.allows("x-user-id"));
+        for h in ["Authorization", "cookie", "Proxy-Authorization"] {
+            assert!(!open.allows(h), "{h}");
+        }
+        let star = HeaderForwarding {
+            enabled: true,
+            whitelist: vec!["*".into()],
+            blacklist: vec![],
+        };
+        assert!(!star.allows("authorization"));
+        let named = HeaderForwarding {
+            enabled: true,
+            whitelist: vec!["Authorization".into()],
+            blacklist: vec![],
+        };
+        assert!(named.allows("authorization") && !named.allows("cookie"));
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let t = Transport::StreamableHttp {
+            url: "http://h:1/s/SECRET-PATH/mcp".into(),
+            headers: BTreeMap::from([("Authorization".into(), "Bearer SECRET-HEADER".into())]),
+        };
+        let s = Transport::Stdio {
+            command: "x".into(),
+            args: vec!["--token=SECRET-ARG".into()],
+            env: BTreeMap::from([("API_KEY".into(), "SECRET-ENV".into())]),
+            cwd: None,
+        };
+        let shown = format!("{t:?} {s:?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(
+            shown.contains("Authorization") && shown.contains("API_KEY"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -9,8 +9,8 @@ use super::file::{check_headers, parse_config_file};
 use super::{ConfigError, ServerConfig, Transport, parse_transport_type};
 use crate::cli::ServeArgs;
 
-/// Everything `serve` needs, validated.
-#[derive(Debug, Clone)]
+/// Everything `serve` needs, validated. Its `Debug` hides the API key and environment values.
+#[derive(Clone)]
 pub struct ServeConfig {
     pub host: String,
     pub port: u16,
@@ -47,6 +47,24 @@ pub struct ServeConfig {
     pub max_recovery_attempts: u32,
     /// False gives mcpo's behaviour: no retries, breaker or proactive restarts.
     pub recovery_enabled: bool,
+}
+
+impl std::fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("strict_auth", &self.strict_auth)
+            .field("config_path", &self.config_path)
+            .field("servers", &self.servers)
+            .field("stdio_env", &self.stdio_env.keys().collect::<Vec<_>>())
+            .field("tool_timeout", &self.tool_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("pool", &(self.pool_min, self.pool_max))
+            .field("recovery_enabled", &self.recovery_enabled)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ServeConfig {
@@ -376,6 +394,23 @@ mod tests {
             err.contains("--env-path") && err.contains("/nonexistent/.env"),
             "{err}"
         );
+        Ok(())
+    }
+
+    #[test]
+    fn debug_hides_the_key_and_env_values() -> TestResult {
+        let cfg = parse(&[
+            "mcpo",
+            "-k",
+            "SECRET-KEY",
+            "-e",
+            "TOKEN=SECRET-ENV",
+            "--",
+            "x",
+        ])?;
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(shown.contains("TOKEN"), "{shown}");
         Ok(())
     }
 

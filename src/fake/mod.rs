@@ -45,6 +45,8 @@ pub struct FakeServer {
     pub cancelled: Arc<std::sync::atomic::AtomicU64>,
     /// Whether the tool `bonus` is listed (flipped by `toggle_bonus`).
     bonus: Arc<std::sync::atomic::AtomicBool>,
+    /// The state `incr` changes.
+    counter: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl FakeServer {
@@ -60,6 +62,7 @@ impl FakeServer {
             busy: Arc::new(tokio::sync::Mutex::new(())),
             cancelled: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             bonus: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            counter: Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }
     }
 }
@@ -180,6 +183,24 @@ pub fn tool_definitions() -> Value {
             "annotations": {"readOnlyHint": true, "idempotentHint": true, "openWorldHint": false}
         },
         {
+            "name": "whoami",
+            "description": "Says which fake server process answered: its id and PID.",
+            "inputSchema": {"type": "object", "properties": {}},
+            "annotations": {"readOnlyHint": true, "idempotentHint": true, "openWorldHint": false}
+        },
+        {
+            "name": "incr",
+            "description": "Adds one to this process's counter and returns the new value. Not idempotent: each call changes state.",
+            "inputSchema": {"type": "object", "properties": {}},
+            "annotations": {"readOnlyHint": false, "idempotentHint": false, "openWorldHint": false}
+        },
+        {
+            "name": "announce_then_freeze",
+            "description": "Sends notifications/tools/list_changed, answers, then stops its own process (SIGSTOP): a server that announces a change and then hangs.",
+            "inputSchema": {"type": "object", "properties": {}},
+            "annotations": {"readOnlyHint": false, "idempotentHint": false, "openWorldHint": false}
+        },
+        {
             "name": "jsonrpc_error",
             "description": "Answers with a JSON-RPC error of the given code.",
             "inputSchema": {
@@ -241,7 +262,10 @@ impl FakeServer {
                         return Err(ErrorData::new(ErrorCode(-32800), "request cancelled", None));
                     }
                 }
-                Ok(text(format!("slept {ms} ms")))
+                Ok(text(format!(
+                    "slept {ms} ms in process {}",
+                    std::process::id()
+                )))
             }
             "measure_shape" => {
                 let shape = args
@@ -273,6 +297,16 @@ impl FakeServer {
                 result.structured_content = Some(structured);
                 Ok(result)
             }
+            "whoami" => Ok(text(
+                json!({"id": self.id, "pid": std::process::id()}).to_string(),
+            )),
+            "incr" => {
+                let n = self
+                    .counter
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+                    + 1;
+                Ok(text(n.to_string()))
+            }
             "fail" => Ok(CallToolResult::error(vec![ContentBlock::text(
                 str_arg(args, "message")?.to_string(),
             )])),
@@ -296,7 +330,7 @@ impl rmcp::ServerHandler for FakeServer {
         info.server_info =
             Implementation::new(format!("fake-{}", self.id), env!("CARGO_PKG_VERSION"));
         info.instructions = Some(format!(
-            "A fake MCP server ({}) for tests and demos: echo, add, slow, measure_shape, stats, fail, toggle_bonus, request_meta, jsonrpc_error.",
+            "A fake MCP server ({}) for tests and demos: echo, add, slow, measure_shape, stats, fail, toggle_bonus, request_meta, whoami, incr, announce_then_freeze, jsonrpc_error.",
             self.id
         ));
         info
@@ -335,6 +369,20 @@ impl rmcp::ServerHandler for FakeServer {
                 }
                 return Ok(text(if now { "bonus listed" } else { "bonus removed" }).into());
             }
+            "announce_then_freeze" => {
+                if let Err(e) = context.peer.notify_tool_list_changed().await {
+                    tracing::warn!(error = %e, "could not send tools/list_changed");
+                }
+                // Give the notification and this answer time to be written, then stop.
+                tokio::spawn(async {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    // SAFETY: raise(3) stops this very process; it touches no memory.
+                    unsafe {
+                        libc::raise(libc::SIGSTOP);
+                    }
+                });
+                return Ok(text("announced a change; freezing now").into());
+            }
             "bonus" if self.bonus.load(std::sync::atomic::Ordering::SeqCst) => {
                 return Ok(text("bonus").into());
             }
@@ -353,14 +401,22 @@ impl rmcp::ServerHandler for FakeServer {
 }
 
 /// Runs the fake server until its input closes (stdio) or it is killed (HTTP).
-pub async fn run(transport: &str, host: &str, port: u16, id: &str) -> Result<(), FakeError> {
-    let server = FakeServer::new(id);
+pub async fn run(args: &crate::cli::FakeServerArgs) -> Result<(), FakeError> {
+    let (transport, host, port) = (args.transport.as_str(), &args.host, args.port);
+    let server = FakeServer::new(&args.id);
     match transport {
         "stdio" => {
             let running = server
                 .serve(rmcp::transport::stdio())
                 .await
                 .map_err(|e| FakeError::Mcp(e.to_string()))?;
+            if let Some(ms) = args.die_after_ms {
+                // A server that crashes shortly after every handshake: a crash loop.
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    std::process::exit(3);
+                });
+            }
             running
                 .waiting()
                 .await

@@ -93,11 +93,14 @@ pub async fn read(
     if declared.is_some_and(|n| n > BODY_LIMIT) {
         return Err(BodyError::TooLarge { limit: BODY_LIMIT });
     }
-    // A declared length takes its whole share up front; otherwise shares are taken per chunk.
-    let mut share = budget.take(declared.unwrap_or(0).div_ceil(UNIT))?;
-    let mut held_units = declared.unwrap_or(0).div_ceil(UNIT);
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(BODY_LIMIT));
     let mut stream = body.into_data_stream();
+    // A declared length takes its whole share up front; otherwise shares are taken per chunk.
+    let mut held_units = declared.unwrap_or(0).div_ceil(UNIT);
+    let mut share = match budget.take(held_units) {
+        Ok(share) => share,
+        Err(e) => return Err(discard(stream, e).await),
+    };
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(BODY_LIMIT));
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| BodyError::Read(e.to_string()))?;
         if buf.len() + chunk.len() > BODY_LIMIT {
@@ -106,10 +109,15 @@ pub async fn read(
         buf.extend_from_slice(&chunk);
         let needed = buf.len().div_ceil(UNIT);
         if needed > held_units {
-            if let Some(more) = budget.take(needed - held_units)? {
-                match share.as_mut() {
+            match budget.take(needed - held_units) {
+                Ok(Some(more)) => match share.as_mut() {
                     Some(held) => held.merge(more),
                     None => share = Some(more),
+                },
+                Ok(None) => {}
+                Err(e) => {
+                    drop(buf);
+                    return Err(discard(stream, e).await);
                 }
             }
             held_units = needed;
@@ -119,6 +127,21 @@ pub async fn read(
         bytes: buf.freeze(),
         _share: share,
     })
+}
+
+/// Reads and drops the rest of a body that is being refused, then gives the refusal back. An
+/// HTTP/1 client still sending its body when the answer comes sees a broken pipe instead of
+/// the answer; a shed request should get its 503 and retry. Dropping costs no memory, and the
+/// total read is bounded by [`BODY_LIMIT`].
+async fn discard(mut stream: axum::body::BodyDataStream, refusal: BodyError) -> BodyError {
+    let mut read = 0usize;
+    while let Some(Ok(chunk)) = stream.next().await {
+        read += chunk.len();
+        if read > BODY_LIMIT {
+            break;
+        }
+    }
+    refusal
 }
 
 /// About how many JSON values `body` holds, from a scan of its bytes: every value but the first

@@ -2,11 +2,19 @@
 //!
 //! Read-only and cheap: it reads the same snapshots the request path reads, and never talks
 //! to an upstream, so it answers even when every server hangs.
+//!
+//! Like the docs it is open unless `--strict-auth` is set, so what it shows to anyone is what
+//! is safe to show anyone. Process details (PIDs, the last lines a crashed child wrote to
+//! stderr, which can hold paths, tokens or customer data) appear only for a request that
+//! presents the API key, or, when no key is configured, one from the same machine.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::extract::State;
+use axum::Extension;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -14,11 +22,30 @@ use super::AppState;
 use crate::recovery::BreakerState;
 use crate::upstream::{Status, Upstream};
 
-pub async fn diagnostics(State(state): State<Arc<AppState>>) -> Response {
+/// Whether the request may see process details.
+fn privileged(state: &AppState, peer: Option<SocketAddr>, headers: &HeaderMap) -> bool {
+    match &state.key {
+        Some(key) => key
+            .check(
+                headers
+                    .get(header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok()),
+            )
+            .is_ok(),
+        None => peer.is_some_and(|p| p.ip().is_loopback()),
+    }
+}
+
+pub async fn diagnostics(
+    State(state): State<Arc<AppState>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+) -> Response {
+    let privileged = privileged(&state, peer.map(|Extension(c)| c.0), &headers);
     let mut servers = serde_json::Map::new();
     let mut ready = 0;
     for upstream in &state.upstreams {
-        let report = server_report(upstream);
+        let report = server_report(upstream, privileged);
         if report["status"] == "ready" {
             ready += 1;
         }
@@ -37,21 +64,28 @@ pub async fn diagnostics(State(state): State<Arc<AppState>>) -> Response {
     axum::Json(json!({"status": overall, "servers": servers})).into_response()
 }
 
-fn server_report(upstream: &Upstream) -> Value {
+fn server_report(upstream: &Upstream, privileged: bool) -> Value {
     let view = upstream.view();
     let (min, max) = upstream.pool_bounds();
     let members: Vec<Value> = upstream
         .member_views()
         .into_iter()
         .map(|(index, m, in_flight)| {
-            json!({
+            let mut member = json!({
                 "index": index,
                 "status": m.status.as_str(),
-                "pid": m.session.as_ref().and_then(|s| s.child_pid()),
                 "in_flight": in_flight,
                 "restarts": m.restarts,
                 "last_error": m.last_error,
-            })
+                "consecutive_failures": m.consecutive_failures,
+                "next_attempt_in_ms": m.next_attempt_at.map(|at| at.duration_since(SystemTime::now()).map_or(0, |d| d.as_millis() as u64)),
+                "closing_sessions": m.closing,
+            });
+            if privileged {
+                member["pid"] = json!(m.session.as_ref().and_then(|s| s.child_pid()));
+                member["stderr_tail"] = json!(m.stderr_tail);
+            }
+            member
         })
         .collect();
     let since = view

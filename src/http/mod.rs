@@ -317,12 +317,12 @@ fn current_catalog(upstream: &Upstream) -> Result<Arc<ToolCatalog>, Failure> {
 }
 
 /// The OpenAPI document of one server, generated once per tool listing.
-fn server_document_of(state: &AppState, upstream: &Upstream) -> Result<Value, ApiError> {
+async fn server_document_of(state: &AppState, upstream: &Upstream) -> Result<Response, ApiError> {
     let catalog = current_catalog(upstream)
         .map_err(|failure| ApiError::upstream(failure, upstream.name(), "openapi.json"))?;
-    Ok(catalog
+    let bytes = catalog
         .openapi
-        .get_or_init(|| {
+        .get_or_init(|| async {
             let tools: Vec<ToolDoc<'_>> = catalog
                 .tools()
                 .iter()
@@ -350,7 +350,7 @@ fn server_document_of(state: &AppState, upstream: &Upstream) -> Result<Value, Ap
                 .filter(|s| !s.is_empty())
                 .unwrap_or(&fallback_description);
             let url = state.mount_url(upstream.name());
-            server_document(
+            let document = server_document(
                 &DocInfo {
                     title,
                     version: if identity.version.is_empty() {
@@ -363,9 +363,16 @@ fn server_document_of(state: &AppState, upstream: &Upstream) -> Result<Value, Ap
                     bearer_auth: state.config.api_key.is_some(),
                 },
                 &tools,
-            )
+            );
+            bytes::Bytes::from(serde_json::to_vec(&document).unwrap_or_default())
         })
-        .clone())
+        .await
+        .clone();
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        bytes,
+    )
+        .into_response())
 }
 
 async fn server_openapi(
@@ -373,7 +380,7 @@ async fn server_openapi(
     Path(server): Path<String>,
 ) -> Result<Response, ApiError> {
     let upstream = state.upstream(&server)?.clone();
-    Ok(axum::Json(server_document_of(&state, &upstream)?).into_response())
+    server_document_of(&state, &upstream).await
 }
 
 async fn server_docs(
@@ -415,7 +422,7 @@ async fn single_openapi(State(state): State<Arc<AppState>>) -> Result<Response, 
     let Some(upstream) = state.upstreams.first().cloned() else {
         return Err(ApiError::NotFound("Not Found".into()));
     };
-    Ok(axum::Json(server_document_of(&state, &upstream)?).into_response())
+    server_document_of(&state, &upstream).await
 }
 
 async fn single_docs(State(state): State<Arc<AppState>>) -> Html<String> {

@@ -60,7 +60,7 @@ pub fn classify_transport(error: &(dyn std::error::Error + 'static)) -> Failure 
                 detail: io_phrase(io),
             };
         }
-        current = e.source();
+        current = next_in_chain(e);
     }
     Failure::TransportClosed {
         detail: root_cause(error),
@@ -153,13 +153,26 @@ pub fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
             return io_phrase(io);
         }
         deepest = e;
-        current = e.source();
+        current = next_in_chain(e);
     }
     let text = deepest.to_string();
     if text.contains("dns error") || text.contains("failed to lookup address") {
         return "the host name does not resolve".into();
     }
     redact::urls_in(&text)
+}
+
+/// The error under `e`. rmcp's handshake error keeps the transport's error in a field that is
+/// not marked as its source, which would cut every chain at the handshake: look through it.
+fn next_in_chain<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a (dyn std::error::Error + 'static)> {
+    if let Some(rmcp::service::ClientInitializeError::TransportError { error, .. }) =
+        e.downcast_ref::<rmcp::service::ClientInitializeError>()
+    {
+        return Some(error.error.as_ref());
+    }
+    e.source()
 }
 
 /// An I/O error as a short phrase.

@@ -278,7 +278,7 @@ impl Member {
                 r = tokio::time::timeout(settings.connect_timeout, connect) => r,
                 _ = self.stop.cancelled() => break,
             };
-            let (error, stderr_tail) = match outcome {
+            let (error, stderr_tail, died_early) = match outcome {
                 Ok(Ok((session, catalog))) => {
                     let session = Arc::new(session);
                     let connected = Instant::now();
@@ -343,15 +343,17 @@ impl Member {
                             lived.as_secs_f64()
                         ),
                         tail,
+                        true,
                     )
                 }
-                Ok(Err(e)) => (e.message, e.stderr_tail),
+                Ok(Err(e)) => (e.message, e.stderr_tail, false),
                 Err(_) => (
                     format!(
                         "no answer within {:.1}s while connecting (spawn, initialize, tools/list)",
                         settings.connect_timeout.as_secs_f64()
                     ),
                     Vec::new(),
+                    false,
                 ),
             };
             failures = failures.saturating_add(1);
@@ -359,7 +361,14 @@ impl Member {
             tracing::warn!(server = %name, member = self.index, error = %error, retry_in = ?delay,
                 "upstream connection failed");
             self.publish(|v| {
-                v.status = Status::Down;
+                // A session that died early leaves a server that does start: calls wait for the
+                // next one (the breaker refuses them at once if it keeps happening). A server
+                // that cannot be started or reached is down: calls are answered 503 at once.
+                v.status = if died_early {
+                    Status::Reconnecting
+                } else {
+                    Status::Down
+                };
                 v.last_error = Some(error);
                 v.stderr_tail = stderr_tail;
                 v.consecutive_failures = failures;

@@ -442,3 +442,90 @@ pub async fn open_loop(
     shots.sort_by_key(|s| s.sent);
     shots
 }
+
+/// The TCP port `pid` listens on, read from /proc (for servers that cannot print theirs).
+pub fn listening_port(pid: u32) -> Option<u16> {
+    let mut inodes = std::collections::HashSet::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
+        if let Ok(target) = std::fs::read_link(fd.path()) {
+            let t = target.to_string_lossy();
+            if let Some(inode) = t.strip_prefix("socket:[").and_then(|r| r.strip_suffix(']')) {
+                inodes.insert(inode.to_string());
+            }
+        }
+    }
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let text = std::fs::read_to_string(table).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // local_address is f[1] ("ADDR:PORT" in hex), st is f[3] (0A = LISTEN), inode f[9].
+            if f.len() > 9 && f[3] == "0A" && inodes.contains(f[9]) {
+                let port = f[1].rsplit(':').next()?;
+                return u16::from_str_radix(port, 16).ok();
+            }
+        }
+    }
+    None
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, failing the test after `within`. For
+/// conditions in other processes that offer no event to wait on.
+pub async fn eventually<T>(
+    what: &str,
+    within: Duration,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(start.elapsed() < within, "{what}: not within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl Proxy {
+    /// `GET path` with the bearer key.
+    pub async fn get_with_key(&self, path: &str, key: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+}
+
+/// A stdio fake server entry for a config.
+pub fn stdio_fake(id: &str) -> Value {
+    serde_json::json!({"command": mcpo_bin(), "args": ["fake-server", "--transport", "stdio", "--id", id]})
+}
+
+/// A marker unique to one test, put in the environment of the processes it starts.
+pub fn marker(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{name}-{}-{nanos}", std::process::id())
+}
+
+impl FakeHttp {
+    /// The port the fake listens on.
+    pub fn port(&self) -> u16 {
+        self.url
+            .trim_end_matches("/mcp")
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port in the fake's URL")
+    }
+}
