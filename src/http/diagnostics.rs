@@ -103,6 +103,7 @@ fn server_report(upstream: &Upstream, privileged: bool) -> Value {
         "connect_attempts": view.connect_attempts,
         "last_error": view.last_error,
         "breaker": view.breaker.as_str(),
+        "breaker_trips": view.breaker_trips,
         "call_timeout_secs": upstream.call_timeout().as_secs_f64(),
         "pool": {"min": min, "max": max, "members": members},
         "advice": advice(view.status, view.breaker, view.last_error.as_deref(), view.restarts),

@@ -315,8 +315,14 @@ impl Member {
                             v.last_error = Some(end.reason.clone());
                         }
                     });
-                    // Closing may wait for a stuck child to die; the replacement does not.
-                    closing.spawn(async move { session.close().await });
+                    // Closing waits for the calls still running on the old session (bounded by
+                    // their deadline) and for a stuck child to die; the replacement does not.
+                    let drain = if stopping {
+                        Duration::ZERO
+                    } else {
+                        self.shared.call_timeout()
+                    };
+                    closing.spawn(async move { session.close_when_idle(drain).await });
                     if stopping {
                         break;
                     }

@@ -138,6 +138,11 @@ impl ServerShared {
         self.next_session.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// The deadline of one call to this server.
+    pub fn call_timeout(&self) -> Duration {
+        self.config.timeout.unwrap_or(self.settings.call_timeout)
+    }
+
     fn uptime_ms(&self) -> u64 {
         self.started.elapsed().as_millis() as u64
     }
@@ -154,6 +159,8 @@ pub struct UpstreamView {
     pub connect_attempts: u64,
     pub members: usize,
     pub breaker: BreakerState,
+    /// How many times the breaker has opened since start.
+    pub breaker_trips: u64,
 }
 
 /// One configured upstream server.
@@ -216,10 +223,7 @@ impl Upstream {
 
     /// The deadline of one call.
     pub fn call_timeout(&self) -> Duration {
-        self.shared
-            .config
-            .timeout
-            .unwrap_or(self.shared.settings.call_timeout)
+        self.shared.call_timeout()
     }
 
     fn members(&self) -> Vec<Arc<Member>> {
@@ -265,6 +269,7 @@ impl Upstream {
             connect_attempts: views.iter().map(|v| v.connect_attempts).sum(),
             members: views.len(),
             breaker: self.shared.breaker.state(),
+            breaker_trips: self.shared.breaker.trips(),
         }
     }
 

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rmcp::model::{
@@ -19,6 +19,9 @@ use super::child::{ChildProcess, ChildState};
 use super::classify::{Failure, classify_service_error, classify_transport};
 use crate::catalog::{ServerIdentity, ToolCatalog};
 use crate::config::{ServerConfig, Transport};
+
+/// How long a closed pipe waits for the child's exit to be reported.
+const EXIT_REPORT_GRACE: Duration = Duration::from_millis(100);
 
 /// Pages of `tools/list` followed at most.
 const MAX_TOOL_PAGES: usize = 100;
@@ -53,6 +56,9 @@ pub struct Session {
     broken: AtomicBool,
     /// Calls this session answered (any answer, tool errors included): proof that it worked.
     served: AtomicU64,
+    /// Calls running on this session now, and the signal that they reached zero.
+    calls: AtomicUsize,
+    idle: Notify,
     pub tools_changed: Arc<Notify>,
 }
 
@@ -212,6 +218,8 @@ impl Session {
             child_pid,
             broken: AtomicBool::new(false),
             served: AtomicU64::new(0),
+            calls: AtomicUsize::new(0),
+            idle: Notify::new(),
             tools_changed,
         };
         let catalog = match session.list_tools(&server.name, list_within).await {
@@ -268,6 +276,7 @@ impl Session {
         arguments: Option<JsonObject>,
         meta: Option<&JsonObject>,
     ) -> Result<Value, Failure> {
+        let _counted = CallCount::new(self);
         let mut params = CallToolRequestParams::new(tool.to_string());
         params.arguments = arguments;
         if let Some(meta) = meta {
@@ -342,12 +351,30 @@ impl Session {
         let mut ended = self.ended.clone();
         match self.child_state.clone() {
             Some(mut child) => {
+                let exited = |s: &ChildState| matches!(s, ChildState::Exited(_));
+                let describe = |s: &ChildState| match s {
+                    ChildState::Exited(how) => format!("the server process {how}"),
+                    ChildState::Running => "the server process ended".into(),
+                };
+                let mut later = child.clone();
+                let exit = async {
+                    match child.wait_for(exited).await {
+                        Ok(s) => describe(&s),
+                        Err(_) => "the server process ended".to_string(),
+                    }
+                };
+                let closed = async {
+                    let _ = ended.wait_for(|e| *e).await;
+                    // The pipe closes a moment before the reaper reports the exit, which says
+                    // more (a signal, an exit status): wait a little for it.
+                    match tokio::time::timeout(EXIT_REPORT_GRACE, later.wait_for(exited)).await {
+                        Ok(Ok(s)) => describe(&s),
+                        _ => "the server closed its output (stdout)".to_string(),
+                    }
+                };
                 tokio::select! {
-                    s = child.wait_for(|s| matches!(s, ChildState::Exited(_))) => match s.as_deref() {
-                        Ok(ChildState::Exited(how)) => format!("the server process {how}"),
-                        _ => "the server process ended".into(),
-                    },
-                    _ = ended.wait_for(|e| *e) => "the connection to the server closed".into(),
+                    d = exit => d,
+                    d = closed => d,
                 }
             }
             None => {
@@ -368,11 +395,62 @@ impl Session {
     }
 
     /// Ends the session and, for stdio, the whole process group of the server.
+    /// Closes the session once the calls still running on it have finished, waiting at most
+    /// `within`. A replaced session may still carry calls that will be answered (an HTTP
+    /// server that forgot the session finishes the requests it already has); closing it at
+    /// once would cut them off for nothing. A dead one has none left.
+    pub async fn close_when_idle(&self, within: Duration) {
+        let wait = async {
+            loop {
+                let idle = self.idle.notified();
+                tokio::pin!(idle);
+                idle.as_mut().enable();
+                if self.calls.load(Ordering::SeqCst) == 0 || self.is_transport_gone() {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        let _ = tokio::time::timeout(within, wait).await;
+        self.close().await;
+    }
+
+    /// True when the transport itself is gone (child exited, service loop ended): nothing in
+    /// flight can be answered any more.
+    fn is_transport_gone(&self) -> bool {
+        *self.ended.borrow()
+            || self.peer.is_transport_closed()
+            || self
+                .child_state
+                .as_ref()
+                .is_some_and(|s| matches!(*s.borrow(), ChildState::Exited(_)))
+    }
+
     pub async fn close(&self) {
         self.mark_broken();
         self.cancel.cancel();
         if let Some(child) = self.child.lock().await.take() {
             child.shutdown().await;
+        }
+    }
+}
+
+/// Counts one call on a session while it lives.
+struct CallCount<'a> {
+    session: &'a Session,
+}
+
+impl<'a> CallCount<'a> {
+    fn new(session: &'a Session) -> Self {
+        session.calls.fetch_add(1, Ordering::SeqCst);
+        CallCount { session }
+    }
+}
+
+impl Drop for CallCount<'_> {
+    fn drop(&mut self) {
+        if self.session.calls.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.session.idle.notify_waiters();
         }
     }
 }

@@ -529,3 +529,47 @@ impl FakeHttp {
             .expect("a port in the fake's URL")
     }
 }
+
+/// Closed-loop load: `workers` tasks each send `POST path body` one after another until
+/// `duration` has passed, so exactly that many calls are in flight all the time. Returns every
+/// outcome, sorted by send time.
+pub async fn closed_loop(
+    client: &reqwest::Client,
+    url: &str,
+    body: Value,
+    workers: usize,
+    duration: Duration,
+) -> Vec<Shot> {
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..workers {
+        let (client, url, body) = (client.clone(), url.to_string(), body.clone());
+        tasks.spawn(async move {
+            let mut shots = Vec::new();
+            while start.elapsed() < duration {
+                let sent = start.elapsed();
+                let t = Instant::now();
+                let (status, body) = match client.post(&url).json(&body).send().await {
+                    Ok(r) => {
+                        let status = r.status().as_u16();
+                        (status, r.text().await.unwrap_or_default())
+                    }
+                    Err(e) => (0, e.to_string()),
+                };
+                shots.push(Shot {
+                    sent,
+                    elapsed: t.elapsed(),
+                    status,
+                    body,
+                });
+            }
+            shots
+        });
+    }
+    let mut shots = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        shots.extend(r.expect("load task"));
+    }
+    shots.sort_by_key(|s| s.sent);
+    shots
+}

@@ -1,0 +1,225 @@
+//! Recovery under the load a shared proxy really gets: many calls in flight while children are
+//! killed and sessions are lost. One event (a crash, a lost session) must cost at most the
+//! calls it cut off, never black the server out (the circuit breaker stays closed).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{
+    FakeHttp, Proxy, Shot, closed_loop, eventually, marker, pids_matching, signal, stdio_fake,
+};
+use serde_json::{Value, json};
+
+/// When, from the start of the load, each of the three events happens.
+const EVENTS_AT: [Duration; 3] = [
+    Duration::from_millis(1500),
+    Duration::from_millis(3000),
+    Duration::from_millis(4500),
+];
+const LOAD_FOR: Duration = Duration::from_secs(6);
+
+/// What a run showed.
+struct Run {
+    shots: Vec<Shot>,
+    diag: Value,
+}
+
+impl Run {
+    fn failed(&self) -> Vec<&Shot> {
+        self.shots.iter().filter(|s| s.status != 200).collect()
+    }
+
+    fn report(&self, what: &str) {
+        let failed = self.failed();
+        let mut latencies: Vec<Duration> = self.shots.iter().map(|s| s.elapsed).collect();
+        latencies.sort();
+        let p99 = latencies
+            .get(latencies.len() * 99 / 100)
+            .copied()
+            .unwrap_or_default();
+        eprintln!(
+            "{what}: {} calls, {} failed, p99 {p99:?}, breaker trips {}",
+            self.shots.len(),
+            failed.len(),
+            self.diag["breaker_trips"]
+        );
+    }
+}
+
+/// Kills the stdio child at each of [`EVENTS_AT`] while `workers` calls of `tool` are in
+/// flight.
+async fn stdio_kills(workers: usize, tool: &str, body: Value) -> Run {
+    let m = marker(&format!("conc-{workers}-{tool}"));
+    let id = format!("conc{workers}{tool}");
+    let config = json!({"mcpServers": {"fake": stdio_fake(&id)}});
+    let proxy = Proxy::start_with_env(&config, &[], &[("MCPO_TEST_MARKER", &m)]);
+    proxy
+        .wait_ok("/fake/openapi.json", Duration::from_secs(30))
+        .await;
+    let needle = format!("--id {id}");
+    let killer = async {
+        let start = Instant::now();
+        let mut killed: Vec<u32> = Vec::new();
+        for at in EVENTS_AT {
+            tokio::time::sleep_until((start + at).into()).await;
+            let pid = eventually("one live child", Duration::from_secs(10), async || {
+                let pids = pids_matching("MCPO_TEST_MARKER", &m, &needle);
+                (pids.len() == 1 && !killed.contains(&pids[0])).then(|| pids[0])
+            })
+            .await;
+            signal(pid, "KILL");
+            killed.push(pid);
+        }
+        killed
+    };
+    let url = proxy.url(&format!("/fake/{tool}"));
+    let load = closed_loop(&proxy.client, &url, body, workers, LOAD_FOR);
+    let (shots, killed) = tokio::join!(load, killer);
+    assert_eq!(killed.len(), 3, "three children were killed");
+    let (_, diag) = proxy.get("/diagnostics").await;
+    Run {
+        shots,
+        diag: diag["servers"]["fake"].clone(),
+    }
+}
+
+/// Makes the HTTP fake forget every session at each of [`EVENTS_AT`] while `workers` calls of
+/// `tool` are in flight.
+async fn http_session_losses(workers: usize, tool: &str, body: Value) -> Run {
+    let fake = FakeHttp::start(&format!("conc{workers}{tool}"));
+    let config = json!({"mcpServers": {"fake": {"type": "streamable-http", "url": fake.url}}});
+    let proxy = Proxy::start(&config, &[]);
+    proxy
+        .wait_ok("/fake/openapi.json", Duration::from_secs(30))
+        .await;
+    let losses = async {
+        let start = Instant::now();
+        for at in EVENTS_AT {
+            tokio::time::sleep_until((start + at).into()).await;
+            fake.fault(json!({"kind": "session-loss"})).await;
+        }
+    };
+    let url = proxy.url(&format!("/fake/{tool}"));
+    let load = closed_loop(&proxy.client, &url, body, workers, LOAD_FOR);
+    let (shots, ()) = tokio::join!(load, losses);
+    let (_, diag) = proxy.get("/diagnostics").await;
+    Run {
+        shots,
+        diag: diag["servers"]["fake"].clone(),
+    }
+}
+
+fn assert_no_failures(run: &Run, what: &str) {
+    run.report(what);
+    let failed = run.failed();
+    assert!(
+        failed.is_empty(),
+        "{what}: {} of {} calls failed, e.g. {:?}",
+        failed.len(),
+        run.shots.len(),
+        &failed[..failed.len().min(3)]
+    );
+    assert_eq!(run.diag["breaker_trips"], 0, "{what}: the breaker opened");
+}
+
+#[tokio::test]
+async fn stdio_child_killed_with_16_and_64_in_flight_fails_no_idempotent_call() {
+    for workers in [16, 64] {
+        let run = stdio_kills(workers, "echo", json!({"message": "x"})).await;
+        assert_no_failures(&run, &format!("stdio, {workers} in flight, 3 kills"));
+        assert!(run.diag["restarts"].as_u64().unwrap() >= 3, "{}", run.diag);
+    }
+}
+
+#[tokio::test]
+async fn http_sessions_lost_with_16_and_64_in_flight_fail_no_idempotent_call() {
+    for workers in [16, 64] {
+        let run = http_session_losses(workers, "echo", json!({"message": "x"})).await;
+        assert_no_failures(
+            &run,
+            &format!("HTTP, {workers} in flight, 3 session losses"),
+        );
+    }
+}
+
+/// A non-idempotent call cut off by an event fails with a 502 that names the event; never
+/// more of them per event than calls were in flight, and the breaker stays closed.
+#[tokio::test]
+async fn non_idempotent_calls_fail_only_when_cut_off_and_say_why() {
+    let workers = 16;
+    let run = stdio_kills(workers, "incr", json!({})).await;
+    run.report("stdio incr, 16 in flight, 3 kills");
+    let failed = run.failed();
+    assert!(
+        failed.len() <= 3 * workers,
+        "{} failures for 3 events with {workers} in flight",
+        failed.len()
+    );
+    for s in &failed {
+        assert_eq!(s.status, 502, "{s:?}");
+        assert!(
+            s.body.contains("killed by signal 9") && s.body.contains("not sent again"),
+            "{}",
+            s.body
+        );
+    }
+    assert_eq!(run.diag["breaker_trips"], 0, "the breaker opened");
+
+    let run = http_session_losses(workers, "incr", json!({})).await;
+    run.report("HTTP incr, 16 in flight, 3 session losses");
+    let failed = run.failed();
+    assert!(failed.len() <= 3 * workers, "{} failures", failed.len());
+    for s in &failed {
+        assert_eq!(s.status, 502, "{s:?}");
+    }
+    assert_eq!(run.diag["breaker_trips"], 0, "the breaker opened");
+}
+
+/// With a pool, one member's death ejects that member only: the others keep serving.
+#[tokio::test]
+async fn a_dead_pool_member_is_ejected_and_the_others_serve() {
+    let m = marker("eject");
+    let mut server = stdio_fake("eject");
+    server["pool"] = json!({"min": 3, "max": 3});
+    let config = json!({"mcpServers": {"fake": server}});
+    let proxy = Proxy::start_with_env(&config, &[], &[("MCPO_TEST_MARKER", &m)]);
+    proxy
+        .wait_ok("/fake/openapi.json", Duration::from_secs(30))
+        .await;
+    let children = eventually("three children", Duration::from_secs(15), async || {
+        let pids = pids_matching("MCPO_TEST_MARKER", &m, "--id eject");
+        (pids.len() == 3).then_some(pids)
+    })
+    .await;
+    let killer = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        signal(children[0], "KILL");
+    };
+    let url = proxy.url("/fake/echo");
+    let load = closed_loop(
+        &proxy.client,
+        &url,
+        json!({"message": "x"}),
+        16,
+        Duration::from_secs(2),
+    );
+    let (shots, ()) = tokio::join!(load, killer);
+    let run = Run {
+        shots,
+        diag: proxy.get("/diagnostics").await.1["servers"]["fake"].clone(),
+    };
+    assert_no_failures(&run, "pool of 3, one member killed");
+    let (_, diag) = proxy.get("/diagnostics").await;
+    let restarts: Vec<u64> = diag["servers"]["fake"]["pool"]["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["restarts"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        restarts.iter().sum::<u64>(),
+        1,
+        "only the killed member restarted: {restarts:?}"
+    );
+}
