@@ -174,7 +174,7 @@ fn spec_of<'s>(scenario: &'s Scenario, e: &EventResult) -> Option<&'s FaultSpec>
 
 fn iso_time(unix_ms: u64) -> String {
     let t = UNIX_EPOCH + Duration::from_millis(unix_ms);
-    humantime::format_rfc3339_millis(t).to_string()
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// The JSON report: the verdict, its numbers and everything needed to replay the run.
@@ -498,7 +498,7 @@ h1 { margin: 0; font-size: 26px; }
 h2 { font-size: 18px; margin: 0 0 12px; }
 .desc { margin: 4px 0 0; color: var(--muted); }
 .badge { font-size: 40px; font-weight: 800; letter-spacing: .06em; color: #fff; background: var(--verdict); border-radius: 8px; padding: 6px 22px; }
-dl.meta { display: grid; grid-template-columns: repeat(auto-fit, minmax(180px, 1fr)); gap: 8px 24px; margin: 16px 0 0; }
+dl.meta { display: grid; grid-template-columns: repeat(auto-fit, minmax(140px, 1fr)); gap: 10px 12px; margin: 16px 0 0; }
 dl.meta div { background: var(--card); border-radius: 8px; padding: 10px 14px; box-shadow: 0 1px 2px rgba(0,0,0,.06); }
 dt { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: .05em; }
 dd { margin: 0; font-weight: 600; overflow-wrap: anywhere; }
@@ -518,6 +518,7 @@ svg.chart { width: 100%; height: auto; display: block; }
 svg.chart text { font: 11px system-ui, -apple-system, "Segoe UI", Roboto, Arial, sans-serif; fill: #4a535e; }
 svg.chart .fault-label { font-weight: 600; fill: #9c2b2b; }
 svg.chart .recovery-label { fill: #1f7a44; font-weight: 600; }
+svg.chart .fault-label, svg.chart .recovery-label { paint-order: stroke; stroke: #fff; stroke-width: 3px; stroke-linejoin: round; }
 footer { color: var(--muted); font-size: 12px; text-align: center; margin: 20px 0 8px; }
 "#;
 
@@ -607,7 +608,7 @@ pub fn to_html(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> String 
     }
     let _ = writeln!(
         h,
-        "<span class=\"line\" style=\"--swatch:{P99_COLOUR}\">p99 latency (right axis)</span><span style=\"--swatch:rgba(214,69,69,.18)\">fault window</span><span class=\"line\" style=\"--swatch:#1f7a44\">recovery</span></div>"
+        "<span class=\"line\" style=\"--swatch:{P99_COLOUR}\">p99 latency (right axis)</span><span style=\"--swatch:rgba(170,30,30,.35)\">fault window</span><span class=\"line\" style=\"--swatch:#1f7a44\">recovery</span></div>"
     );
     h.push_str(&timeline_svg(scenario, verdict, run));
     h.push_str("</section>\n");
@@ -756,16 +757,61 @@ fn nice_ceiling(x: f64) -> f64 {
         .unwrap_or(10.0 * magnitude)
 }
 
+/// Places labels in a few rows so that they do not overlap: each label goes in the first row
+/// where it fits after the previous label, or in the row that frees up first.
+struct LabelRows {
+    ends: Vec<f64>,
+}
+
+impl LabelRows {
+    fn new(rows: usize) -> Self {
+        LabelRows {
+            ends: vec![f64::NEG_INFINITY; rows.max(1)],
+        }
+    }
+
+    /// The row for a label spanning `x0..x0 + width`.
+    fn place(&mut self, x0: f64, width: f64) -> usize {
+        let row = self
+            .ends
+            .iter()
+            .position(|end| *end + 6.0 <= x0)
+            .unwrap_or_else(|| {
+                self.ends
+                    .iter()
+                    .enumerate()
+                    .min_by(|a, b| a.1.total_cmp(b.1))
+                    .map_or(0, |(i, _)| i)
+            });
+        self.ends[row] = x0 + width;
+        row
+    }
+}
+
+/// Rough width of a label in the chart's 11 px font.
+fn label_width(text: &str) -> f64 {
+    text.chars().count() as f64 * 6.2
+}
+
+/// Axis ticks from 0 to `max` at a 1-2-5 step, at most about five of them; `min_step` keeps
+/// count axes on whole numbers.
+fn ticks(max: f64, min_step: f64) -> Vec<f64> {
+    let step = nice_ceiling(max / 5.0).max(min_step);
+    let n = (max / step + 1e-9).floor() as u32;
+    (0..=n).map(|i| f64::from(i) * step).collect()
+}
+
 /// The run as an SVG chart: stacked outcome bars per bucket, p99 latency as a line on the right
-/// axis, fault windows shaded and labelled, and a marker at each recovery.
+/// axis, fault windows shaded over the bars and labelled above them, and a dashed marker at each
+/// recovery with its time.
 fn timeline_svg(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> String {
     const W: f64 = 1000.0;
-    const H: f64 = 360.0;
+    const H: f64 = 380.0;
     const LEFT: f64 = 56.0;
     const RIGHT: f64 = 64.0;
-    const TOP: f64 = 58.0;
+    const TOP: f64 = 66.0;
     const BOTTOM: f64 = 34.0;
-    const LABEL_ROW: f64 = 15.0;
+    const ROW: f64 = 14.0;
     let plot_w = W - LEFT - RIGHT;
     let plot_h = H - TOP - BOTTOM;
     let tl = &run.timeline;
@@ -802,22 +848,25 @@ fn timeline_svg(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> String
         ))
     );
 
-    // Grid and axes.
-    for i in 0..=4 {
-        let c = y_max * f64::from(i) / 4.0;
+    // Grid and axes: counts on the left, latency on the right, each with its own ticks.
+    for c in ticks(y_max, 1.0) {
         let yy = y(c);
         let _ = writeln!(
             s,
-            "<line x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\" stroke=\"#e6e9ee\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text><text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+            "<line x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{yy:.1}\" y2=\"{yy:.1}\" stroke=\"#e6e9ee\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
             LEFT + plot_w,
             LEFT - 6.0,
             yy + 4.0,
-            trim_number(c),
+            trim_number(c)
+        );
+    }
+    for l in ticks(lat_max, 0.001) {
+        let _ = writeln!(
+            s,
+            "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"{P99_COLOUR}\">{}</text>",
             LEFT + plot_w + 6.0,
-            yy + 4.0,
-            format_duration(Duration::from_secs_f64(
-                lat_max * f64::from(i) / 4.0 / 1000.0
-            ))
+            y_lat(l) + 4.0,
+            format_duration(Duration::from_secs_f64(l / 1000.0))
         );
     }
     let step = [
@@ -841,49 +890,12 @@ fn timeline_svg(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> String
     }
     let _ = writeln!(
         s,
-        "<text x=\"{LEFT}\" y=\"{:.1}\">requests / {}</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">p99</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">time since start of load</text>",
-        TOP - 6.0 - 3.0 * LABEL_ROW,
+        "<text x=\"{LEFT}\" y=\"12\">requests / {}</text><text x=\"{:.1}\" y=\"12\" text-anchor=\"end\" fill=\"{P99_COLOUR}\">p99</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">time since start of load</text>",
         format_duration(tl.bucket),
         W - 4.0,
-        TOP - 6.0 - 3.0 * LABEL_ROW,
         LEFT + plot_w / 2.0,
         H - 2.0
     );
-
-    // Fault windows behind the bars. Labels go in up to three rows above the plot, each in the
-    // first row where it does not overlap an earlier label.
-    let mut row_ends = [f64::NEG_INFINITY; 3];
-    for e in &verdict.events {
-        let x0 = x(e.injected_at);
-        let width = (x(e.cleared_at) - x0).max(2.5);
-        let title = event_title(e);
-        let _ = writeln!(
-            s,
-            "<rect class=\"fault-window\" x=\"{x0:.1}\" y=\"{TOP}\" width=\"{width:.1}\" height=\"{plot_h:.1}\" fill=\"rgba(214,69,69,0.14)\" stroke=\"rgba(214,69,69,0.55)\" stroke-width=\"1\"><title>{}</title></rect>",
-            html_escape(&title)
-        );
-        let label = format!("{} · {}", e.kind, e.server);
-        let label_w = label.chars().count() as f64 * 6.2;
-        let row = row_ends
-            .iter()
-            .position(|end| *end + 6.0 <= x0)
-            .unwrap_or_else(|| {
-                row_ends
-                    .iter()
-                    .enumerate()
-                    .min_by(|a, b| a.1.total_cmp(b.1))
-                    .map_or(0, |(i, _)| i)
-            });
-        row_ends[row] = x0 + label_w;
-        let ly = TOP - 6.0 - (2 - row) as f64 * LABEL_ROW;
-        let _ = writeln!(
-            s,
-            "<line x1=\"{x0:.1}\" x2=\"{x0:.1}\" y1=\"{:.1}\" y2=\"{TOP}\" stroke=\"rgba(214,69,69,0.55)\"/><text class=\"fault-label\" x=\"{:.1}\" y=\"{ly:.1}\">{}</text>",
-            ly + 3.0,
-            x0 + 2.0,
-            html_escape(&label)
-        );
-    }
 
     // Stacked bars, success at the bottom.
     let bar_w = (tl.bucket.as_secs_f64() / end_s * plot_w).max(0.5);
@@ -908,6 +920,32 @@ fn timeline_svg(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> String
         }
     }
 
+    // Fault windows: a translucent shade over the bars (behind them it would be hidden by a
+    // steady load), a solid band above the plot showing the extent, and a label in one of three
+    // rows above that.
+    let mut fault_rows = LabelRows::new(3);
+    for e in &verdict.events {
+        let x0 = x(e.injected_at);
+        let width = (x(e.cleared_at) - x0).max(2.5);
+        let title = event_title(e);
+        let _ = writeln!(
+            s,
+            "<rect class=\"fault-window\" x=\"{x0:.1}\" y=\"{TOP}\" width=\"{width:.1}\" height=\"{plot_h:.1}\" fill=\"rgba(120,20,20,0.16)\" stroke=\"rgba(170,30,30,0.7)\" stroke-dasharray=\"3 2\"><title>{}</title></rect>",
+            html_escape(&title)
+        );
+        let label = format!("{} · {}", e.kind, e.server);
+        let row = fault_rows.place(x0, label_width(&label));
+        let ly = TOP - 10.0 - (2 - row) as f64 * ROW;
+        let _ = writeln!(
+            s,
+            "<rect x=\"{x0:.1}\" y=\"{:.1}\" width=\"{width:.1}\" height=\"4\" fill=\"#c93434\"/><line x1=\"{x0:.1}\" x2=\"{x0:.1}\" y1=\"{:.1}\" y2=\"{TOP}\" stroke=\"#c93434\"/><text class=\"fault-label\" x=\"{:.1}\" y=\"{ly:.1}\">{}</text>",
+            TOP - 5.0,
+            ly + 3.0,
+            x0 + 3.0,
+            html_escape(&label)
+        );
+    }
+
     // p99 as a line; a bucket without answers breaks it rather than drawing a false zero.
     let mut path = String::new();
     let mut pen_down = false;
@@ -930,36 +968,38 @@ fn timeline_svg(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> String
         );
     }
 
-    // Recovery markers on top.
+    // Recovery markers on top, their labels staggered inside the plot.
+    let mut recovery_rows = LabelRows::new(3);
     for e in &verdict.events {
-        match (e.recovered_at(), e.recovery_time) {
+        let (xx, label, class) = match (e.recovered_at(), e.recovery_time) {
             (Some(at), Some(r)) => {
                 let xx = x(at);
                 let _ = writeln!(
                     s,
-                    "<line class=\"recovery\" x1=\"{xx:.1}\" x2=\"{xx:.1}\" y1=\"{TOP}\" y2=\"{:.1}\" stroke=\"#1f7a44\" stroke-width=\"1.5\" stroke-dasharray=\"4 3\"><title>{}</title></line><text class=\"recovery-label\" x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+                    "<line class=\"recovery\" x1=\"{xx:.1}\" x2=\"{xx:.1}\" y1=\"{TOP}\" y2=\"{:.1}\" stroke=\"#1f7a44\" stroke-width=\"1.5\" stroke-dasharray=\"4 3\"><title>{}</title></line>",
                     TOP + plot_h,
                     html_escape(&format!(
                         "#{} recovered {} after it cleared",
                         e.index,
                         format_duration(r)
-                    )),
-                    xx + 3.0,
-                    TOP + 12.0,
-                    html_escape(&format!("↻ {}", format_duration(r)))
+                    ))
                 );
+                (xx, format!("↻ {}", format_duration(r)), "recovery-label")
             }
-            _ => {
-                let xx = x(e.cleared_at);
-                let _ = writeln!(
-                    s,
-                    "<text class=\"fault-label\" x=\"{:.1}\" y=\"{:.1}\">{}</text>",
-                    xx + 3.0,
-                    TOP + 12.0,
-                    html_escape(&format!("#{} not recovered", e.index))
-                );
-            }
-        }
+            _ => (
+                x(e.cleared_at),
+                format!("#{} not recovered", e.index),
+                "fault-label",
+            ),
+        };
+        let row = recovery_rows.place(xx, label_width(&label));
+        let _ = writeln!(
+            s,
+            "<text class=\"{class}\" x=\"{:.1}\" y=\"{:.1}\">{}</text>",
+            xx + 3.0,
+            TOP + 13.0 + row as f64 * ROW,
+            html_escape(&label)
+        );
     }
     let _ = writeln!(
         s,
@@ -1101,7 +1141,7 @@ slo:
         let j = to_json(&scenario, &verdict, &info);
         assert_eq!(j["passed"], false);
         assert_eq!(j["run"]["seed"], 7);
-        assert_eq!(j["run"]["started"], "2023-11-14T22:13:20.000Z");
+        assert_eq!(j["run"]["started"], "2023-11-14T22:13:20Z");
         assert_eq!(j["summary"]["sent"], 80);
         assert_eq!(j["summary"]["http_errors"]["500"], 20);
         assert_eq!(j["slos"].as_array().unwrap().len(), verdict.slos.len());
