@@ -459,7 +459,7 @@ struct Field<'a, 'i> {
 /// The entries of one mapping, already checked against the keys allowed there.
 struct Fields<'a, 'i> {
     path: String,
-    /// Where the mapping starts: missing keys are reported here.
+    /// Line of the key or list item that holds the mapping: missing keys are reported there.
     line: usize,
     entries: Vec<Field<'a, 'i>>,
 }
