@@ -4,6 +4,7 @@
 //! See `ARCHITECTURE.md` for the map of modules and the invariants between them.
 
 pub mod catalog;
+pub mod chaos;
 pub mod cli;
 pub mod config;
 pub mod failure;

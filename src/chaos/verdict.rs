@@ -1,0 +1,1054 @@
+//! The SLO arithmetic of a chaos run: from one record per request and the fault events to a
+//! pass/fail verdict per SLO.
+//!
+//! The definitions are those of `SCENARIOS.md`, made precise here because a report is only
+//! trusted if two people computing it by hand get the same numbers:
+//!
+//! - A fault event **clears** at its `cleared_at`: for a one-shot fault (crash, session-loss)
+//!   the moment it was injected, for a windowed one the end of its window. The runtime passes
+//!   the moments it measured; [`FaultEvent::planned`] gives the scheduled ones.
+//! - Its **recovery time** runs from the clear moment to the *answer* of the first request *sent*
+//!   at or after that moment that succeeded, among the requests the fault could hit (its server,
+//!   and its tools when it names some). "First" is by send time: a request sent earlier that
+//!   happens to be answered after the clear moment shows nothing about recovery, because it was
+//!   in flight during the fault. Without such a success the event is **unrecovered**.
+//! - The **recovery rate** is the share of events whose recovery time is at most
+//!   `recovery_within` (or, when the scenario sets no recovery SLO, the share recovered at all).
+//!   With no events it is 1.0, and the report says that nothing was there to recover from.
+//! - An event **disturbs** the interval `[injected_at, cleared_at + recovery time]`, both ends
+//!   included; an unrecovered event disturbs everything from `injected_at` on.
+//! - The **success rate** is successes over all requests *sent* outside every disturbed interval
+//!   (of any event, whatever server it hit). When no request is outside, it cannot be measured,
+//!   and an SLO on it fails with a note: an objective that could not be checked must not pass
+//!   silently.
+//! - A **hung** request had no answer at its client deadline; leaked processes are counted by the
+//!   runtime after shutdown.
+//! - Latency is the time from sending to the HTTP answer, over requests that got one (success or
+//!   HTTP error); the `p99_latency` SLO uses those sent outside every disturbed interval.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use super::scenario::{CallSpec, FaultSpec, SloSpec, Target};
+
+/// Compared shares may be computed (`99 / 100`) or written (`0.99`); this absorbs the rounding.
+const SHARE_EPSILON: f64 = 1e-9;
+
+/// How one request ended, as the load driver classified it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Outcome {
+    /// HTTP 2xx.
+    Success,
+    /// Any other HTTP status.
+    HttpError,
+    /// No answer by the client deadline.
+    Hung,
+    /// No HTTP answer at all: connection refused or reset.
+    ConnectError,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Success,
+        Outcome::HttpError,
+        Outcome::Hung,
+        Outcome::ConnectError,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::HttpError => "http error",
+            Outcome::Hung => "hung",
+            Outcome::ConnectError => "connect error",
+        }
+    }
+}
+
+/// One request of the load, as the runtime recorded it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestRecord {
+    pub id: u64,
+    /// Index into `load.calls`.
+    pub call: usize,
+    /// Since the start of the run.
+    pub sent_at: Duration,
+    /// When the answer (or the connection failure) arrived; `None` for hung requests.
+    pub answered_at: Option<Duration>,
+    /// HTTP status, when there was one.
+    pub status: Option<u16>,
+    pub outcome: Outcome,
+}
+
+impl RequestRecord {
+    /// Whether the proxy gave an HTTP answer.
+    pub fn answered(&self) -> bool {
+        matches!(self.outcome, Outcome::Success | Outcome::HttpError) && self.answered_at.is_some()
+    }
+
+    /// Time to the HTTP answer, for answered requests.
+    pub fn latency(&self) -> Option<Duration> {
+        if !self.answered() {
+            return None;
+        }
+        self.answered_at.map(|a| a.saturating_sub(self.sent_at))
+    }
+}
+
+/// One fault event as it happened (or was planned).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultEvent {
+    /// [`FaultSpec::index`].
+    pub index: usize,
+    /// The kind's label, e.g. `http-error`.
+    pub kind: String,
+    pub server: Target,
+    /// Bare tool names the fault was limited to; empty means every tool.
+    pub tools: Vec<String>,
+    pub injected_at: Duration,
+    /// One-shot: equal to `injected_at`; windowed: the end of the window.
+    pub cleared_at: Duration,
+}
+
+impl FaultEvent {
+    /// The event as scheduled, for when the runtime has no measured moments.
+    pub fn planned(spec: &FaultSpec) -> Self {
+        FaultEvent {
+            index: spec.index,
+            kind: spec.kind.label().to_string(),
+            server: spec.server.clone(),
+            tools: spec.tools.clone(),
+            injected_at: spec.at,
+            cleared_at: spec.clears_at(),
+        }
+    }
+
+    /// Whether a request of this call could be hit by the event, and so can show its recovery.
+    /// A record whose call index is unknown only matches events on every server and tool.
+    fn affects(&self, call: Option<&CallSpec>) -> bool {
+        match call {
+            Some(c) => {
+                self.server.matches(&c.server)
+                    && (self.tools.is_empty() || self.tools.contains(&c.tool))
+            }
+            None => self.server == Target::All && self.tools.is_empty(),
+        }
+    }
+}
+
+/// Everything the verdict is computed from.
+#[derive(Debug, Clone, Copy)]
+pub struct VerdictInput<'a> {
+    pub slo: &'a SloSpec,
+    /// `load.calls`, to know which server and tool each record went to.
+    pub calls: &'a [CallSpec],
+    pub events: &'a [FaultEvent],
+    pub records: &'a [RequestRecord],
+    /// Fake servers still alive after shutdown, as the runtime counted them.
+    pub leaked_processes: u64,
+}
+
+/// The judgement of one SLO.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SloResult {
+    /// The SLO's key in the scenario, e.g. `success_rate`.
+    pub name: String,
+    /// What it had to be, for people: `>= 99.00%`.
+    pub target: String,
+    /// What it was: `99.50% (199 of 200 requests)`.
+    pub measured: String,
+    pub passed: bool,
+    /// Why a result is special (nothing to measure, nothing to recover from).
+    pub note: Option<String>,
+}
+
+/// One fault event and how the proxy came back from it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventResult {
+    pub index: usize,
+    pub kind: String,
+    /// Server name or `all`.
+    pub server: String,
+    pub injected_at: Duration,
+    pub cleared_at: Duration,
+    /// From `cleared_at` to the answer of the first later-sent success; `None`: unrecovered.
+    pub recovery_time: Option<Duration>,
+    /// Recovered within `recovery_within` (or at all, when that is not set).
+    pub recovered: bool,
+    /// The request that showed the recovery.
+    pub recovered_by: Option<u64>,
+    /// End of the disturbed interval (`cleared_at + recovery_time`); `None`: the end of the run.
+    pub disturbed_until: Option<Duration>,
+}
+
+impl EventResult {
+    /// Whether a request sent at `t` falls in this event's disturbed interval.
+    pub fn disturbs(&self, t: Duration) -> bool {
+        t >= self.injected_at && self.disturbed_until.is_none_or(|end| t <= end)
+    }
+
+    /// The moment the recovery was seen, if it was.
+    pub fn recovered_at(&self) -> Option<Duration> {
+        self.recovery_time.map(|r| self.cleared_at + r)
+    }
+}
+
+/// Counts over all records.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Totals {
+    pub sent: u64,
+    /// Requests that got an HTTP answer (success or HTTP error).
+    pub answered: u64,
+    pub success: u64,
+    /// By status; 0 stands for an HTTP error recorded without its status.
+    pub http_errors: BTreeMap<u16, u64>,
+    pub hung: u64,
+    pub connect_errors: u64,
+    /// Requests sent outside every disturbed interval: the success rate's denominator.
+    pub outside: u64,
+    /// Successes among them.
+    pub outside_success: u64,
+}
+
+impl Totals {
+    pub fn http_error_count(&self) -> u64 {
+        self.http_errors.values().sum()
+    }
+}
+
+/// Latency percentiles of a set of answered requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Percentiles {
+    pub count: u64,
+    /// Quantiles from an HDR histogram with 3 significant digits (microsecond unit), so each is
+    /// within 0.1% of the exact value.
+    pub p50: Duration,
+    pub p90: Duration,
+    pub p99: Duration,
+    /// Exact.
+    pub max: Duration,
+}
+
+impl Percentiles {
+    /// `None` for an empty set.
+    pub fn of(latencies: impl IntoIterator<Item = Duration>) -> Option<Percentiles> {
+        // `new` sizes itself as values come, so no latency is ever out of range.
+        let mut histogram = Histogram::<u64>::new(3).ok()?;
+        let mut max = Duration::ZERO;
+        for latency in latencies {
+            let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+            // `record` grows the histogram to fit; `saturating_record` would clamp to its
+            // current top instead, which is only the fallback if growing fails.
+            if histogram.record(micros).is_err() {
+                histogram.saturating_record(micros);
+            }
+            max = max.max(latency);
+        }
+        if histogram.is_empty() {
+            return None;
+        }
+        let at = |q: f64| Duration::from_micros(histogram.value_at_quantile(q)).min(max);
+        Some(Percentiles {
+            count: histogram.len(),
+            p50: at(0.50),
+            p90: at(0.90),
+            p99: at(0.99),
+            max,
+        })
+    }
+}
+
+/// Latency over all answered requests and over those outside every disturbed interval.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LatencyReport {
+    pub all: Option<Percentiles>,
+    pub outside: Option<Percentiles>,
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Verdict {
+    pub slos: Vec<SloResult>,
+    pub events: Vec<EventResult>,
+    pub totals: Totals,
+    pub latency: LatencyReport,
+    /// Share of events recovered (within `recovery_within` when set); 1.0 with no events.
+    pub recovery_rate: f64,
+    /// `None` when no request was sent outside the disturbed intervals.
+    pub success_rate: Option<f64>,
+}
+
+impl Verdict {
+    /// Every SLO held.
+    pub fn passed(&self) -> bool {
+        self.slos.iter().all(|s| s.passed)
+    }
+
+    /// Computes the verdict from what the run measured.
+    pub fn evaluate(input: &VerdictInput<'_>) -> Verdict {
+        let within = input.slo.recovery_within;
+        let events: Vec<EventResult> = input
+            .events
+            .iter()
+            .map(|e| event_result(e, input, within))
+            .collect();
+
+        let mut totals = Totals::default();
+        let mut all_latencies = Vec::new();
+        let mut outside_latencies = Vec::new();
+        for r in input.records {
+            totals.sent += 1;
+            match r.outcome {
+                Outcome::Success => totals.success += 1,
+                Outcome::HttpError => {
+                    *totals.http_errors.entry(r.status.unwrap_or(0)).or_default() += 1
+                }
+                Outcome::Hung => totals.hung += 1,
+                Outcome::ConnectError => totals.connect_errors += 1,
+            }
+            if r.answered() {
+                totals.answered += 1;
+            }
+            let outside = !events.iter().any(|e| e.disturbs(r.sent_at));
+            if let Some(latency) = r.latency() {
+                all_latencies.push(latency);
+                if outside {
+                    outside_latencies.push(latency);
+                }
+            }
+            if outside {
+                totals.outside += 1;
+                if r.outcome == Outcome::Success {
+                    totals.outside_success += 1;
+                }
+            }
+        }
+
+        let recovered = events.iter().filter(|e| e.recovered).count();
+        let recovery_rate = if events.is_empty() {
+            1.0
+        } else {
+            recovered as f64 / events.len() as f64
+        };
+        let success_rate =
+            (totals.outside > 0).then(|| totals.outside_success as f64 / totals.outside as f64);
+        let latency = LatencyReport {
+            all: Percentiles::of(all_latencies),
+            outside: Percentiles::of(outside_latencies),
+        };
+
+        let mut slos = Vec::new();
+        if let Some(target) = input.slo.recovery_rate {
+            let within_text = within
+                .map(|w| format!(" within {}", format_duration(w)))
+                .unwrap_or_default();
+            slos.push(SloResult {
+                name: "recovery_rate".into(),
+                target: format!(">= {}{within_text}", format_share(target)),
+                measured: format!(
+                    "{} ({recovered} of {} events)",
+                    format_share(recovery_rate),
+                    events.len()
+                ),
+                passed: recovery_rate + SHARE_EPSILON >= target,
+                note: events.is_empty().then(|| {
+                    "no fault events: nothing to recover from, counted as 100%".to_string()
+                }),
+            });
+        }
+        if let Some(target) = input.slo.success_rate {
+            let (measured, passed, note) = match success_rate {
+                Some(rate) => (
+                    format!(
+                        "{} ({} of {} requests)",
+                        format_share(rate),
+                        totals.outside_success,
+                        totals.outside
+                    ),
+                    rate + SHARE_EPSILON >= target,
+                    None,
+                ),
+                None => (
+                    "not measurable".to_string(),
+                    false,
+                    Some("no requests outside fault windows and recovery periods".to_string()),
+                ),
+            };
+            slos.push(SloResult {
+                name: "success_rate".into(),
+                target: format!(">= {} outside fault windows", format_share(target)),
+                measured,
+                passed,
+                note,
+            });
+        }
+        slos.push(SloResult {
+            name: "hung_requests".into(),
+            target: format!("<= {}", input.slo.hung_requests),
+            measured: totals.hung.to_string(),
+            passed: totals.hung <= input.slo.hung_requests,
+            note: None,
+        });
+        slos.push(SloResult {
+            name: "leaked_processes".into(),
+            target: format!("<= {}", input.slo.leaked_processes),
+            measured: input.leaked_processes.to_string(),
+            passed: input.leaked_processes <= input.slo.leaked_processes,
+            note: None,
+        });
+        if let Some(target) = input.slo.p99_latency {
+            let (measured, passed, note) = match latency.outside {
+                Some(p) => (
+                    format!("{} ({} requests)", format_duration(p.p99), p.count),
+                    p.p99 <= target,
+                    None,
+                ),
+                None => (
+                    "not measurable".to_string(),
+                    false,
+                    Some(
+                        "no answered requests outside fault windows and recovery periods"
+                            .to_string(),
+                    ),
+                ),
+            };
+            slos.push(SloResult {
+                name: "p99_latency".into(),
+                target: format!("<= {} outside fault windows", format_duration(target)),
+                measured,
+                passed,
+                note,
+            });
+        }
+
+        Verdict {
+            slos,
+            events,
+            totals,
+            latency,
+            recovery_rate,
+            success_rate,
+        }
+    }
+}
+
+fn event_result(e: &FaultEvent, input: &VerdictInput<'_>, within: Option<Duration>) -> EventResult {
+    // A runtime that measured a clear moment before the injection has a bug; do not let it make
+    // a recovery look faster than the fault.
+    let cleared_at = e.cleared_at.max(e.injected_at);
+    let first_success = input
+        .records
+        .iter()
+        .filter(|r| r.outcome == Outcome::Success && r.sent_at >= cleared_at)
+        .filter(|r| e.affects(input.calls.get(r.call)))
+        .filter_map(|r| r.answered_at.map(|a| (r.sent_at, a, r.id)))
+        .min();
+    let (recovery_time, recovered_by) = match first_success {
+        Some((_, answered_at, id)) => (Some(answered_at.saturating_sub(cleared_at)), Some(id)),
+        None => (None, None),
+    };
+    let recovered = match (recovery_time, within) {
+        (Some(r), Some(w)) => r <= w,
+        (Some(_), None) => true,
+        (None, _) => false,
+    };
+    EventResult {
+        index: e.index,
+        kind: e.kind.clone(),
+        server: e.server.to_string(),
+        injected_at: e.injected_at,
+        cleared_at,
+        recovery_time,
+        recovered,
+        recovered_by,
+        disturbed_until: recovery_time.map(|r| cleared_at + r),
+    }
+}
+
+/// `99.50%`: two decimals, so that SLOs such as 0.999 show their difference.
+pub fn format_share(x: f64) -> String {
+    format!("{:.2}%", x * 100.0)
+}
+
+/// A short duration for tables: `850ms`, `1.25s`, `12s`, `0.4ms`.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 1.0 && !d.is_zero() {
+        format!("{ms:.1}ms")
+    } else if ms < 1000.0 {
+        format!("{ms:.0}ms")
+    } else {
+        let s = format!("{:.3}", d.as_secs_f64());
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        format!("{s}s")
+    }
+}
+
+/// The window of an event for tables: `at 5s` for one-shot faults, `10s..20s` for windows.
+pub fn format_window(injected_at: Duration, cleared_at: Duration) -> String {
+    if cleared_at <= injected_at {
+        format!("at {}", format_duration(injected_at))
+    } else {
+        format!(
+            "{}..{}",
+            format_duration(injected_at),
+            format_duration(cleared_at)
+        )
+    }
+}
+
+/// A plain-text table of the verdict, for terminals and CI logs.
+pub fn render_table(v: &Verdict) -> String {
+    let mut rows = vec![vec![
+        "SLO".to_string(),
+        "target".to_string(),
+        "measured".to_string(),
+        "result".to_string(),
+    ]];
+    for s in &v.slos {
+        let mut measured = s.measured.clone();
+        if let Some(note) = &s.note {
+            let _ = write!(measured, " [{note}]");
+        }
+        rows.push(vec![
+            s.name.clone(),
+            s.target.clone(),
+            measured,
+            pass_fail(s.passed).to_string(),
+        ]);
+    }
+    let mut out = columns(&rows);
+    let _ = writeln!(out, "verdict: {}", if v.passed() { "PASS" } else { "FAIL" });
+
+    out.push('\n');
+    if v.events.is_empty() {
+        out.push_str("fault events: none\n");
+        return out;
+    }
+    let mut rows = vec![vec![
+        "event".to_string(),
+        "kind".to_string(),
+        "server".to_string(),
+        "window".to_string(),
+        "recovery".to_string(),
+        "result".to_string(),
+    ]];
+    for e in &v.events {
+        rows.push(vec![
+            format!("#{}", e.index),
+            e.kind.clone(),
+            e.server.clone(),
+            format_window(e.injected_at, e.cleared_at),
+            e.recovery_time
+                .map_or_else(|| "never".to_string(), format_duration),
+            if e.recovered {
+                "recovered"
+            } else {
+                "NOT RECOVERED"
+            }
+            .to_string(),
+        ]);
+    }
+    out.push_str(&columns(&rows));
+    out
+}
+
+fn pass_fail(passed: bool) -> &'static str {
+    if passed { "PASS" } else { "FAIL" }
+}
+
+/// Left-aligned columns separated by two spaces, with a rule under the header.
+fn columns(rows: &[Vec<String>]) -> String {
+    let width = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..width)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for (i, row) in rows.iter().enumerate() {
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(c, cell)| format!("{cell:<w$}", w = widths[c]))
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+        if i == 0 {
+            let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+            let _ = writeln!(out, "{}", rule.join("  "));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chaos::scenario::Target;
+    use proptest::prelude::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn calls() -> Vec<CallSpec> {
+        ["flaky/echo", "other/add"]
+            .iter()
+            .map(|route| {
+                let (server, tool) = route.split_once('/').unwrap();
+                CallSpec {
+                    server: server.into(),
+                    tool: tool.into(),
+                    args: Default::default(),
+                    weight: 1,
+                    line: 1,
+                }
+            })
+            .collect()
+    }
+
+    fn record(
+        id: u64,
+        sent: u64,
+        answered: Option<u64>,
+        status: Option<u16>,
+        outcome: Outcome,
+    ) -> RequestRecord {
+        RequestRecord {
+            id,
+            call: 0,
+            sent_at: ms(sent),
+            answered_at: answered.map(ms),
+            status,
+            outcome,
+        }
+    }
+    fn ok(id: u64, sent: u64, answered: u64) -> RequestRecord {
+        record(id, sent, Some(answered), Some(200), Outcome::Success)
+    }
+    fn failed(id: u64, sent: u64, answered: u64, status: u16) -> RequestRecord {
+        record(id, sent, Some(answered), Some(status), Outcome::HttpError)
+    }
+    fn hung(id: u64, sent: u64) -> RequestRecord {
+        record(id, sent, None, None, Outcome::Hung)
+    }
+    fn refused(id: u64, sent: u64) -> RequestRecord {
+        record(id, sent, Some(sent + 1), None, Outcome::ConnectError)
+    }
+
+    fn event(index: usize, kind: &str, server: Target, injected: u64, cleared: u64) -> FaultEvent {
+        FaultEvent {
+            index,
+            kind: kind.into(),
+            server,
+            tools: Vec::new(),
+            injected_at: ms(injected),
+            cleared_at: ms(cleared),
+        }
+    }
+
+    fn slo() -> SloSpec {
+        SloSpec {
+            recovery_rate: Some(0.9),
+            recovery_within: Some(ms(1000)),
+            success_rate: Some(0.99),
+            hung_requests: 0,
+            leaked_processes: 0,
+            p99_latency: None,
+        }
+    }
+
+    fn evaluate(slo: &SloSpec, events: &[FaultEvent], records: &[RequestRecord]) -> Verdict {
+        let calls = calls();
+        Verdict::evaluate(&VerdictInput {
+            slo,
+            calls: &calls,
+            events,
+            records,
+            leaked_processes: 0,
+        })
+    }
+
+    fn slo_named<'v>(v: &'v Verdict, name: &str) -> &'v SloResult {
+        v.slos.iter().find(|s| s.name == name).unwrap()
+    }
+
+    #[test]
+    fn recovery_is_timed_from_the_clear_moment_to_the_first_success_sent_after_it() {
+        // An http-error window from 1000 to 2000 ms.
+        let events = [event(
+            0,
+            "http-error",
+            Target::One("flaky".into()),
+            1000,
+            2000,
+        )];
+        let records = [
+            ok(1, 500, 520),
+            failed(2, 1200, 1210, 500),
+            // Sent inside the window, answered after it: in flight during the fault, so it
+            // proves nothing about recovery.
+            ok(3, 1900, 2300),
+            failed(4, 2100, 2150, 503),
+            // The first success sent at or after 2000: answered at 2450, so recovery = 450 ms.
+            ok(5, 2200, 2450),
+            // Sent later but answered sooner; "first" is by send time, so it is not the one.
+            ok(6, 2300, 2310),
+            ok(7, 3000, 3010),
+        ];
+        let v = evaluate(&slo(), &events, &records);
+        let e = &v.events[0];
+        assert_eq!(e.recovery_time, Some(ms(450)));
+        assert_eq!(e.recovered_by, Some(5));
+        assert!(e.recovered, "450 ms <= 1 s");
+        assert_eq!(e.disturbed_until, Some(ms(2450)));
+        assert_eq!(v.recovery_rate, 1.0);
+        // Disturbed: [1000, 2450]. Outside: #1 (500) and #7 (3000), both successes.
+        assert_eq!((v.totals.outside, v.totals.outside_success), (2, 2));
+        assert_eq!(v.success_rate, Some(1.0));
+        assert_eq!(v.totals.sent, 7);
+        assert_eq!(v.totals.success, 5);
+        assert_eq!(v.totals.http_errors, BTreeMap::from([(500, 1), (503, 1)]));
+        assert!(v.passed(), "{}", render_table(&v));
+    }
+
+    #[test]
+    fn a_recovery_slower_than_recovery_within_is_not_recovered() {
+        let events = [event(0, "hang", Target::All, 1000, 2000)];
+        // First success sent after 2000 is answered at 3500: recovery 1.5 s > 1 s.
+        let records = [ok(1, 2100, 3500), ok(2, 4000, 4010)];
+        let v = evaluate(&slo(), &events, &records);
+        assert_eq!(v.events[0].recovery_time, Some(ms(1500)));
+        assert!(!v.events[0].recovered);
+        assert_eq!(v.recovery_rate, 0.0);
+        assert!(!slo_named(&v, "recovery_rate").passed);
+    }
+
+    #[test]
+    fn a_fault_never_followed_by_a_success_is_unrecovered() {
+        // A crash at 1000 ms: one-shot, so it clears at once.
+        let events = [event(0, "crash", Target::All, 1000, 1000)];
+        let records = [
+            ok(1, 500, 510),
+            refused(2, 1500),
+            failed(3, 2000, 2005, 502),
+            hung(4, 2500),
+        ];
+        let v = evaluate(&slo(), &events, &records);
+        let e = &v.events[0];
+        assert_eq!(
+            (e.recovery_time, e.recovered, e.disturbed_until),
+            (None, false, None)
+        );
+        assert_eq!(v.recovery_rate, 0.0);
+        // Disturbed from 1000 ms to the end: only #1 is outside.
+        assert_eq!((v.totals.outside, v.totals.outside_success), (1, 1));
+        assert_eq!(v.totals.hung, 1);
+        assert_eq!(v.totals.connect_errors, 1);
+        assert_eq!(v.totals.answered, 2, "#1 and #3 got HTTP answers");
+        assert!(!slo_named(&v, "recovery_rate").passed);
+        assert!(!slo_named(&v, "hung_requests").passed);
+        assert!(slo_named(&v, "success_rate").passed);
+        assert!(!v.passed());
+        let table = render_table(&v);
+        assert!(table.contains("NOT RECOVERED"), "{table}");
+        assert!(table.contains("at 1s"), "{table}");
+    }
+
+    #[test]
+    fn requests_in_windows_and_recovery_periods_are_left_out_of_the_success_rate() {
+        // Window 1000..2000; the first success sent after it is #30, answered at 2600, so the
+        // disturbed interval is [1000, 2600], both ends included.
+        let events = [event(
+            0,
+            "http-error",
+            Target::One("flaky".into()),
+            1000,
+            2000,
+        )];
+        let mut records = Vec::new();
+        // 10 before the window, one of them failed: 9 of 10.
+        for i in 0..10u64 {
+            if i == 5 {
+                records.push(failed(i, i * 100, i * 100 + 5, 500));
+            } else {
+                records.push(ok(i, i * 100, i * 100 + 5));
+            }
+        }
+        // Failures at the edges and inside, all excluded.
+        records.push(failed(20, 1000, 1001, 500));
+        records.push(failed(21, 1500, 1501, 500));
+        records.push(failed(22, 2000, 2001, 500));
+        records.push(ok(30, 2100, 2600));
+        records.push(failed(31, 2600, 2601, 500));
+        // 10 after, all fine: 10 of 10.
+        for i in 0..10u64 {
+            records.push(ok(40 + i, 2700 + i * 100, 2705 + i * 100));
+        }
+        let v = evaluate(&slo(), &events, &records);
+        assert_eq!(v.events[0].recovery_time, Some(ms(600)));
+        // 19 successes of 20 outside: 95%, below 99%.
+        assert_eq!((v.totals.outside, v.totals.outside_success), (20, 19));
+        assert_eq!(v.success_rate, Some(0.95));
+        let s = slo_named(&v, "success_rate");
+        assert!(!s.passed);
+        assert_eq!(s.measured, "95.00% (19 of 20 requests)");
+    }
+
+    #[test]
+    fn a_run_without_faults_has_a_full_recovery_rate_and_says_why() {
+        let records = [ok(1, 0, 10), ok(2, 100, 110), failed(3, 200, 210, 500)];
+        let v = evaluate(&slo(), &[], &records);
+        assert_eq!(v.recovery_rate, 1.0);
+        let r = slo_named(&v, "recovery_rate");
+        assert!(r.passed);
+        assert!(r.note.as_deref().unwrap_or("").contains("no fault events"));
+        // Every request is outside: 2 of 3.
+        assert_eq!((v.totals.outside, v.totals.outside_success), (3, 2));
+        assert!(render_table(&v).contains("fault events: none"));
+    }
+
+    #[test]
+    fn overlapping_faults_each_recover_on_their_own_and_both_disturb() {
+        // A: http-error on flaky 1000..3000. B: crash of every server at 2000, inside A.
+        let events = [
+            event(0, "http-error", Target::One("flaky".into()), 1000, 3000),
+            event(1, "crash", Target::All, 2000, 2000),
+        ];
+        let records = [
+            ok(1, 500, 510),
+            // Sent after B's crash, inside A's window: recovers B (2520 - 2000 = 520 ms), not A.
+            ok(2, 2500, 2520),
+            failed(3, 2800, 2801, 500),
+            // First success sent after A clears: 3300 - 3000 = 300 ms.
+            ok(4, 3200, 3300),
+            ok(5, 3300, 3310),
+            ok(6, 4000, 4010),
+        ];
+        let v = evaluate(&slo(), &events, &records);
+        assert_eq!(v.events[0].recovery_time, Some(ms(300)));
+        assert_eq!(v.events[1].recovery_time, Some(ms(520)));
+        assert_eq!(v.recovery_rate, 1.0);
+        // Disturbed: [1000, 3300] and [2000, 2520]. Outside: #1 and #6 (#5 at 3300 is on the edge).
+        assert_eq!((v.totals.outside, v.totals.outside_success), (2, 2));
+    }
+
+    #[test]
+    fn recovery_is_seen_only_through_requests_the_fault_can_hit() {
+        // A fault on server `other` (call 1); successes on `flaky` (call 0) say nothing about it.
+        let events = [event(0, "hang", Target::One("other".into()), 1000, 2000)];
+        let mut on_other = ok(2, 2500, 2600);
+        on_other.call = 1;
+        let records = [ok(1, 2100, 2110), on_other];
+        let v = evaluate(&slo(), &events, &records);
+        assert_eq!(v.events[0].recovered_by, Some(2));
+        assert_eq!(v.events[0].recovery_time, Some(ms(600)));
+    }
+
+    #[test]
+    fn hung_requests_are_counted() {
+        let records = [ok(1, 0, 10), hung(2, 100), hung(3, 200), hung(4, 300)];
+        let mut slo = slo();
+        slo.hung_requests = 2;
+        let v = evaluate(&slo, &[], &records);
+        assert_eq!(v.totals.hung, 3);
+        assert_eq!(v.totals.answered, 1);
+        let h = slo_named(&v, "hung_requests");
+        assert_eq!(
+            (h.measured.as_str(), h.target.as_str(), h.passed),
+            ("3", "<= 2", false)
+        );
+        slo.hung_requests = 3;
+        assert!(slo_named(&evaluate(&slo, &[], &records), "hung_requests").passed);
+    }
+
+    #[test]
+    fn an_slo_that_cannot_be_measured_fails_with_a_note() {
+        // The fault is never recovered, so every request after it is disturbed; none before it.
+        let events = [event(0, "crash", Target::All, 0, 0)];
+        let records = [refused(1, 100), refused(2, 200)];
+        let mut slo = slo();
+        slo.p99_latency = Some(ms(500));
+        let v = evaluate(&slo, &events, &records);
+        assert_eq!(v.success_rate, None);
+        for name in ["success_rate", "p99_latency"] {
+            let s = slo_named(&v, name);
+            assert!(!s.passed, "{name}");
+            assert!(
+                s.note.as_deref().unwrap_or("").contains("no "),
+                "{name}: {s:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn latency_percentiles_and_the_p99_slo_use_requests_outside_disturbance() {
+        // 100 quick answers outside (1..=100 ms), one 5 s answer inside a window, and the 10 ms
+        // success that ends its recovery.
+        let mut records: Vec<RequestRecord> = (1..=100u64)
+            .map(|i| ok(i, 10_000 + i * 10, 10_000 + i * 11))
+            .collect();
+        records.push(failed(200, 1500, 6500, 504));
+        // Recovers the window at 2110 ms; sent inside the disturbed interval, so not outside.
+        records.push(ok(201, 2100, 2110));
+        let events = [event(0, "hang", Target::All, 1000, 2000)];
+        let mut slo = slo();
+        slo.p99_latency = Some(ms(200));
+        let v = evaluate(&slo, &events, &records);
+        let all = v.latency.all.unwrap();
+        let outside = v.latency.outside.unwrap();
+        assert_eq!(all.count, 102);
+        assert_eq!(all.max, ms(5000));
+        assert_eq!(outside.count, 100);
+        // Latencies outside are i ms for i in 1..=100: p50 = 50 ms, p99 = 99 ms, max = 100 ms,
+        // each within the histogram's 0.1%.
+        let close = |d: Duration, want: u64| {
+            (d.as_secs_f64() * 1000.0 - want as f64).abs() <= want as f64 * 0.001
+        };
+        assert!(close(outside.p50, 50), "{outside:?}");
+        assert!(close(outside.p99, 99), "{outside:?}");
+        assert_eq!(outside.max, ms(100));
+        assert!(slo_named(&v, "p99_latency").passed);
+    }
+
+    #[test]
+    fn formats_are_short() {
+        assert_eq!(format_duration(ms(850)), "850ms");
+        assert_eq!(format_duration(ms(1250)), "1.25s");
+        assert_eq!(format_duration(Duration::from_secs(12)), "12s");
+        assert_eq!(format_duration(Duration::from_micros(400)), "0.4ms");
+        assert_eq!(format_window(ms(5000), ms(5000)), "at 5s");
+        assert_eq!(format_window(ms(10_000), ms(20_000)), "10s..20s");
+        assert_eq!(format_share(0.995), "99.50%");
+    }
+
+    fn arb_outcome() -> impl Strategy<Value = Outcome> {
+        prop_oneof![
+            4 => Just(Outcome::Success),
+            2 => Just(Outcome::HttpError),
+            1 => Just(Outcome::Hung),
+            1 => Just(Outcome::ConnectError),
+        ]
+    }
+
+    fn arb_record() -> impl Strategy<Value = RequestRecord> {
+        (0u64..8000, 0u64..1500, arb_outcome(), 0usize..3).prop_map(
+            |(sent, latency, outcome, call)| {
+                let answered = (outcome != Outcome::Hung).then_some(sent + latency);
+                let status = match outcome {
+                    Outcome::Success => Some(200),
+                    Outcome::HttpError => Some(500),
+                    _ => None,
+                };
+                RequestRecord {
+                    id: 0,
+                    call,
+                    sent_at: ms(sent),
+                    answered_at: answered.map(ms),
+                    status,
+                    outcome,
+                }
+            },
+        )
+    }
+
+    fn arb_event() -> impl Strategy<Value = FaultEvent> {
+        (0u64..5000, 0u64..2000, prop::bool::ANY).prop_map(|(at, window, all)| FaultEvent {
+            index: 0,
+            kind: "hang".into(),
+            server: if all {
+                Target::All
+            } else {
+                Target::One("flaky".into())
+            },
+            tools: Vec::new(),
+            injected_at: ms(at),
+            cleared_at: ms(at + window),
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn verdict_invariants(
+            mut records in prop::collection::vec(arb_record(), 0..60),
+            mut events in prop::collection::vec(arb_event(), 0..4),
+            within in 1u64..3000,
+        ) {
+            for (i, r) in records.iter_mut().enumerate() {
+                r.id = i as u64;
+            }
+            for (i, e) in events.iter_mut().enumerate() {
+                e.index = i;
+            }
+            let mut slo = slo();
+            slo.recovery_within = Some(ms(within));
+            let calls = calls();
+            let v = Verdict::evaluate(&VerdictInput { slo: &slo, calls: &calls, events: &events, records: &records, leaked_processes: 0 });
+
+            prop_assert!((0.0..=1.0).contains(&v.recovery_rate));
+            prop_assert_eq!(v.events.len(), events.len());
+            prop_assert_eq!(v.totals.sent, records.len() as u64);
+            prop_assert_eq!(
+                v.totals.success + v.totals.http_error_count() + v.totals.hung + v.totals.connect_errors,
+                v.totals.sent
+            );
+            // Excluded requests are never counted: the outside set is exactly the requests that
+            // no reported interval covers.
+            let outside: Vec<&RequestRecord> = records
+                .iter()
+                .filter(|r| !v.events.iter().any(|e| e.disturbs(r.sent_at)))
+                .collect();
+            prop_assert_eq!(v.totals.outside, outside.len() as u64);
+            prop_assert_eq!(
+                v.totals.outside_success,
+                outside.iter().filter(|r| r.outcome == Outcome::Success).count() as u64
+            );
+            prop_assert!(v.totals.outside_success <= v.totals.outside);
+            prop_assert_eq!(v.success_rate.is_none(), v.totals.outside == 0);
+            if let Some(rate) = v.success_rate {
+                prop_assert!((0.0..=1.0).contains(&rate));
+            }
+            for e in &v.events {
+                let ev = &events[e.index];
+                match (e.recovery_time, e.recovered_by) {
+                    (Some(rt), Some(id)) => {
+                        let r = &records[id as usize];
+                        // The recovering request succeeded, was sent at or after the clear
+                        // moment, and no earlier-sent success after it exists for this fault.
+                        prop_assert_eq!(r.outcome, Outcome::Success);
+                        prop_assert!(r.sent_at >= e.cleared_at);
+                        prop_assert_eq!(r.answered_at, Some(e.cleared_at + rt));
+                        let earlier = records.iter().any(|o| {
+                            o.outcome == Outcome::Success
+                                && o.sent_at >= e.cleared_at
+                                && o.sent_at < r.sent_at
+                                && ev.affects(calls.get(o.call))
+                        });
+                        prop_assert!(!earlier);
+                        prop_assert_eq!(e.recovered, rt <= ms(within));
+                    }
+                    (None, None) => {
+                        prop_assert!(!e.recovered);
+                        // Unrecovered: no relevant success was sent after the clear moment.
+                        prop_assert!(!records.iter().any(|o| o.outcome == Outcome::Success
+                            && o.sent_at >= e.cleared_at
+                            && ev.affects(calls.get(o.call))));
+                    }
+                    other => prop_assert!(false, "recovery time and request disagree: {:?}", other),
+                }
+            }
+            let recovered = v.events.iter().filter(|e| e.recovered).count();
+            if !events.is_empty() {
+                prop_assert!((v.recovery_rate - recovered as f64 / events.len() as f64).abs() < 1e-12);
+            }
+            prop_assert_eq!(v.passed(), v.slos.iter().all(|s| s.passed));
+        }
+    }
+}
