@@ -175,6 +175,10 @@ pub struct FakeServerArgs {
     /// Name reported in `serverInfo`.
     #[arg(long, default_value = "fake")]
     pub id: String,
+    /// A chaos harness's fault hub (HOST:PORT) to connect to: announce `--id` and this PID,
+    /// and apply the faults it sends (see `fake::wire`).
+    #[arg(long)]
+    pub hub: Option<String>,
     /// stdio only: exit this many milliseconds after each handshake (a crash loop).
     #[arg(long = "die-after-ms")]
     pub die_after_ms: Option<u64>,

@@ -16,6 +16,7 @@ use rmcp::service::{RequestContext, RoleServer, ServiceExt};
 use serde_json::{Map, Value, json};
 
 pub mod control;
+pub mod wire;
 
 /// Errors of the fake server's command.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,158 @@
+//! The fault hub's wire protocol: how a chaos run reaches every fake server it started, and
+//! every one the proxy started or restarted for it.
+//!
+//! A fake started with `--hub ADDR --id NAME` opens one TCP connection to the harness (on
+//! 127.0.0.1) and speaks line-delimited JSON on it:
+//!
+//! ```text
+//! fake -> hub   {"type":"hello","id":"flaky","pid":4242,"transport":"stdio"}
+//! hub  -> fake  {"type":"faults","active":[...]}          after hello, and on every change
+//! hub  -> fake  {"type":"do","action":"crash"}            one-shot faults
+//! fake -> hub   {"type":"decide","req":7,"fault":3}        a request met a per-request fault
+//! hub  -> fake  {"type":"decision","req":7,"apply":true}
+//! ```
+//!
+//! The hub sends the whole set of faults in force for that server on every change, with the
+//! time each has left, so an instance that connects late (a stdio child the proxy just
+//! restarted) picks up a window that is still open. Per-request faults with a probability are
+//! decided by the hub, from one seeded generator per fault, so a run's decisions are one
+//! sequence that the same seed reproduces, whichever instance asked.
+//!
+//! This module is a leaf shared by the fake (`fake`) and the harness (`chaos`): types only.
+
+use serde::{Deserialize, Serialize};
+
+/// A message from a fake to the hub.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FakeMessage {
+    /// First message: who this instance is.
+    Hello {
+        id: String,
+        pid: u32,
+        transport: String,
+    },
+    /// A request met per-request fault `fault` (its index in the run); should it apply?
+    Decide { req: u64, fault: usize },
+}
+
+/// A message from the hub to a fake.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum HubMessage {
+    /// The faults in force for this server now (replaces the previous set).
+    Faults { active: Vec<WireFault> },
+    /// A one-shot fault: act now.
+    Do { action: OneShot },
+    /// The answer to a [`FakeMessage::Decide`].
+    Decision { req: u64, apply: bool },
+}
+
+/// One-shot faults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OneShot {
+    /// Exit at once.
+    Crash,
+    /// Forget every session (streamable HTTP).
+    SessionLoss,
+}
+
+/// A windowed fault in force.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireFault {
+    /// The fault's index in the run (for decisions and reports).
+    pub index: usize,
+    pub kind: WireKind,
+    /// Share of requests affected (per-request kinds); 1 means every one and needs no decision.
+    #[serde(default = "one")]
+    pub probability: f64,
+    /// Bare tool names the fault is limited to; empty means every tool.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<String>,
+    /// Milliseconds the window has left when the message is sent.
+    pub remaining_ms: u64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// What a windowed fault does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum WireKind {
+    /// No answer until the window ends; the connection or pipe stays open.
+    Hang,
+    /// Each answer is delayed by a uniform draw from `min_ms..=max_ms`.
+    Latency { min_ms: u64, max_ms: u64 },
+    /// Answer HTTP `status` (streamable HTTP only).
+    HttpError {
+        status: u16,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after: Option<u64>,
+    },
+    /// Answer a JSON-RPC error.
+    JsonrpcError {
+        code: i32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message: Option<String>,
+    },
+    /// Answer a tool result with `isError: true`.
+    ToolError,
+    /// Close the connection in the middle of the answer (streamable HTTP only).
+    Reset,
+    /// Write something that is not JSON-RPC (stdio: a line on stdout; HTTP: a broken event).
+    Garbage,
+    /// `initialize` waits `delay_ms` (also on a restarted instance).
+    SlowStart { delay_ms: u64 },
+    /// The instance exits during start-up.
+    Refuse,
+}
+
+impl WireKind {
+    /// Kinds that act on requests one by one (and may have a probability and a tool filter).
+    pub fn is_per_request(&self) -> bool {
+        !matches!(self, WireKind::SlowStart { .. } | WireKind::Refuse)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip_as_documented() {
+        let hello: FakeMessage =
+            serde_json::from_str(r#"{"type":"hello","id":"flaky","pid":4242,"transport":"stdio"}"#)
+                .unwrap();
+        assert_eq!(
+            hello,
+            FakeMessage::Hello {
+                id: "flaky".into(),
+                pid: 4242,
+                transport: "stdio".into()
+            }
+        );
+        let crash = serde_json::to_string(&HubMessage::Do {
+            action: OneShot::Crash,
+        })
+        .unwrap();
+        assert_eq!(crash, r#"{"type":"do","action":"crash"}"#);
+        let faults = HubMessage::Faults {
+            active: vec![WireFault {
+                index: 3,
+                kind: WireKind::HttpError {
+                    status: 500,
+                    retry_after: None,
+                },
+                probability: 0.8,
+                tools: vec![],
+                remaining_ms: 9000,
+            }],
+        };
+        let text = serde_json::to_string(&faults).unwrap();
+        assert!(text.contains(r#""kind":"http-error""#), "{text}");
+        assert_eq!(serde_json::from_str::<HubMessage>(&text).unwrap(), faults);
+    }
+}
