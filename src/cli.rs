@@ -32,6 +32,37 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run a small, honest MCP server for tests, demos and the chaos harness.
     FakeServer(FakeServerArgs),
+    /// Run a fault scenario against a proxy and check its recovery SLOs (exit 0: all held,
+    /// 1: one was missed, 2: invalid scenario or command line).
+    Chaos(ChaosArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ChaosArgs {
+    /// The scenario file (YAML), e.g. fault-scenarios/500-storm.yaml.
+    pub file: PathBuf,
+    /// Run against another mcpo-compatible proxy: a shell command in which `{config}` and
+    /// `{port}` are replaced, e.g. "mcpo --port {port} --config {config}".
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Write a JUnit XML report here (one test case per SLO and per fault event).
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// Write a self-contained HTML report with a timeline chart here.
+    #[arg(long)]
+    pub html: Option<PathBuf>,
+    /// Override the scenario's seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Only check the scenario file (exit 0 when valid, 2 with the problem otherwise).
+    #[arg(long)]
+    pub check: bool,
+    /// The harness's own log level (DEBUG, INFO, WARNING, ERROR).
+    #[arg(long = "log-level", env = "LOG_LEVEL", default_value = "WARNING")]
+    pub log_level: String,
 }
 
 #[derive(Clone, Args)]

@@ -41,6 +41,10 @@ async fn run(command: Command) -> ExitCode {
                 }
             }
         }
+        Command::Chaos(args) => {
+            init_logging(&args.log_level);
+            chaos(args).await
+        }
         Command::FakeServer(args) => {
             // stdout is the MCP channel for stdio: logs go to stderr only.
             init_logging("WARNING");
@@ -55,6 +59,57 @@ async fn run(command: Command) -> ExitCode {
                     ExitCode::from(1)
                 }
             }
+        }
+    }
+}
+
+async fn chaos(args: mcpo::cli::ChaosArgs) -> ExitCode {
+    use mcpo::chaos::run::{ChaosOptions, RunError, run};
+    if args.check {
+        return match mcpo::chaos::scenario::parse_scenario_file(&args.file) {
+            Ok(s) => {
+                println!(
+                    "{}: valid ({} servers, {} fault events, {})",
+                    args.file.display(),
+                    s.servers.len(),
+                    s.faults.len(),
+                    mcpo::chaos::verdict::format_duration(s.duration)
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("mcpo chaos: error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let opts = ChaosOptions {
+        file: args.file,
+        target: args.target,
+        report: args.report,
+        junit: args.junit,
+        html: args.html,
+        seed: args.seed,
+        quiet: false,
+    };
+    let interrupt = tokio_util::sync::CancellationToken::new();
+    let on_signal = interrupt.clone();
+    tokio::spawn(async move {
+        mcpo::serve::shutdown_signal().await;
+        eprintln!("mcpo chaos: interrupted; clearing faults and stopping every process of the run");
+        on_signal.cancel();
+    });
+    match run(&opts, interrupt).await {
+        Ok(outcome) if outcome.partial => ExitCode::from(130),
+        Ok(outcome) if outcome.verdict.passed() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::from(1),
+        Err(e @ (RunError::Scenario(_) | RunError::Invalid(_))) => {
+            eprintln!("mcpo chaos: error: {e}");
+            ExitCode::from(2)
+        }
+        Err(e) => {
+            eprintln!("mcpo chaos: error: {e}");
+            ExitCode::from(1)
         }
     }
 }

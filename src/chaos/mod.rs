@@ -9,10 +9,22 @@
 //!   results, exactly as `SCENARIOS.md` defines recovery time, recovery rate and success rate.
 //! - [`report`] renders a run for people and CI: JSON, JUnit XML and one self-contained HTML page.
 //!
-//! Architecture invariant: nothing here performs I/O other than [`scenario::parse_scenario_file`]
-//! reading its one file. The runtime (fake-server hub, load driver, the proxy as a child process)
-//! builds on these types and feeds them what it measured.
+//! The runtime builds on them:
+//!
+//! - [`hub`] is the fault hub every fake server connects to (protocol in `fake::wire`);
+//! - [`load`] drives open-loop load and records every request;
+//! - [`procs`] starts and watches the processes of a run and finds what they left behind;
+//! - [`progress`] shows the run live; [`run`] puts it all together, in order.
+//!
+//! Architecture invariant: `scenario`, `verdict` and `report` perform no I/O other than
+//! [`scenario::parse_scenario_file`] reading its one file. The runtime talks to the proxy only
+//! over HTTP, as a user would: it never imports `http`, `upstream` or `serve`.
 
+pub mod hub;
+pub mod load;
+pub mod procs;
+pub mod progress;
 pub mod report;
+pub mod run;
 pub mod scenario;
 pub mod verdict;

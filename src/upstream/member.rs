@@ -380,6 +380,16 @@ impl Member {
                 v.consecutive_failures = failures;
                 v.next_attempt_at = Some(SystemTime::now() + delay);
             });
+            if !self.shared.policy.enabled && self.view().restarts == 0 && !died_early {
+                // mcpo's behaviour, reproduced for comparison: a server that cannot be started
+                // when the proxy starts stays down until the proxy is restarted (or asked to
+                // restart it).
+                tokio::select! {
+                    _ = self.wait_for_restart_request() => {}
+                    _ = self.stop.cancelled() => break,
+                }
+                continue;
+            }
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = self.wait_for_restart_request() => {}

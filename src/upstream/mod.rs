@@ -41,6 +41,8 @@ use crate::recovery::{
 
 /// How often the pool looks for idle members above the minimum to retire (at most).
 const POOL_TICK: Duration = Duration::from_secs(5);
+/// The "deadline" of a call with recovery off.
+const NO_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
 /// How long a failed call waits for its session's end to be confirmed (a stdio pipe closes a
 /// moment before the child's exit is reaped).
 const SESSION_END_SETTLE: Duration = Duration::from_millis(50);
@@ -138,8 +140,12 @@ impl ServerShared {
         self.next_session.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The deadline of one call to this server.
+    /// The deadline of one call to this server. With recovery off there is none to speak of,
+    /// as in mcpo 0.0.20, which that mode reproduces for comparison: a year.
     pub fn call_timeout(&self) -> Duration {
+        if !self.policy.enabled {
+            return NO_DEADLINE;
+        }
         self.config.timeout.unwrap_or(self.settings.call_timeout)
     }
 

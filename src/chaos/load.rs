@@ -1,0 +1,172 @@
+//! The load of a chaos run: open loop, so that a slow proxy cannot hide its slowness.
+//!
+//! Request `i` is sent at `start + i / rate` whether or not earlier ones have been answered
+//! (no coordinated omission: a closed loop would send fewer requests exactly while the proxy
+//! struggles, and the numbers would look better than what users see). Each request has the
+//! client deadline of the scenario; one with no answer by then is hung. Every request is
+//! recorded.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use rand::RngExt as _;
+use rand::SeedableRng as _;
+use rand::rngs::ChaCha8Rng;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::scenario::{CallSpec, LoadSpec};
+use super::verdict::{Outcome, RequestRecord};
+
+/// Counters for progress display, updated as requests go and come back.
+#[derive(Debug, Default)]
+pub struct LoadCounters {
+    pub sent: AtomicU64,
+    pub answered: AtomicU64,
+    pub succeeded: AtomicU64,
+    pub failed: AtomicU64,
+    pub in_flight: AtomicU64,
+}
+
+/// Which call each request makes: a weighted draw from the scenario's calls, from a generator
+/// seeded with the run's seed (the same seed sends the same sequence of calls).
+pub struct CallPicker {
+    rng: ChaCha8Rng,
+    cumulative: Vec<u64>,
+}
+
+impl CallPicker {
+    pub fn new(calls: &[CallSpec], seed: u64) -> Self {
+        let mut total = 0u64;
+        let cumulative = calls
+            .iter()
+            .map(|c| {
+                total += u64::from(c.weight.max(1));
+                total
+            })
+            .collect();
+        CallPicker {
+            rng: ChaCha8Rng::seed_from_u64(seed.rotate_left(17) ^ 0x5eed),
+            cumulative,
+        }
+    }
+
+    pub fn next(&mut self) -> usize {
+        let total = self.cumulative.last().copied().unwrap_or(1);
+        let draw = self.rng.random_range(0..total);
+        self.cumulative.iter().position(|&c| draw < c).unwrap_or(0)
+    }
+}
+
+/// Sends the scenario's load at `base` (the proxy's URL) from `start` until `clock + end`,
+/// then waits for the answers (each bounded by the deadline). Stops sending early when `stop`
+/// is cancelled. Times in the records are from `clock`.
+pub async fn drive(
+    client: reqwest::Client,
+    base: String,
+    load: LoadSpec,
+    seed: u64,
+    clock: Instant,
+    start: Instant,
+    end: Duration,
+    counters: Arc<LoadCounters>,
+    stop: CancellationToken,
+) -> Vec<RequestRecord> {
+    let mut picker = CallPicker::new(&load.calls, seed);
+    let calls = Arc::new(load.calls);
+    let interval = Duration::from_secs_f64(1.0 / load.rate.max(0.001));
+    let mut tasks = JoinSet::new();
+    let mut records = Vec::new();
+    let mut id = 0u64;
+    loop {
+        let at = start + interval.mul_f64(id as f64);
+        if at >= clock + end {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(at) => {}
+            _ = stop.cancelled() => break,
+        }
+        let call = picker.next();
+        let (client, base, calls, counters) = (
+            client.clone(),
+            base.clone(),
+            calls.clone(),
+            counters.clone(),
+        );
+        let deadline = load.deadline;
+        let request_id = id;
+        tasks.spawn(async move {
+            let spec = &calls[call];
+            let url = format!("{}/{}", base.trim_end_matches('/'), spec.route());
+            let sent_at = clock.elapsed();
+            counters.sent.fetch_add(1, Ordering::Relaxed);
+            counters.in_flight.fetch_add(1, Ordering::Relaxed);
+            let sent = client
+                .post(&url)
+                .timeout(deadline)
+                .json(&spec.args)
+                .send()
+                .await;
+            let (status, outcome) = match sent {
+                Ok(response) => {
+                    let status = response.status();
+                    // The answer counts once its body has arrived (or failed to).
+                    let body = response.bytes().await;
+                    match body {
+                        Ok(_) if status.is_success() => (Some(status.as_u16()), Outcome::Success),
+                        Ok(_) => (Some(status.as_u16()), Outcome::HttpError),
+                        Err(e) if e.is_timeout() => (Some(status.as_u16()), Outcome::Hung),
+                        Err(_) => (Some(status.as_u16()), Outcome::ConnectError),
+                    }
+                }
+                Err(e) if e.is_timeout() => (None, Outcome::Hung),
+                Err(_) => (None, Outcome::ConnectError),
+            };
+            let answered_at = (outcome != Outcome::Hung).then(|| clock.elapsed());
+            counters.in_flight.fetch_sub(1, Ordering::Relaxed);
+            if outcome != Outcome::Hung {
+                counters.answered.fetch_add(1, Ordering::Relaxed);
+            }
+            if outcome == Outcome::Success {
+                counters.succeeded.fetch_add(1, Ordering::Relaxed);
+            } else {
+                counters.failed.fetch_add(1, Ordering::Relaxed);
+            }
+            RequestRecord {
+                id: request_id,
+                call,
+                sent_at,
+                answered_at,
+                status,
+                outcome,
+            }
+        });
+        id += 1;
+        // Collect finished requests as we go so the set does not grow with the run.
+        while let Some(done) = tasks.try_join_next() {
+            if let Ok(record) = done {
+                records.push(record);
+            }
+        }
+    }
+    // Requests in flight get their deadline; a stop (Ctrl-C) cuts them short and drops them.
+    let mut aborted = false;
+    loop {
+        tokio::select! {
+            next = tasks.join_next() => match next {
+                Some(Ok(record)) => records.push(record),
+                Some(Err(_)) => {}
+                None => break,
+            },
+            _ = stop.cancelled(), if !aborted => {
+                aborted = true;
+                tasks.abort_all();
+            }
+        }
+    }
+    records.sort_by_key(|r| r.id);
+    records
+}

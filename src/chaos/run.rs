@@ -1,0 +1,692 @@
+//! One chaos run from start to verdict.
+//!
+//! In order: read the scenario; start the fault hub; start the fault schedule on the run's
+//! clock (windows at `0s` open before anything starts, so a `refuse` or `slow-start` meets the
+//! first start-up); start the streamable-HTTP fakes; write a plain `mcpServers` config and
+//! start the proxy (this binary's `serve`, or `--target CMD`); once it accepts connections,
+//! send the open-loop load until `duration`; wait for the answers (each bounded by its client
+//! deadline); clear the faults; stop the proxy and then the fakes; count the processes left
+//! behind; compute the verdict and write the reports. A Ctrl-C at any point skips to the
+//! cleanup and writes a partial report.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::hub::Hub;
+use super::load::{self, LoadCounters};
+use super::procs::{self, HttpFake, ProcError};
+use super::progress::{Progress, Snapshot};
+use super::report::{self, RunInfo, Timeline};
+use super::scenario::{
+    FaultKind, FaultSpec, Scenario, ScenarioError, Target, Transport, parse_scenario_file,
+};
+use super::verdict::{FaultEvent, Outcome, Verdict, VerdictInput, render_table};
+use crate::fake::wire::{OneShot, WireFault, WireKind};
+
+/// How long the proxy gets to start and accept connections.
+const PROXY_START: Duration = Duration::from_secs(90);
+/// How long the proxy gets to exit after SIGTERM before it is killed (and the run noted).
+const PROXY_STOP: Duration = Duration::from_secs(15);
+/// How long children get to disappear after the proxy exited before they count as leaked.
+const LEAK_GRACE: Duration = Duration::from_secs(3);
+
+/// What `mcpo chaos` was asked to do.
+#[derive(Debug, Clone, Default)]
+pub struct ChaosOptions {
+    pub file: PathBuf,
+    /// Another mcpo-compatible proxy: a shell command with `{config}` and `{port}`.
+    pub target: Option<String>,
+    pub report: Option<PathBuf>,
+    pub junit: Option<PathBuf>,
+    pub html: Option<PathBuf>,
+    pub seed: Option<u64>,
+    /// No progress display (tests).
+    pub quiet: bool,
+}
+
+/// Why a run could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The scenario file is invalid (exit 2).
+    #[error("{0}")]
+    Scenario(#[from] ScenarioError),
+    /// The scenario or command line asks for something this harness cannot do (exit 2).
+    #[error("{0}")]
+    Invalid(String),
+    /// Something failed while running (exit 1).
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<ProcError> for RunError {
+    fn from(e: ProcError) -> Self {
+        RunError::Failed(e.to_string())
+    }
+}
+
+/// The result of a run that got as far as a verdict.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub verdict: Verdict,
+    /// Interrupted (Ctrl-C): the verdict covers part of the run.
+    pub partial: bool,
+    pub report: Value,
+}
+
+/// A fault event as it really happened, filled in by the schedule.
+#[derive(Debug, Clone)]
+struct Happened {
+    spec: FaultSpec,
+    injected_at: Option<Duration>,
+    cleared_at: Option<Duration>,
+}
+
+/// Runs the scenario in `opts.file`; `interrupt` ends it early (Ctrl-C).
+pub async fn run(
+    opts: &ChaosOptions,
+    interrupt: CancellationToken,
+) -> Result<RunOutcome, RunError> {
+    let scenario = parse_scenario_file(&opts.file)?;
+    let file = opts.file.display().to_string();
+    if let Some(s) = scenario
+        .servers
+        .iter()
+        .find(|s| s.transport == Transport::Sse)
+    {
+        return Err(RunError::Invalid(format!(
+            "{file}:{}: servers[{}].transport: sse fakes need the legacy SSE transport, which this build does not have yet",
+            s.line, s.name
+        )));
+    }
+    let seed = opts.seed.unwrap_or(scenario.seed);
+    let bin = std::env::current_exe()
+        .map_err(|e| RunError::Failed(format!("cannot find this binary: {e}")))?;
+    let marker = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    );
+    let work = std::env::temp_dir().join(format!("mcpo-chaos-{marker}"));
+    std::fs::create_dir_all(&work)
+        .map_err(|e| RunError::Failed(format!("cannot create {}: {e}", work.display())))?;
+    let started_unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let mut progress = if opts.quiet {
+        Progress::Quiet
+    } else {
+        Progress::for_stdout(scenario.duration)
+    };
+    progress.say(&format!(
+        "chaos: {} ({}), seed {seed}, {} against {}",
+        scenario.name,
+        scenario.description.trim(),
+        super::verdict::format_duration(scenario.duration),
+        opts.target.as_deref().unwrap_or("mcpo serve")
+    ));
+
+    let clock = Instant::now();
+    let hub = Hub::start(seed, clock)
+        .await
+        .map_err(|e| RunError::Failed(format!("cannot start the fault hub: {e}")))?;
+    let hub = Arc::new(hub);
+    let hub_addr = hub.addr().to_string();
+    let happened = Arc::new(std::sync::Mutex::new(
+        scenario
+            .faults
+            .iter()
+            .map(|spec| Happened {
+                spec: spec.clone(),
+                injected_at: None,
+                cleared_at: None,
+            })
+            .collect::<Vec<_>>(),
+    ));
+    let schedule_stop = CancellationToken::new();
+    let schedule = tokio::spawn(run_schedule(
+        scenario.clone(),
+        hub.clone(),
+        clock,
+        happened.clone(),
+        schedule_stop.clone(),
+    ));
+
+    // Everything below must reach the cleanup, whatever fails.
+    let mut fakes: BTreeMap<String, HttpFake> = BTreeMap::new();
+    let mut proxy: Option<Child> = None;
+    let counters = Arc::new(LoadCounters::default());
+    let outcome = async {
+        for server in scenario
+            .servers
+            .iter()
+            .filter(|s| s.transport == Transport::StreamableHttp)
+        {
+            let fake = HttpFake::start(&bin, &server.name, &hub_addr, &marker, Duration::from_secs(20)).await?;
+            fakes.insert(server.name.clone(), fake);
+        }
+        let config = proxy_config(&scenario, &bin, &hub_addr, &marker, &fakes, opts.target.is_none());
+        let config_path = work.join("config.json");
+        std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap_or_default())
+            .map_err(|e| RunError::Failed(format!("cannot write {}: {e}", config_path.display())))?;
+        let (child, base) = tokio::select! {
+            started = start_proxy(&bin, opts.target.as_deref(), &config_path, &scenario, &marker, &work) => started?,
+            _ = interrupt.cancelled() => return Err(RunError::Failed("interrupted while the proxy was starting".into())),
+        };
+        proxy = Some(child);
+        progress.say(&format!("chaos: proxy ready at {base} after {:.1}s", clock.elapsed().as_secs_f64()));
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| RunError::Failed(format!("cannot build the HTTP client: {e}")))?;
+        let driver = tokio::spawn(load::drive(
+            client,
+            base,
+            scenario.load.clone(),
+            seed,
+            clock,
+            Instant::now(),
+            scenario.duration,
+            counters.clone(),
+            interrupt.clone(),
+        ));
+        let mut ticker = tokio::time::interval(Duration::from_millis(200));
+        let driver = async {
+            tokio::pin!(driver);
+            loop {
+                tokio::select! {
+                    records = &mut driver => return records,
+                    _ = ticker.tick() => {
+                        let snapshot = snapshot(&counters, &happened, clock, scenario.duration);
+                        progress.update(&snapshot);
+                    }
+                }
+            }
+        };
+        let records = driver
+            .await
+            .map_err(|e| RunError::Failed(format!("the load driver failed: {e}")))?;
+        Ok(records)
+    }
+    .await;
+
+    // Cleanup, in order: no more faults, the proxy (which must stop its children), then the
+    // harness's own fakes; then whatever is left is a leak.
+    schedule_stop.cancel();
+    let _ = schedule.await;
+    hub.clear();
+    let mut notes = Vec::new();
+    if let Some(mut child) = proxy.take() {
+        if let Some(note) = stop_proxy(&mut child).await {
+            notes.push(note);
+        }
+    }
+    for (_, fake) in std::mem::take(&mut fakes) {
+        fake.stop().await;
+    }
+    let leaked = leaked_processes(&marker).await;
+    if !leaked.is_empty() {
+        notes.push(format!(
+            "{} process(es) of the run were still alive after shutdown and were killed: {:?}",
+            leaked.len(),
+            leaked
+        ));
+        for pid in &leaked {
+            procs::signal(*pid, libc::SIGKILL);
+        }
+    }
+    let decisions = hub.decisions();
+    if let Ok(hub) = Arc::try_unwrap(hub) {
+        hub.stop().await;
+    }
+    let _ = std::fs::remove_dir_all(&work);
+
+    let records = outcome?;
+    let partial = interrupt.is_cancelled();
+    let events: Vec<FaultEvent> = happened
+        .lock()
+        .map(|h| {
+            h.iter()
+                .filter_map(|h| {
+                    let injected_at = h.injected_at?;
+                    Some(FaultEvent {
+                        injected_at,
+                        cleared_at: h.cleared_at.unwrap_or(clock.elapsed()),
+                        ..FaultEvent::planned(&h.spec)
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let verdict = Verdict::evaluate(&VerdictInput {
+        slo: &scenario.slo,
+        calls: &scenario.load.calls,
+        events: &events,
+        records: &records,
+        leaked_processes: leaked.len() as u64,
+    });
+    let run_len = clock
+        .elapsed()
+        .min(scenario.duration + scenario.load.deadline);
+    let info = RunInfo {
+        seed,
+        started_unix_ms,
+        duration_actual: clock.elapsed(),
+        target: opts
+            .target
+            .clone()
+            .unwrap_or_else(|| "mcpo serve".to_string()),
+        decisions,
+        timeline: Timeline::from_records(&records, run_len),
+        partial,
+    };
+    let mut final_snapshot = snapshot(&counters, &happened, clock, scenario.duration);
+    final_snapshot.events_recovered = verdict.events.iter().filter(|e| e.recovered).count();
+    progress.finish(&final_snapshot);
+    let mut json = report::to_json(&scenario, &verdict, &info);
+    if !notes.is_empty() {
+        json["notes"] = json!(notes);
+    }
+    write_reports(opts, &scenario, &verdict, &info, &json)?;
+    if !opts.quiet {
+        for note in &notes {
+            println!("note: {note}");
+        }
+        println!("{}", render_table(&verdict));
+        let hung = records
+            .iter()
+            .filter(|r| r.outcome == Outcome::Hung)
+            .count();
+        println!(
+            "{} {} ({} requests, {} hung){}",
+            if verdict.passed() { "PASS" } else { "FAIL" },
+            scenario.name,
+            records.len(),
+            hung,
+            if partial {
+                " [interrupted: partial run]"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(RunOutcome {
+        verdict,
+        partial,
+        report: json,
+    })
+}
+
+fn write_reports(
+    opts: &ChaosOptions,
+    scenario: &Scenario,
+    verdict: &Verdict,
+    info: &RunInfo,
+    json: &Value,
+) -> Result<(), RunError> {
+    let write = |path: &Path, text: &[u8]| {
+        if let Some(dir) = path.parent()
+            && !dir.as_os_str().is_empty()
+        {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        std::fs::write(path, text)
+            .map_err(|e| RunError::Failed(format!("cannot write {}: {e}", path.display())))
+    };
+    if let Some(path) = &opts.report {
+        write(path, &serde_json::to_vec_pretty(json).unwrap_or_default())?;
+    }
+    if let Some(path) = &opts.junit {
+        write(path, report::to_junit(scenario, verdict, info).as_bytes())?;
+    }
+    if let Some(path) = &opts.html {
+        write(path, report::to_html(scenario, verdict, info).as_bytes())?;
+    }
+    Ok(())
+}
+
+fn snapshot(
+    counters: &LoadCounters,
+    happened: &std::sync::Mutex<Vec<Happened>>,
+    clock: Instant,
+    duration: Duration,
+) -> Snapshot {
+    let mut s = Snapshot::read(counters);
+    s.elapsed = clock.elapsed();
+    s.duration = duration;
+    if let Ok(h) = happened.lock() {
+        for e in h.iter() {
+            match (e.injected_at, e.cleared_at) {
+                (Some(_), None) => {
+                    s.active
+                        .push(format!("{} on {}", e.spec.kind.label(), e.spec.server))
+                }
+                (Some(_), Some(_)) => s.events_cleared += 1,
+                _ => {}
+            }
+        }
+    }
+    s
+}
+
+/// The servers a fault's target names.
+fn servers_of<'a>(scenario: &'a Scenario, target: &Target) -> Vec<&'a str> {
+    scenario
+        .servers
+        .iter()
+        .filter(|s| target.matches(&s.name))
+        .map(|s| s.name.as_str())
+        .collect()
+}
+
+/// The wire form of a windowed fault kind.
+fn wire_kind(kind: &FaultKind) -> Option<WireKind> {
+    let ms = |d: Duration| d.as_millis() as u64;
+    Some(match kind {
+        FaultKind::Crash | FaultKind::SessionLoss => return None,
+        FaultKind::Hang => WireKind::Hang,
+        FaultKind::Latency { min, max } => WireKind::Latency {
+            min_ms: ms(*min),
+            max_ms: ms(*max),
+        },
+        FaultKind::HttpError {
+            status,
+            retry_after,
+        } => WireKind::HttpError {
+            status: *status,
+            retry_after: *retry_after,
+        },
+        FaultKind::JsonRpcError { code, message } => WireKind::JsonrpcError {
+            code: *code,
+            message: message.clone(),
+        },
+        FaultKind::ToolError => WireKind::ToolError,
+        FaultKind::Reset => WireKind::Reset,
+        FaultKind::Garbage => WireKind::Garbage,
+        FaultKind::SlowStart { delay } => WireKind::SlowStart {
+            delay_ms: ms(*delay),
+        },
+        FaultKind::Refuse => WireKind::Refuse,
+    })
+}
+
+/// Carries out the fault schedule on the run's clock, noting when each event really began
+/// and ended.
+async fn run_schedule(
+    scenario: Scenario,
+    hub: Arc<Hub>,
+    clock: Instant,
+    happened: Arc<std::sync::Mutex<Vec<Happened>>>,
+    stop: CancellationToken,
+) {
+    enum Step {
+        Begin(usize),
+        End(usize),
+    }
+    let mut steps: Vec<(Duration, Step)> = Vec::new();
+    for (i, spec) in scenario.faults.iter().enumerate() {
+        steps.push((spec.at, Step::Begin(i)));
+        if spec.window.is_some() {
+            steps.push((spec.clears_at(), Step::End(i)));
+        }
+    }
+    // Ends before begins at the same instant, so back-to-back windows do not overlap.
+    steps.sort_by_key(|(at, step)| (*at, matches!(step, Step::Begin(_))));
+    for (at, step) in steps {
+        tokio::select! {
+            _ = tokio::time::sleep_until(clock + at) => {}
+            _ = stop.cancelled() => break,
+        }
+        let now = clock.elapsed();
+        match step {
+            Step::Begin(i) => {
+                let spec = &scenario.faults[i];
+                for server in servers_of(&scenario, &spec.server) {
+                    match &spec.kind {
+                        FaultKind::Crash => {
+                            let reached = hub.one_shot(server, OneShot::Crash);
+                            tracing::info!(server, reached, "fault: crash");
+                        }
+                        FaultKind::SessionLoss => {
+                            let reached = hub.one_shot(server, OneShot::SessionLoss);
+                            tracing::info!(server, reached, "fault: session loss");
+                        }
+                        kind => {
+                            if let (Some(kind), Some(window)) = (wire_kind(kind), spec.window) {
+                                hub.open(
+                                    server,
+                                    WireFault {
+                                        index: spec.index,
+                                        kind,
+                                        probability: spec.probability,
+                                        tools: spec.tools.clone(),
+                                        remaining_ms: 0,
+                                    },
+                                    clock + spec.at + window,
+                                );
+                            }
+                        }
+                    }
+                }
+                if let Ok(mut h) = happened.lock() {
+                    h[i].injected_at = Some(now);
+                    if spec.window.is_none() {
+                        h[i].cleared_at = Some(now);
+                    }
+                }
+            }
+            Step::End(i) => {
+                let spec = &scenario.faults[i];
+                for server in servers_of(&scenario, &spec.server) {
+                    hub.close(server, spec.index);
+                }
+                if let Ok(mut h) = happened.lock() {
+                    h[i].cleared_at = Some(now);
+                }
+            }
+        }
+    }
+}
+
+/// A plain `mcpServers` config that any mcpo accepts; for this proxy, with the scenario's
+/// proxy settings (`timeout`, `pool`, `retryable_tools`) added per server.
+fn proxy_config(
+    scenario: &Scenario,
+    bin: &Path,
+    hub: &str,
+    marker: &str,
+    fakes: &BTreeMap<String, HttpFake>,
+    ours: bool,
+) -> Value {
+    let mut servers = serde_json::Map::new();
+    for server in &scenario.servers {
+        let mut entry = match server.transport {
+            Transport::StreamableHttp => json!({
+                "type": "streamable-http",
+                "url": fakes.get(&server.name).map(|f| f.url.clone()).unwrap_or_default(),
+            }),
+            _ => json!({
+                "command": bin.display().to_string(),
+                "args": ["fake-server", "--transport", "stdio", "--hub", hub, "--id", server.name],
+                "env": {procs::RUN_MARKER: marker},
+            }),
+        };
+        if ours {
+            if let Some(timeout) = scenario.proxy.timeout {
+                entry["timeout"] = json!(timeout.as_secs_f64());
+            }
+            let pool = server.pool.as_ref().or(scenario.proxy.pool.as_ref());
+            if let Some(pool) = pool {
+                let mut p = serde_json::Map::new();
+                if let Some(min) = pool.min {
+                    p.insert("min".into(), json!(min));
+                }
+                if let Some(max) = pool.max {
+                    p.insert("max".into(), json!(max));
+                }
+                entry["pool"] = Value::Object(p);
+            }
+            if !scenario.proxy.retryable_tools.is_empty() {
+                entry["retryable_tools"] = json!(scenario.proxy.retryable_tools);
+            }
+        }
+        servers.insert(server.name.clone(), entry);
+    }
+    json!({"mcpServers": servers})
+}
+
+/// Starts the proxy and returns it with its base URL once it accepts connections.
+async fn start_proxy(
+    bin: &Path,
+    target: Option<&str>,
+    config: &Path,
+    scenario: &Scenario,
+    marker: &str,
+    work: &Path,
+) -> Result<(Child, String), RunError> {
+    let log_path = work.join("proxy.log");
+    let log = std::fs::File::create(&log_path)
+        .map_err(|e| RunError::Failed(format!("cannot create {}: {e}", log_path.display())))?;
+    let (mut cmd, port) = match target {
+        None => {
+            let mut cmd = Command::new(bin);
+            cmd.args(["serve", "--host", "127.0.0.1", "--port", "0", "--config"])
+                .arg(config)
+                .env("LOG_LEVEL", "WARNING");
+            (cmd, None)
+        }
+        Some(template) => {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .map_err(|e| RunError::Failed(format!("no free port for the target: {e}")))?;
+            let line = template
+                .replace("{config}", &config.display().to_string())
+                .replace("{port}", &port.to_string());
+            let mut cmd = Command::new("sh");
+            // `exec`, so that the signal to stop reaches the proxy itself.
+            cmd.args(["-c", &format!("exec {line}")]);
+            (cmd, Some(port))
+        }
+    };
+    cmd.envs(&scenario.proxy.env)
+        .stdout(std::process::Stdio::piped())
+        .stderr(log);
+    procs::prepare(&mut cmd, marker);
+    let what = target.map_or("mcpo serve".to_string(), |t| format!("the target {t:?}"));
+    let mut child = cmd.spawn().map_err(|source| ProcError::Spawn {
+        what: what.clone(),
+        source,
+    })?;
+    let stdout = child.stdout.take();
+    let ready = async {
+        match port {
+            None => {
+                // Our proxy prints where it serves once it listens.
+                let mut lines = BufReader::new(stdout?).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if let Some(rest) = line.split("mcpo serving on ").nth(1) {
+                        let base = rest.split_whitespace().next()?.to_string();
+                        tokio::spawn(
+                            async move { while let Ok(Some(_)) = lines.next_line().await {} },
+                        );
+                        return Some(base);
+                    }
+                }
+                None
+            }
+            Some(port) => {
+                if let Some(stdout) = stdout {
+                    tokio::spawn(async move {
+                        let mut lines = BufReader::new(stdout).lines();
+                        while let Ok(Some(_)) = lines.next_line().await {}
+                    });
+                }
+                let base = format!("http://127.0.0.1:{port}");
+                let client = reqwest::Client::new();
+                loop {
+                    if let Ok(r) = client
+                        .get(format!("{base}/openapi.json"))
+                        .timeout(Duration::from_secs(2))
+                        .send()
+                        .await
+                    {
+                        let _ = r.status();
+                        return Some(base);
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    };
+    let exited = async {
+        let status = child.wait().await;
+        status.ok()
+    };
+    let result = tokio::select! {
+        base = tokio::time::timeout(PROXY_START, ready) => Ok(base),
+        status = exited => Err(status),
+    };
+    let tail = || {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().rev().take(5).collect();
+        lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
+    };
+    match result {
+        Ok(Ok(Some(base))) => Ok((child, base)),
+        Ok(_) => {
+            let _ = child.kill().await;
+            Err(ProcError::NotReady {
+                what,
+                within: PROXY_START,
+                detail: format!("; its log ends with: {}", tail()),
+            }
+            .into())
+        }
+        Err(status) => Err(RunError::Failed(format!(
+            "{what} exited while starting ({}); its log ends with: {}",
+            status.map_or("unknown status".to_string(), |s| s.to_string()),
+            tail()
+        ))),
+    }
+}
+
+/// SIGTERM to the proxy itself (not its group: stopping its children is its job, and what the
+/// leak count checks), then SIGKILL if it does not exit in time.
+async fn stop_proxy(child: &mut Child) -> Option<String> {
+    let pid = child.id()?;
+    procs::signal(pid, libc::SIGTERM);
+    match tokio::time::timeout(PROXY_STOP, child.wait()).await {
+        Ok(Ok(status)) if status.success() => None,
+        Ok(Ok(status)) => Some(format!("the proxy exited with {status} after SIGTERM")),
+        _ => {
+            let _ = child.kill().await;
+            Some(format!(
+                "the proxy did not exit within {PROXY_STOP:?} of SIGTERM and was killed"
+            ))
+        }
+    }
+}
+
+/// The run's processes still alive once the proxy and the harness's fakes are gone, after a
+/// grace period for them to exit (process exit is no event we can wait on from here).
+async fn leaked_processes(marker: &str) -> Vec<u32> {
+    let deadline = Instant::now() + LEAK_GRACE;
+    loop {
+        let left = procs::marked_processes(marker);
+        if left.is_empty() || Instant::now() >= deadline {
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
