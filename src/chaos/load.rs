@@ -28,6 +28,9 @@ pub struct LoadCounters {
     pub succeeded: AtomicU64,
     pub failed: AtomicU64,
     pub in_flight: AtomicU64,
+    /// The latest send time (ms on the run's clock) of a request that succeeded, for showing
+    /// recoveries as they happen.
+    pub last_success_sent_ms: AtomicU64,
 }
 
 /// Which call each request makes: a weighted draw from the scenario's calls, from a generator
@@ -53,27 +56,45 @@ impl CallPicker {
         }
     }
 
-    pub fn next(&mut self) -> usize {
+    pub fn pick(&mut self) -> usize {
         let total = self.cumulative.last().copied().unwrap_or(1);
         let draw = self.rng.random_range(0..total);
         self.cumulative.iter().position(|&c| draw < c).unwrap_or(0)
     }
 }
 
-/// Sends the scenario's load at `base` (the proxy's URL) from `start` until `clock + end`,
-/// then waits for the answers (each bounded by the deadline). Stops sending early when `stop`
-/// is cancelled. Times in the records are from `clock`.
+/// What to send, where and when.
+#[derive(Debug, Clone)]
+pub struct LoadPlan {
+    /// The proxy's base URL.
+    pub base: String,
+    pub load: LoadSpec,
+    /// Seeds the choice of calls.
+    pub seed: u64,
+    /// The run's time zero; records are timed from it.
+    pub clock: Instant,
+    /// When the first request goes.
+    pub start: Instant,
+    /// No request is sent at or after `clock + end`.
+    pub end: Duration,
+}
+
+/// Sends the plan's load, then waits for the answers (each bounded by the client deadline).
+/// Stops sending early, and drops requests in flight, when `stop` is cancelled.
 pub async fn drive(
     client: reqwest::Client,
-    base: String,
-    load: LoadSpec,
-    seed: u64,
-    clock: Instant,
-    start: Instant,
-    end: Duration,
+    plan: LoadPlan,
     counters: Arc<LoadCounters>,
     stop: CancellationToken,
 ) -> Vec<RequestRecord> {
+    let LoadPlan {
+        base,
+        load,
+        seed,
+        clock,
+        start,
+        end,
+    } = plan;
     let mut picker = CallPicker::new(&load.calls, seed);
     let calls = Arc::new(load.calls);
     let interval = Duration::from_secs_f64(1.0 / load.rate.max(0.001));
@@ -89,7 +110,7 @@ pub async fn drive(
             _ = tokio::time::sleep_until(at) => {}
             _ = stop.cancelled() => break,
         }
-        let call = picker.next();
+        let call = picker.pick();
         let (client, base, calls, counters) = (
             client.clone(),
             base.clone(),
@@ -132,6 +153,9 @@ pub async fn drive(
             }
             if outcome == Outcome::Success {
                 counters.succeeded.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .last_success_sent_ms
+                    .fetch_max(sent_at.as_millis() as u64, Ordering::Relaxed);
             } else {
                 counters.failed.fetch_add(1, Ordering::Relaxed);
             }

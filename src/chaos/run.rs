@@ -189,17 +189,15 @@ pub async fn run(
             .tcp_nodelay(true)
             .build()
             .map_err(|e| RunError::Failed(format!("cannot build the HTTP client: {e}")))?;
-        let driver = tokio::spawn(load::drive(
-            client,
+        let plan = load::LoadPlan {
             base,
-            scenario.load.clone(),
+            load: scenario.load.clone(),
             seed,
             clock,
-            Instant::now(),
-            scenario.duration,
-            counters.clone(),
-            interrupt.clone(),
-        ));
+            start: Instant::now(),
+            end: scenario.duration,
+        };
+        let driver = tokio::spawn(load::drive(client, plan, counters.clone(), interrupt.clone()));
         let mut ticker = tokio::time::interval(Duration::from_millis(200));
         let driver = async {
             tokio::pin!(driver);
@@ -226,10 +224,10 @@ pub async fn run(
     let _ = schedule.await;
     hub.clear();
     let mut notes = Vec::new();
-    if let Some(mut child) = proxy.take() {
-        if let Some(note) = stop_proxy(&mut child).await {
-            notes.push(note);
-        }
+    if let Some(mut child) = proxy.take()
+        && let Some(note) = stop_proxy(&mut child).await
+    {
+        notes.push(note);
     }
     for (_, fake) in std::mem::take(&mut fakes) {
         fake.stop().await;
@@ -291,6 +289,7 @@ pub async fn run(
         partial,
     };
     let mut final_snapshot = snapshot(&counters, &happened, clock, scenario.duration);
+    final_snapshot.events_cleared = verdict.events.len();
     final_snapshot.events_recovered = verdict.events.iter().filter(|e| e.recovered).count();
     progress.finish(&final_snapshot);
     let mut json = report::to_json(&scenario, &verdict, &info);
