@@ -10,13 +10,20 @@ use std::time::Duration;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode, ErrorData,
-    Implementation, ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    Implementation, InitializeRequestParams, InitializeResult, ListToolsResult,
+    PaginatedRequestParams, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::{RequestContext, RoleServer, ServiceExt};
 use serde_json::{Map, Value, json};
 
 pub mod control;
+pub mod faults;
+pub mod hub_client;
+pub mod stdio;
 pub mod wire;
+
+use faults::{FaultState, Transport};
+use wire::WireKind;
 
 /// Errors of the fake server's command.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +38,8 @@ pub enum FakeError {
     },
     #[error("MCP session failed: {0}")]
     Mcp(String),
+    #[error("refusing to start: a refuse fault is in force for {id:?}")]
+    Refused { id: String },
 }
 
 /// The fake server's handler.
@@ -48,10 +57,12 @@ pub struct FakeServer {
     bonus: Arc<std::sync::atomic::AtomicBool>,
     /// The state `incr` changes.
     counter: Arc<std::sync::atomic::AtomicU64>,
+    /// The faults in force, shared with the HTTP layer and the stdout writer.
+    pub faults: FaultState,
 }
 
 impl FakeServer {
-    pub fn new(id: &str) -> Self {
+    pub fn new(id: &str, faults: FaultState) -> Self {
         let tools =
             serde_json::from_value(json!({ "tools": tool_definitions() })).unwrap_or_else(|e| {
                 tracing::error!(error = %e, "built-in tool definitions do not parse");
@@ -64,6 +75,7 @@ impl FakeServer {
             cancelled: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             bonus: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             counter: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            faults,
         }
     }
 }
@@ -325,7 +337,90 @@ impl FakeServer {
     }
 }
 
+/// The error of a request its client cancelled while a fault held it.
+fn cancelled() -> ErrorData {
+    ErrorData::new(ErrorCode(-32800), "request cancelled", None)
+}
+
+impl FakeServer {
+    /// Applies the faults that act on a tool call's answer: latency first, then a garbage
+    /// line owed to stdout, then an error in place of the answer. `Some` is that error.
+    async fn call_faults(
+        &self,
+        tool: &str,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> Option<Result<CallToolResult, ErrorData>> {
+        // On HTTP a broken answer is the HTTP layer's business (see `control`).
+        let on_stdio = self.faults.transport() == Transport::Stdio;
+        let hits = self
+            .faults
+            .hits(Some(tool), |k| match k {
+                WireKind::Latency { .. } | WireKind::JsonrpcError { .. } | WireKind::ToolError => {
+                    true
+                }
+                WireKind::Garbage => on_stdio,
+                _ => false,
+            })
+            .await;
+        let mut answer = None;
+        for fault in hits {
+            match fault.kind {
+                WireKind::Latency { min_ms, max_ms } => {
+                    tokio::select! {
+                        _ = tokio::time::sleep(faults::latency(min_ms, max_ms)) => {}
+                        _ = cancel.cancelled() => return Some(Err(cancelled())),
+                    }
+                }
+                WireKind::Garbage => self.faults.push_garbage_line(),
+                WireKind::JsonrpcError { code, message } => {
+                    answer.get_or_insert_with(|| {
+                        Err(ErrorData::new(
+                            ErrorCode(code),
+                            message.unwrap_or_else(|| "injected fault: jsonrpc-error".into()),
+                            None,
+                        ))
+                    });
+                }
+                WireKind::ToolError => {
+                    answer.get_or_insert_with(|| {
+                        Ok(CallToolResult::error(vec![ContentBlock::text(
+                            "injected fault: tool-error",
+                        )]))
+                    });
+                }
+                _ => {}
+            }
+        }
+        answer
+    }
+}
+
 impl rmcp::ServerHandler for FakeServer {
+    async fn initialize(
+        &self,
+        request: InitializeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<InitializeResult, ErrorData> {
+        // A slow-start window open now delays this handshake; one that opens later does not
+        // touch a server that has started.
+        if let Some(delay) = self.faults.slow_start_delay() {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = context.ct.cancelled() => return Err(cancelled()),
+            }
+        }
+        // What rmcp's default `initialize` does.
+        context.peer.set_peer_info(request.clone());
+        self.negotiate_initialize(&request)
+    }
+
+    async fn ping(&self, context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
+        self.faults
+            .hold_while_hung(None, &context.ct)
+            .await
+            .map_err(|_| cancelled())
+    }
+
     fn get_info(&self) -> ServerConfig {
         let mut info = ServerConfig::new(ServerCapabilities::builder().enable_tools().build());
         info.server_info =
@@ -340,8 +435,12 @@ impl rmcp::ServerHandler for FakeServer {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
+        self.faults
+            .hold_while_hung(None, &context.ct)
+            .await
+            .map_err(|_| cancelled())?;
         let mut tools = (*self.tools).clone();
         if self.bonus.load(std::sync::atomic::Ordering::SeqCst)
             && let Ok(bonus) = serde_json::from_value(json!({
@@ -360,6 +459,13 @@ impl rmcp::ServerHandler for FakeServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        self.faults
+            .hold_while_hung(Some(&request.name), &context.ct)
+            .await
+            .map_err(|_| cancelled())?;
+        if let Some(answer) = self.call_faults(&request.name, &context.ct).await {
+            return answer.map(Into::into);
+        }
         match request.name.as_ref() {
             "toggle_bonus" => {
                 let now = !self
@@ -403,12 +509,26 @@ impl rmcp::ServerHandler for FakeServer {
 
 /// Runs the fake server until its input closes (stdio) or it is killed (HTTP).
 pub async fn run(args: &crate::cli::FakeServerArgs) -> Result<(), FakeError> {
-    let (transport, host, port) = (args.transport.as_str(), &args.host, args.port);
-    let server = FakeServer::new(&args.id);
+    let transport = match args.transport.as_str() {
+        "stdio" => Transport::Stdio,
+        "streamable-http" | "streamable_http" | "http" => Transport::StreamableHttp,
+        other => return Err(FakeError::Transport(other.to_string())),
+    };
+    let faults = FaultState::new(transport);
+    let server = FakeServer::new(&args.id, faults.clone());
     match transport {
-        "stdio" => {
+        Transport::Stdio => {
+            join_hub(
+                args,
+                &faults,
+                Arc::new(|| tracing::warn!("session-loss needs HTTP sessions; ignored on stdio")),
+            )
+            .await;
+            refuse_if_asked(args, &faults)?;
+            let (stdin, stdout) = rmcp::transport::stdio();
+            let stdout = stdio::InjectingWriter::new(stdout, faults);
             let running = server
-                .serve(rmcp::transport::stdio())
+                .serve((stdin, stdout))
                 .await
                 .map_err(|e| FakeError::Mcp(e.to_string()))?;
             if let Some(ms) = args.die_after_ms {
@@ -424,18 +544,53 @@ pub async fn run(args: &crate::cli::FakeServerArgs) -> Result<(), FakeError> {
                 .map_err(|e| FakeError::Mcp(e.to_string()))?;
             Ok(())
         }
-        "streamable-http" | "streamable_http" | "http" => {
-            let addr = format!("{host}:{port}");
+        Transport::StreamableHttp => {
+            let fake = control::HttpFake::new(server);
+            let forget = Arc::clone(&fake);
+            join_hub(args, &faults, Arc::new(move || forget.forget_sessions())).await;
+            refuse_if_asked(args, &faults)?;
+            let addr = format!("{}:{}", args.host, args.port);
             let (listener, local) = crate::net::bind(&addr)
                 .await
                 .map_err(|source| FakeError::Bind { addr, source })?;
-            let app = control::HttpFake::new(server).router();
             // The address on stdout lets whoever started us (tests, the harness) find the port.
             println!("fake-server listening on http://{local}/mcp");
-            axum::serve(listener, app)
+            axum::serve(listener, fake.router())
                 .await
                 .map_err(|e| FakeError::Mcp(e.to_string()))
         }
-        other => Err(FakeError::Transport(other.to_string())),
     }
+}
+
+/// Joins the fault hub if there is one. A hub that cannot be reached is not fatal: the fake
+/// serves without faults, which a run's report shows as faults that never bit.
+async fn join_hub(
+    args: &crate::cli::FakeServerArgs,
+    faults: &FaultState,
+    on_session_loss: hub_client::OnSessionLoss,
+) {
+    let Some(addr) = &args.hub else {
+        return;
+    };
+    let who = hub_client::Identity {
+        id: &args.id,
+        transport: faults.transport().wire_name(),
+    };
+    if let Err(e) = hub_client::join(addr, who, faults, on_session_loss).await {
+        tracing::warn!("{e}; serving without faults");
+    }
+}
+
+/// A refuse window open at start-up: exit before the handshake (stdio) or before listening
+/// (HTTP), as a server that cannot start would.
+fn refuse_if_asked(
+    args: &crate::cli::FakeServerArgs,
+    faults: &FaultState,
+) -> Result<(), FakeError> {
+    if faults.refuses() {
+        return Err(FakeError::Refused {
+            id: args.id.clone(),
+        });
+    }
+    Ok(())
 }
