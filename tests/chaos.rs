@@ -277,3 +277,152 @@ slo:
     assert!(!verdict.passed());
     assert_eq!(verdict.totals.hung, 1);
 }
+
+/// Runs `mcpo chaos FILE` with extra arguments and environment; returns the exit code and the
+/// JSON report.
+fn run_chaos(file: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (i32, Value) {
+    let dir = TempDir::new();
+    let report = dir.path().join("report.json");
+    let mut cmd = Command::new(mcpo_bin());
+    cmd.arg("chaos").arg(file).arg("--report").arg(&report).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let text = std::fs::read_to_string(&report).unwrap_or_default();
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    let code = out.status.code().unwrap_or(-1);
+    if json.is_null() {
+        eprintln!(
+            "no report; stdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    (code, json)
+}
+
+fn scenario_file(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fault-scenarios")
+        .join(format!("{name}.yaml"))
+}
+
+/// The fault decisions (applied or not, in the order the hub drew them) of a report.
+fn decisions(report: &Value) -> Vec<bool> {
+    report["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["applied"].as_bool().unwrap())
+        .collect()
+}
+
+/// The same seed draws the same fault decisions; another seed draws others.
+#[test]
+fn the_same_seed_gives_the_same_fault_decisions() {
+    let dir = TempDir::new();
+    let file = dir.path().join("coin.yaml");
+    std::fs::write(
+        &file,
+        "name: coin
+description: half of the calls in a window get a tool error
+seed: 42
+duration: 5s
+servers:
+  - name: s
+    transport: stdio
+load:
+  rate: 40
+  calls: [{tool: s/echo, args: {message: x}}]
+  deadline: 5s
+faults:
+  - {at: 1s, for: 3s, server: s, kind: tool-error, probability: 0.5}
+slo:
+  hung_requests: 0
+",
+    )
+    .unwrap();
+    let (code, first) = run_chaos(&file, &[], &[]);
+    assert_eq!(code, 0, "{first}");
+    let (_, second) = run_chaos(&file, &[], &[]);
+    let (_, other) = run_chaos(&file, &["--seed", "43"], &[]);
+    let (a, b, c) = (decisions(&first), decisions(&second), decisions(&other));
+    // One decision per call in the window (about 120): the same count, give or take a call at
+    // each edge of the window, and the same draws in the same order.
+    assert!(a.len() > 80, "{} decisions", a.len());
+    assert!(a.len().abs_diff(b.len()) <= 4, "{} vs {}", a.len(), b.len());
+    let n = a.len().min(b.len());
+    assert_eq!(a[..n], b[..n], "the same seed drew different decisions");
+    assert!(a.iter().any(|x| *x) && a.iter().any(|x| !*x));
+    let m = a.len().min(c.len());
+    assert_ne!(a[..m], c[..m], "another seed drew the same decisions");
+    assert_eq!(first["run"]["seed"], 42);
+    assert_eq!(other["run"]["seed"], 43);
+}
+
+/// Ctrl-C in the middle of a run: faults cleared, every process of the run gone (the proxy,
+/// the harness's HTTP fakes, the proxy's stdio fakes), a partial report written, exit 130.
+#[test]
+fn sigint_in_the_middle_of_a_run_leaves_nothing_behind() {
+    let marker = common::marker("chaos-sigint");
+    let dir = TempDir::new();
+    let report = dir.path().join("partial.json");
+    let mut child = Command::new(mcpo_bin())
+        .arg("chaos")
+        .arg(scenario_file("mixed"))
+        .arg("--report")
+        .arg(&report)
+        .env("MCPO_TEST_MARKER", &marker)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The proxy, three fakes (one over HTTP, two stdio children of the proxy) and the harness.
+    let start = std::time::Instant::now();
+    while common::processes_with_env("MCPO_TEST_MARKER", &marker).len() < 4 {
+        assert!(start.elapsed() < Duration::from_secs(30), "the run never got going");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Let the load and a first fault run for a moment.
+    std::thread::sleep(Duration::from_secs(6));
+    common::signal(child.id(), "INT");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    let partial: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(partial["run"]["partial"], true);
+    assert!(partial["summary"]["sent"].as_u64().unwrap() > 0);
+    let left = common::processes_with_env("MCPO_TEST_MARKER", &marker);
+    assert!(left.is_empty(), "left behind after SIGINT: {left:?}");
+}
+
+/// The gate can fail: without recovery (mcpo's behaviour) these scenarios miss their SLOs.
+fn fails_without_recovery(name: &str) {
+    let (code, report) = run_chaos(
+        &scenario_file(name),
+        &[],
+        &[("MCPO_ERROR_RECOVERY_ENABLED", "false")],
+    );
+    let missed: Vec<&Value> = report["slos"]
+        .as_array()
+        .map(|s| s.iter().filter(|s| s["passed"] == false).collect())
+        .unwrap_or_default();
+    assert_eq!(code, 1, "{name} passed without recovery: {}", report["slos"]);
+    assert!(!missed.is_empty());
+    eprintln!("{name} without recovery misses: {missed:?}");
+}
+
+#[test]
+fn crash_loop_fails_without_recovery() {
+    fails_without_recovery("crash-loop");
+}
+
+#[test]
+fn timeout_spike_fails_without_recovery() {
+    fails_without_recovery("timeout-spike");
+}
+
+#[test]
+fn startup_down_fails_without_recovery() {
+    fails_without_recovery("startup-down");
+}

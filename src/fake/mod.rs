@@ -118,6 +118,16 @@ pub fn tool_definitions() -> Value {
             "annotations": {"readOnlyHint": true, "idempotentHint": true, "openWorldHint": false}
         },
         {
+            "name": "sleep",
+            "description": "Waits the given number of milliseconds, then says so. Unlike `slow`, any number of these run at once: each only holds its call open.",
+            "inputSchema": {
+                "type": "object",
+                "properties": {"ms": {"type": "integer", "minimum": 0, "maximum": 600000, "description": "Milliseconds to wait"}},
+                "required": ["ms"]
+            },
+            "annotations": {"readOnlyHint": true, "idempotentHint": true, "openWorldHint": false}
+        },
+        {
             "name": "measure_shape",
             "description": "Computes the area of a circle or a rectangle.",
             "inputSchema": {
@@ -264,6 +274,17 @@ impl FakeServer {
                     .checked_add(int_arg(args, "b")?)
                     .ok_or_else(|| invalid("the sum overflows a 64-bit integer"))?;
                 Ok(text(sum.to_string()))
+            }
+            "sleep" => {
+                let ms = int_arg(args, "ms")?.clamp(0, 600_000) as u64;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
+                    _ = cancel.cancelled() => {
+                        self.cancelled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        return Err(ErrorData::new(ErrorCode(-32800), "request cancelled", None));
+                    }
+                }
+                Ok(text(format!("slept {ms} ms")))
             }
             "slow" => {
                 let ms = int_arg(args, "ms")?.clamp(0, 600_000) as u64;
@@ -426,7 +447,7 @@ impl rmcp::ServerHandler for FakeServer {
         info.server_info =
             Implementation::new(format!("fake-{}", self.id), env!("CARGO_PKG_VERSION"));
         info.instructions = Some(format!(
-            "A fake MCP server ({}) for tests and demos: echo, add, slow, measure_shape, stats, fail, toggle_bonus, request_meta, whoami, incr, announce_then_freeze, jsonrpc_error.",
+            "A fake MCP server ({}) for tests and demos: echo, add, slow, sleep, measure_shape, stats, fail, toggle_bonus, request_meta, whoami, incr, announce_then_freeze, jsonrpc_error.",
             self.id
         ));
         info
