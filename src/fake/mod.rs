@@ -4,6 +4,19 @@
 //! against, so it is deliberately plain: every tool has a real JSON Schema and annotations,
 //! answers exactly what its description says, and covers the shapes the proxy must carry
 //! (`$defs`/`enum`/`oneOf` input, an `outputSchema`, tool errors and JSON-RPC errors).
+//!
+//! It can also misbehave on purpose. Faults come from a chaos run's hub (`--hub`, see `wire`
+//! and `hub_client`) or from the HTTP form's control API (`control`), and live in one
+//! [`FaultState`] (`faults`). Where each kind acts:
+//!
+//! | kind | stdio | streamable HTTP |
+//! | --- | --- | --- |
+//! | hang, latency, jsonrpc-error, tool-error | MCP handler | MCP handler |
+//! | slow-start | `initialize` | `initialize` |
+//! | garbage | a stray line between frames (`stdio`) | a broken SSE event (`control`) |
+//! | http-error, reset | ignored (warning) | in front of rmcp (`control`) |
+//! | refuse | exits before the handshake | exits before listening |
+//! | crash, session-loss (one-shots) | exits; session-loss ignored | exits; forgets sessions |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -383,15 +396,23 @@ impl FakeServer {
                 _ => false,
             })
             .await;
+        let delay: Duration = hits
+            .iter()
+            .filter_map(|f| match f.kind {
+                WireKind::Latency { min_ms, max_ms } => Some(faults::latency(min_ms, max_ms)),
+                _ => None,
+            })
+            .sum();
+        if !delay.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = cancel.cancelled() => return Some(Err(cancelled())),
+            }
+        }
+        // After the delay, so that a garbage line is owed just before this answer is written.
         let mut answer = None;
         for fault in hits {
             match fault.kind {
-                WireKind::Latency { min_ms, max_ms } => {
-                    tokio::select! {
-                        _ = tokio::time::sleep(faults::latency(min_ms, max_ms)) => {}
-                        _ = cancel.cancelled() => return Some(Err(cancelled())),
-                    }
-                }
                 WireKind::Garbage => self.faults.push_garbage_line(),
                 WireKind::JsonrpcError { code, message } => {
                     answer.get_or_insert_with(|| {

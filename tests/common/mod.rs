@@ -573,3 +573,29 @@ pub async fn closed_loop(
     shots.sort_by_key(|s| s.sent);
     shots
 }
+
+impl FakeHttp {
+    /// Starts a fake over streamable HTTP on a free port with `extra` arguments (such as
+    /// `--hub ADDR`).
+    pub fn start_with(id: &str, extra: &[&str]) -> FakeHttp {
+        let mut child = Command::new(mcpo_bin())
+            .args([
+                "fake-server",
+                "--transport",
+                "streamable-http",
+                "--port",
+                "0",
+                "--id",
+                id,
+            ])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start fake server");
+        let line = wait_for_line(&mut child, "listening on", Duration::from_secs(20));
+        FakeHttp {
+            url: url_in(&line),
+            proc: Proc { child },
+        }
+    }
+}
