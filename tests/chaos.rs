@@ -284,7 +284,11 @@ fn run_chaos(file: &std::path::Path, args: &[&str], env: &[(&str, &str)]) -> (i3
     let dir = TempDir::new();
     let report = dir.path().join("report.json");
     let mut cmd = Command::new(mcpo_bin());
-    cmd.arg("chaos").arg(file).arg("--report").arg(&report).args(args);
+    cmd.arg("chaos")
+        .arg(file)
+        .arg("--report")
+        .arg(&report)
+        .args(args);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -381,7 +385,10 @@ fn sigint_in_the_middle_of_a_run_leaves_nothing_behind() {
     // The proxy, three fakes (one over HTTP, two stdio children of the proxy) and the harness.
     let start = std::time::Instant::now();
     while common::processes_with_env("MCPO_TEST_MARKER", &marker).len() < 4 {
-        assert!(start.elapsed() < Duration::from_secs(30), "the run never got going");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the run never got going"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     // Let the load and a first fault run for a moment.
@@ -407,7 +414,11 @@ fn fails_without_recovery(name: &str) {
         .as_array()
         .map(|s| s.iter().filter(|s| s["passed"] == false).collect())
         .unwrap_or_default();
-    assert_eq!(code, 1, "{name} passed without recovery: {}", report["slos"]);
+    assert_eq!(
+        code, 1,
+        "{name} passed without recovery: {}",
+        report["slos"]
+    );
     assert!(!missed.is_empty());
     eprintln!("{name} without recovery misses: {missed:?}");
 }

@@ -363,6 +363,11 @@ fn snapshot(
     let mut s = Snapshot::read(counters);
     s.elapsed = clock.elapsed();
     s.duration = duration;
+    let last_success = Duration::from_millis(
+        counters
+            .last_success_sent_ms
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
     if let Ok(h) = happened.lock() {
         for e in h.iter() {
             match (e.injected_at, e.cleared_at) {
@@ -370,7 +375,13 @@ fn snapshot(
                     s.active
                         .push(format!("{} on {}", e.spec.kind.label(), e.spec.server))
                 }
-                (Some(_), Some(_)) => s.events_cleared += 1,
+                (Some(_), Some(cleared)) => {
+                    s.events_cleared += 1;
+                    // A success sent after the clear: the verdict's rule, on any server.
+                    if last_success >= cleared {
+                        s.events_recovered += 1;
+                    }
+                }
                 _ => {}
             }
         }

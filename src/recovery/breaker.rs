@@ -60,8 +60,13 @@ impl BreakerState {
 #[derive(Debug)]
 enum Phase {
     Closed,
-    Open { until: Instant },
-    HalfOpen { probing: bool },
+    Open {
+        until: Instant,
+    },
+    /// Probing: `since` is when the last probe was let through (`None`: no probe out).
+    HalfOpen {
+        since: Option<Instant>,
+    },
 }
 
 #[derive(Debug)]
@@ -142,17 +147,29 @@ impl CircuitBreaker {
                 done: false,
             }),
             Phase::Open { until } if now < until => Err(until - now),
-            Phase::Open { .. } | Phase::HalfOpen { probing: false } => {
-                inner.phase = Phase::HalfOpen { probing: true };
+            Phase::Open { .. } | Phase::HalfOpen { since: None } => {
+                inner.phase = Phase::HalfOpen { since: Some(now) };
                 Ok(Permit {
                     breaker: self,
                     probe: true,
                     done: false,
                 })
             }
-            // One probe at a time; the others wait a little rather than pile onto a server
-            // that may still be failing.
-            Phase::HalfOpen { probing: true } => Err(Duration::from_millis(100)),
+            // One probe at a time; the others wait rather than pile onto a server that may
+            // still be failing. But a probe is a real call and may take its whole deadline:
+            // once it has been out for `open_for`, another may go, so that a server that is
+            // back is not kept waiting behind one slow call.
+            Phase::HalfOpen { since: Some(t) } if now.duration_since(t) >= self.config.open_for => {
+                inner.phase = Phase::HalfOpen { since: Some(now) };
+                Ok(Permit {
+                    breaker: self,
+                    probe: true,
+                    done: false,
+                })
+            }
+            Phase::HalfOpen { since: Some(t) } => {
+                Err(self.config.open_for.saturating_sub(now.duration_since(t)))
+            }
         }
     }
 
@@ -162,17 +179,21 @@ impl CircuitBreaker {
         };
         let Some(healthy) = healthy else {
             if probe && matches!(inner.phase, Phase::HalfOpen { .. }) {
-                inner.phase = Phase::HalfOpen { probing: false };
+                inner.phase = Phase::HalfOpen { since: None };
             }
             return;
         };
         if probe {
-            if healthy {
-                inner.phase = Phase::Closed;
-                inner.window.clear();
-                inner.consecutive = 0;
-            } else {
-                self.open(&mut inner);
+            // Only while still probing: a late probe's outcome does not undo what a later one
+            // (or the breaker reopening) has decided meanwhile.
+            if matches!(inner.phase, Phase::HalfOpen { .. }) {
+                if healthy {
+                    inner.phase = Phase::Closed;
+                    inner.window.clear();
+                    inner.consecutive = 0;
+                } else {
+                    self.open(&mut inner);
+                }
             }
             return;
         }
@@ -306,6 +327,24 @@ mod tests {
         b.record_event(false);
         tokio::time::advance(Duration::from_millis(200)).await;
         assert_eq!(b.state(), BreakerState::Open);
+        Ok(())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_probe_does_not_hold_a_recovered_server_closed() -> TestResult {
+        let b = CircuitBreaker::new(BreakerConfig::default());
+        fail(&b, 5)?;
+        tokio::time::advance(Duration::from_millis(501)).await;
+        // A probe that will take its whole deadline (the server was slow when it went).
+        let slow = b.admit()?;
+        assert!(b.admit().is_err(), "one probe at a time");
+        tokio::time::advance(Duration::from_millis(501)).await;
+        // Half a second later another probe may go; it succeeds: closed.
+        b.admit()?.record(true);
+        assert_eq!(b.state(), BreakerState::Closed);
+        // The slow one times out afterwards: old news, the breaker stays closed.
+        slow.record(false);
+        assert_eq!(b.state(), BreakerState::Closed);
         Ok(())
     }
 
