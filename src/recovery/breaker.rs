@@ -75,6 +75,10 @@ struct Inner {
     window: VecDeque<bool>,
     consecutive: u32,
     trips: u64,
+    /// Bumped on every change of phase. A call's outcome is counted only in the epoch it was
+    /// admitted in: calls that went out before the breaker opened and come back (timed out)
+    /// after it closed again say nothing about the server as it is now.
+    epoch: u64,
 }
 
 #[derive(Debug)]
@@ -90,13 +94,14 @@ pub struct Permit<'a> {
     breaker: &'a CircuitBreaker,
     probe: bool,
     done: bool,
+    epoch: u64,
 }
 
 impl Permit<'_> {
     /// Records whether the server behaved healthily for this call.
     pub fn record(mut self, healthy: bool) {
         self.done = true;
-        self.breaker.record(self.probe, Some(healthy));
+        self.breaker.record(self.probe, self.epoch, Some(healthy));
     }
 
     /// Gives the permit back without a verdict: the call failed for a reason that says nothing
@@ -104,14 +109,14 @@ impl Permit<'_> {
     /// event, by the supervisor). A half-open probe slot is freed.
     pub fn release(mut self) {
         self.done = true;
-        self.breaker.record(self.probe, None);
+        self.breaker.record(self.probe, self.epoch, None);
     }
 }
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
         if !self.done {
-            self.breaker.record(self.probe, None);
+            self.breaker.record(self.probe, self.epoch, None);
         }
     }
 }
@@ -125,6 +130,7 @@ impl CircuitBreaker {
                 window: VecDeque::with_capacity(config.window),
                 consecutive: 0,
                 trips: 0,
+                epoch: 0,
             }),
         }
     }
@@ -137,6 +143,7 @@ impl CircuitBreaker {
                 breaker: self,
                 probe: false,
                 done: false,
+                epoch: 0,
             });
         };
         let now = Instant::now();
@@ -145,14 +152,19 @@ impl CircuitBreaker {
                 breaker: self,
                 probe: false,
                 done: false,
+                epoch: inner.epoch,
             }),
             Phase::Open { until } if now < until => Err(until - now),
             Phase::Open { .. } | Phase::HalfOpen { since: None } => {
+                if matches!(inner.phase, Phase::Open { .. }) {
+                    inner.epoch += 1;
+                }
                 inner.phase = Phase::HalfOpen { since: Some(now) };
                 Ok(Permit {
                     breaker: self,
                     probe: true,
                     done: false,
+                    epoch: inner.epoch,
                 })
             }
             // One probe at a time; the others wait rather than pile onto a server that may
@@ -165,6 +177,7 @@ impl CircuitBreaker {
                     breaker: self,
                     probe: true,
                     done: false,
+                    epoch: inner.epoch,
                 })
             }
             Phase::HalfOpen { since: Some(t) } => {
@@ -173,10 +186,14 @@ impl CircuitBreaker {
         }
     }
 
-    fn record(&self, probe: bool, healthy: Option<bool>) {
+    fn record(&self, probe: bool, epoch: u64, healthy: Option<bool>) {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
+        if epoch != inner.epoch {
+            // Admitted before the last change of phase: old news.
+            return;
+        }
         let Some(healthy) = healthy else {
             if probe && matches!(inner.phase, Phase::HalfOpen { .. }) {
                 inner.phase = Phase::HalfOpen { since: None };
@@ -189,6 +206,7 @@ impl CircuitBreaker {
             if matches!(inner.phase, Phase::HalfOpen { .. }) {
                 if healthy {
                     inner.phase = Phase::Closed;
+                    inner.epoch += 1;
                     inner.window.clear();
                     inner.consecutive = 0;
                 } else {
@@ -230,10 +248,12 @@ impl CircuitBreaker {
             }
             return;
         }
-        self.record(false, Some(healthy));
+        let epoch = self.inner.lock().map(|i| i.epoch).unwrap_or(0);
+        self.record(false, epoch, Some(healthy));
     }
 
     fn open(&self, inner: &mut Inner) {
+        inner.epoch += 1;
         inner.phase = Phase::Open {
             until: Instant::now() + self.config.open_for,
         };
@@ -345,6 +365,25 @@ mod tests {
         // The slow one times out afterwards: old news, the breaker stays closed.
         slow.record(false);
         assert_eq!(b.state(), BreakerState::Closed);
+        Ok(())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn calls_admitted_before_an_opening_do_not_count_after_it() -> TestResult {
+        let b = CircuitBreaker::new(BreakerConfig::default());
+        // Ten calls go out to a server that is about to hang.
+        let in_flight: Vec<_> = (0..10).map(|_| b.admit()).collect::<Result<_, _>>()?;
+        fail(&b, 5)?;
+        assert_eq!(b.state(), BreakerState::Open);
+        tokio::time::advance(Duration::from_millis(501)).await;
+        b.admit()?.record(true);
+        assert_eq!(b.state(), BreakerState::Closed);
+        // They time out now, after the server came back: they must not reopen the breaker.
+        for p in in_flight {
+            p.record(false);
+        }
+        assert_eq!(b.state(), BreakerState::Closed);
+        assert_eq!(b.trips(), 1);
         Ok(())
     }
 
