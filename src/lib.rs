@@ -10,6 +10,7 @@ pub mod config;
 pub mod failure;
 pub mod fake;
 pub mod http;
+pub mod metrics;
 pub mod net;
 pub mod openapi;
 pub mod recovery;
