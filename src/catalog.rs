@@ -41,6 +41,15 @@ impl ToolEntry {
         props_empty && required_empty
     }
 
+    /// Whether the server declares that the tool only reads (`readOnlyHint`).
+    pub fn is_read_only(&self) -> bool {
+        self.annotations
+            .as_ref()
+            .and_then(|a| a.get("readOnlyHint"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    }
+
     /// Whether the server declares that calling the tool twice is harmless.
     pub fn is_idempotent(&self) -> bool {
         let hint = |key: &str| {

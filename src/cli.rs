@@ -183,6 +183,51 @@ pub struct ServeArgs {
         default_value_t = 3
     )]
     pub max_recovery_attempts: u32,
+    /// `false` stops recording metrics (for measuring what recording costs).
+    #[arg(long = "metrics-enabled", env = "MCPO_METRICS_ENABLED", default_value_t = true,
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub metrics_enabled: bool,
+    /// Seconds within which a recovery episode counts as recovered (`recovery_success_rate`).
+    #[arg(
+        long = "recovery-target",
+        env = "MCPO_RECOVERY_TARGET",
+        default_value_t = 10.0
+    )]
+    pub recovery_target: f64,
+    /// Entries the result cache holds at most (all servers together).
+    #[arg(
+        long = "cache-max-size",
+        env = "MCPO_CACHE_MAX_SIZE",
+        default_value_t = 1000
+    )]
+    pub cache_max_size: u64,
+    /// Seconds a cached result lives unless its server's `cache.ttl` says otherwise.
+    #[arg(
+        long = "cache-default-ttl",
+        env = "MCPO_CACHE_DEFAULT_TTL",
+        default_value_t = 300.0
+    )]
+    pub cache_default_ttl: f64,
+    /// Whether the monitor samples CPU and memory and raises alerts (default: the config
+    /// file's `monitor.enabled`, else true).
+    #[arg(long = "monitor-enabled", env = "MCPO_MONITOR_ENABLED",
+          action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
+    pub monitor_enabled: Option<bool>,
+    /// Seconds between monitor samples (default: `monitor.interval`, else 30).
+    #[arg(long = "monitor-interval", env = "MCPO_MONITOR_INTERVAL")]
+    pub monitor_interval: Option<f64>,
+    /// Alert above this machine CPU use, percent (default 70).
+    #[arg(long = "cpu-usage-warning", env = "MCPO_CPU_USAGE_WARNING")]
+    pub cpu_usage_warning: Option<f64>,
+    /// Alert above this machine memory use, percent (default 80).
+    #[arg(long = "memory-usage-warning", env = "MCPO_MEMORY_USAGE_WARNING")]
+    pub memory_usage_warning: Option<f64>,
+    /// Alert above this share of failed calls (default 0.05).
+    #[arg(long = "error-rate-warning", env = "MCPO_ERROR_RATE_WARNING")]
+    pub error_rate_warning: Option<f64>,
+    /// Alert above this mean response time, seconds (default 5).
+    #[arg(long = "response-time-warning", env = "MCPO_RESPONSE_TIME_WARNING")]
+    pub response_time_warning: Option<f64>,
     /// `false` turns automatic recovery off (mcpo's behaviour, for comparison).
     #[arg(long = "error-recovery-enabled", env = "MCPO_ERROR_RECOVERY_ENABLED", default_value_t = true,
           action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]

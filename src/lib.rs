@@ -3,6 +3,7 @@
 //! The library holds every subsystem; `src/main.rs` is only the command-line edge.
 //! See `ARCHITECTURE.md` for the map of modules and the invariants between them.
 
+pub mod cache;
 pub mod catalog;
 pub mod chaos;
 pub mod cli;
@@ -11,6 +12,7 @@ pub mod failure;
 pub mod fake;
 pub mod http;
 pub mod metrics;
+pub mod monitor;
 pub mod net;
 pub mod openapi;
 pub mod recovery;

@@ -64,9 +64,29 @@ impl RunningProxy {
     }
 }
 
+/// What a library user adds to a proxy: recovery strategies of their own (replacing the
+/// standard one of a failure class) and metrics collectors (shown under `custom` in `/metrics`
+/// and in the Prometheus output).
+#[derive(Default, Clone)]
+pub struct Extensions {
+    pub strategies: Vec<(
+        crate::recovery::FailureClass,
+        Arc<dyn crate::recovery::RecoveryStrategy>,
+    )>,
+    pub collectors: Vec<Arc<dyn crate::metrics::MetricsCollector>>,
+}
+
+/// Starts the proxy with the standard behaviour.
+pub async fn start(config: ServeConfig) -> Result<RunningProxy, ServeError> {
+    start_with(config, Extensions::default()).await
+}
+
 /// Starts the upstreams, waits for their first connection attempt (bounded by the connect
 /// timeout, so a slow server cannot hold the others hostage), binds and serves.
-pub async fn start(config: ServeConfig) -> Result<RunningProxy, ServeError> {
+pub async fn start_with(
+    config: ServeConfig,
+    extensions: Extensions,
+) -> Result<RunningProxy, ServeError> {
     let config = Arc::new(config);
     let shutdown = CancellationToken::new();
     let settings = UpstreamSettings {
@@ -83,10 +103,28 @@ pub async fn start(config: ServeConfig) -> Result<RunningProxy, ServeError> {
     } else {
         RecoveryPolicy::disabled()
     };
+    let mut policy = policy;
+    if config.recovery_enabled {
+        for (class, strategy) in &extensions.strategies {
+            policy.register_shared(*class, strategy.clone());
+        }
+    }
+    let registry = crate::metrics::Metrics::new(
+        config.servers.iter().map(|s| s.name.as_str()),
+        config.metrics_enabled,
+        config.recovery_target,
+    );
+    for collector in &extensions.collectors {
+        registry.register(collector.clone());
+    }
+    let metrics = config.metrics_enabled.then(|| registry.clone());
     let upstreams: Vec<Arc<Upstream>> = config
         .servers
         .iter()
-        .map(|s| Upstream::new(s.clone(), settings.clone(), policy.clone()))
+        .map(|s| {
+            let m = metrics.as_ref().and_then(|m| m.server(&s.name));
+            Upstream::new(s.clone(), settings.clone(), policy.clone(), m)
+        })
         .collect();
     // Not a child of `shutdown`: sessions must outlive the HTTP drain.
     let upstream_stop = CancellationToken::new();
@@ -114,7 +152,18 @@ pub async fn start(config: ServeConfig) -> Result<RunningProxy, ServeError> {
     let (listener, local) = crate::net::bind(&addr)
         .await
         .map_err(|source| ServeError::Bind { addr, source })?;
-    let state = AppState::new(config.clone(), upstreams);
+    let monitor = crate::monitor::Monitor::new(config.monitor.clone());
+    {
+        let watched = upstreams.clone();
+        let children: crate::monitor::Children =
+            Box::new(move || watched.iter().flat_map(|u| u.child_pids()).collect());
+        supervisors.spawn(
+            monitor
+                .clone()
+                .run(registry.clone(), children, upstream_stop.clone()),
+        );
+    }
+    let state = AppState::new(config.clone(), upstreams, registry.clone(), monitor);
     let app = router(state.clone());
     let token = shutdown.clone();
     let drain = config.drain_timeout;

@@ -12,7 +12,8 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::{
-    ConfigError, HeaderForwarding, RESERVED_NAMES, ServerConfig, Transport, parse_transport_type,
+    CacheConfig, ConfigError, HeaderForwarding, MonitorOverrides, RESERVED_NAMES, ServerConfig,
+    Transport, parse_transport_type,
 };
 
 /// Keys of a server entry that we understand; anything else is logged and ignored.
@@ -33,23 +34,37 @@ const KNOWN_SERVER_KEYS: &[&str] = &[
     "pool",
     "retryable_tools",
     "retryableTools",
+    "cache",
+    "readOnly",
 ];
 
 /// Headers that the MCP transport itself owns; a config may not set them.
 const TRANSPORT_OWNED_HEADERS: &[&str] = &["accept", "mcp-session-id", "last-event-id"];
 
+/// Everything a config file says.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ParsedConfig {
+    pub servers: Vec<ServerConfig>,
+    pub monitor: MonitorOverrides,
+}
+
 /// Reads and validates a config file.
-pub fn parse_config_file(path: &Path) -> Result<Vec<ServerConfig>, ConfigError> {
+pub fn parse_config_file(path: &Path) -> Result<ParsedConfig, ConfigError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         file: file.clone(),
         source,
     })?;
-    parse_config_str(&text, &file)
+    parse_full_config_str(&text, &file)
+}
+
+/// Validates config text (the servers only); `file` is only used in error messages.
+pub fn parse_config_str(text: &str, file: &str) -> Result<Vec<ServerConfig>, ConfigError> {
+    parse_full_config_str(text, file).map(|c| c.servers)
 }
 
 /// Validates config text; `file` is only used in error messages.
-pub fn parse_config_str(text: &str, file: &str) -> Result<Vec<ServerConfig>, ConfigError> {
+pub fn parse_full_config_str(text: &str, file: &str) -> Result<ParsedConfig, ConfigError> {
     let root: Value = serde_json::from_str(text).map_err(|e| ConfigError::Json {
         file: file.to_string(),
         line: e.line(),
@@ -106,6 +121,68 @@ pub fn parse_config_str(text: &str, file: &str) -> Result<Vec<ServerConfig>, Con
         return Err(invalid(
             "every server in \"mcpServers\" is disabled: nothing to serve".into(),
         ));
+    }
+    let monitor = match root.get("monitor") {
+        None | Some(Value::Null) => MonitorOverrides::default(),
+        Some(Value::Object(m)) => parse_monitor(m).map_err(invalid)?,
+        Some(other) => {
+            return Err(invalid(format!(
+                "key \"monitor\" must be an object of thresholds, found {}",
+                kind_of(other)
+            )));
+        }
+    };
+    Ok(ParsedConfig {
+        servers: out,
+        monitor,
+    })
+}
+
+/// The top-level `"monitor"` object. Unlike server entries (which other tools share), it is
+/// ours alone, so an unknown key is a mistake, not another tool's setting.
+fn parse_monitor(m: &Map<String, Value>) -> Result<MonitorOverrides, String> {
+    let mut out = MonitorOverrides::default();
+    for (key, v) in m {
+        let number = |min: f64, max: f64| -> Result<f64, String> {
+            v.as_f64()
+                .filter(|n| n.is_finite() && *n >= min && *n <= max)
+                .ok_or_else(|| {
+                    format!(
+                        "key \"monitor.{key}\" must be a number from {min} to {max}, found {}",
+                        short(v)
+                    )
+                })
+        };
+        match key.as_str() {
+            "enabled" => {
+                out.enabled = Some(v.as_bool().ok_or_else(|| {
+                    format!(
+                        "key \"monitor.enabled\" must be true or false, found {}",
+                        short(v)
+                    )
+                })?)
+            }
+            "interval" => {
+                out.interval = Some(seconds(v).ok_or_else(|| {
+                    format!(
+                        "key \"monitor.interval\" must be a positive number of seconds, found {}",
+                        short(v)
+                    )
+                })?)
+            }
+            "cpu_usage_warning" => out.cpu_usage_warning = Some(number(0.0, 100.0)?),
+            "memory_usage_warning" => out.memory_usage_warning = Some(number(0.0, 100.0)?),
+            "error_rate_warning" => out.error_rate_warning = Some(number(0.0, 1.0)?),
+            "response_time_warning" => {
+                out.response_time_warning = Some(number(0.0, super::MAX_DURATION_SECS)?)
+            }
+            other => {
+                return Err(format!(
+                    "unknown key \"monitor.{other}\"; known: enabled, interval, cpu_usage_warning, \
+                     memory_usage_warning, error_rate_warning, response_time_warning"
+                ));
+            }
+        }
     }
     Ok(out)
 }
@@ -276,8 +353,10 @@ fn parse_server(name: &str, entry: &Map<String, Value>) -> Result<Option<ServerC
             retryable_tools.extend(list);
         }
     }
+    let cache = parse_cache(entry)?;
     Ok(Some(ServerConfig {
         name: name.to_string(),
+        cache,
         transport,
         disabled_tools,
         timeout,
@@ -286,6 +365,73 @@ fn parse_server(name: &str, entry: &Map<String, Value>) -> Result<Option<ServerC
         pool_max,
         retryable_tools,
     }))
+}
+
+/// A server's `"cache"` object, and the shorthand `"readOnly": true` on the server itself.
+fn parse_cache(entry: &Map<String, Value>) -> Result<Option<CacheConfig>, String> {
+    let shorthand = match entry.get("readOnly") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(format!(
+                "key \"readOnly\" must be true or false, found {}",
+                kind_of(other)
+            ));
+        }
+    };
+    let mut cache = match entry.get("cache") {
+        None | Some(Value::Null) => {
+            return Ok(shorthand.then(|| CacheConfig {
+                read_only: true,
+                ..CacheConfig::default()
+            }));
+        }
+        Some(Value::Object(c)) => {
+            for key in c.keys() {
+                if !matches!(key.as_str(), "tools" | "ttl" | "readOnly" | "read_only") {
+                    return Err(format!(
+                        "unknown key \"cache.{key}\"; known: tools, ttl, readOnly"
+                    ));
+                }
+            }
+            let read_only = match c.get("readOnly").or_else(|| c.get("read_only")) {
+                None | Some(Value::Null) => false,
+                Some(Value::Bool(b)) => *b,
+                Some(other) => {
+                    return Err(format!(
+                        "key \"cache.readOnly\" must be true or false, found {}",
+                        kind_of(other)
+                    ));
+                }
+            };
+            let ttl = match c.get("ttl") {
+                None | Some(Value::Null) => None,
+                Some(v) => Some(seconds(v).ok_or_else(|| {
+                    format!(
+                        "key \"cache.ttl\" must be a positive number of seconds, found {}",
+                        short(v)
+                    )
+                })?),
+            };
+            CacheConfig {
+                tools: string_list(c, "tools")
+                    .map_err(|e| format!("cache: {e}"))?
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect(),
+                read_only,
+                ttl,
+            }
+        }
+        Some(other) => {
+            return Err(format!(
+                "key \"cache\" must be an object like {{\"tools\": [\"search\"], \"ttl\": 60}}, found {}",
+                kind_of(other)
+            ));
+        }
+    };
+    cache.read_only |= shorthand;
+    Ok(Some(cache))
 }
 
 fn parse_forwarding(obj: &Map<String, Value>) -> Result<HeaderForwarding, String> {

@@ -11,7 +11,7 @@ mod settings;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-pub use file::{parse_config_file, parse_config_str};
+pub use file::{ParsedConfig, parse_config_file, parse_config_str, parse_full_config_str};
 pub use settings::{ServeConfig, from_cli};
 
 /// Route names that belong to the proxy itself and so cannot be server names.
@@ -23,6 +23,8 @@ pub const RESERVED_NAMES: &[&str] = &[
     "diagnostics",
     "health",
     "healthz",
+    "readyz",
+    "status",
     "_assets",
 ];
 
@@ -45,6 +47,30 @@ pub struct ServerConfig {
     /// Tools that may be sent again after a failure although the server does not declare them
     /// idempotent.
     pub retryable_tools: BTreeSet<String>,
+    /// Which tool results may be answered from the result cache.
+    pub cache: Option<CacheConfig>,
+}
+
+/// A server's `"cache"` object: tools named, or (with `readOnly`) every tool that declares
+/// `readOnlyHint`, answered from the cache for `ttl`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CacheConfig {
+    pub tools: BTreeSet<String>,
+    pub read_only: bool,
+    /// `None`: `MCPO_CACHE_DEFAULT_TTL`.
+    pub ttl: Option<Duration>,
+}
+
+/// The config file's top-level `"monitor"` object: each key overrides the default and is in
+/// turn overridden by its `MCPO_*` variable.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MonitorOverrides {
+    pub enabled: Option<bool>,
+    pub interval: Option<Duration>,
+    pub cpu_usage_warning: Option<f64>,
+    pub memory_usage_warning: Option<f64>,
+    pub error_rate_warning: Option<f64>,
+    pub response_time_warning: Option<f64>,
 }
 
 impl ServerConfig {
@@ -59,6 +85,7 @@ impl ServerConfig {
             pool_min: None,
             pool_max: None,
             retryable_tools: BTreeSet::new(),
+            cache: None,
         }
     }
 }

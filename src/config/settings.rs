@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::file::{check_headers, parse_config_file};
+use super::file::{ParsedConfig, check_headers, parse_config_file};
 use super::{ConfigError, ServerConfig, Transport, parse_transport_type};
 use crate::cli::ServeArgs;
 
@@ -47,6 +47,11 @@ pub struct ServeConfig {
     pub max_recovery_attempts: u32,
     /// False gives mcpo's behaviour: no retries, breaker or proactive restarts.
     pub recovery_enabled: bool,
+    pub metrics_enabled: bool,
+    pub recovery_target: Duration,
+    pub cache_max_size: u64,
+    pub cache_default_ttl: Duration,
+    pub monitor: crate::monitor::MonitorSettings,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -95,6 +100,11 @@ impl ServeConfig {
             drain_timeout: Duration::from_secs(10),
             max_recovery_attempts: 3,
             recovery_enabled: true,
+            metrics_enabled: true,
+            recovery_target: Duration::from_secs(10),
+            cache_max_size: 1000,
+            cache_default_ttl: Duration::from_secs(300),
+            monitor: crate::monitor::MonitorSettings::default(),
         }
     }
 
@@ -135,6 +145,11 @@ pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
     let connect_timeout = secs("--connect-timeout", args.connect_timeout)?;
     let pool_idle = secs("--pool-idle-timeout", args.pool_idle_timeout)?;
     let drain_timeout = secs("--drain-timeout", args.drain_timeout)?;
+    let recovery_target = secs("--recovery-target", args.recovery_target)?;
+    let cache_default_ttl = secs("--cache-default-ttl", args.cache_default_ttl)?;
+    if args.cache_max_size == 0 {
+        return Err(flag("--cache-max-size", "must be at least 1".into()));
+    }
     if !(1..=64).contains(&args.pool_min_connections) {
         return Err(flag(
             "--pool-min-connections",
@@ -183,8 +198,16 @@ pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
             ));
         }
         (Some(path), true) => (true, parse_config_file(path)?),
-        (None, false) => (false, vec![single_server(args)?]),
+        (None, false) => (
+            false,
+            ParsedConfig {
+                servers: vec![single_server(args)?],
+                ..ParsedConfig::default()
+            },
+        ),
     };
+    let monitor = monitor_settings(args, &servers.monitor)?;
+    let servers = servers.servers;
     Ok(ServeConfig {
         host: args.host.clone(),
         port: args.port,
@@ -209,7 +232,81 @@ pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
         drain_timeout,
         max_recovery_attempts: args.max_recovery_attempts,
         recovery_enabled: args.error_recovery_enabled,
+        metrics_enabled: args.metrics_enabled,
+        recovery_target,
+        cache_max_size: args.cache_max_size,
+        cache_default_ttl,
+        monitor,
     })
+}
+
+/// The monitor's settings: defaults, then the config file's `"monitor"`, then `MCPO_*`
+/// variables and flags.
+fn monitor_settings(
+    args: &ServeArgs,
+    file: &super::MonitorOverrides,
+) -> Result<crate::monitor::MonitorSettings, ConfigError> {
+    let flag = |flag: &str, message: String| ConfigError::Flag {
+        flag: flag.to_string(),
+        message,
+    };
+    let mut m = crate::monitor::MonitorSettings::default();
+    if let Some(v) = file.enabled {
+        m.enabled = v;
+    }
+    if let Some(v) = file.interval {
+        m.interval = v;
+    }
+    let pick = |file: Option<f64>, arg: Option<f64>, default: f64| arg.or(file).unwrap_or(default);
+    m.cpu_usage_warning = pick(
+        file.cpu_usage_warning,
+        args.cpu_usage_warning,
+        m.cpu_usage_warning,
+    );
+    m.memory_usage_warning = pick(
+        file.memory_usage_warning,
+        args.memory_usage_warning,
+        m.memory_usage_warning,
+    );
+    m.error_rate_warning = pick(
+        file.error_rate_warning,
+        args.error_rate_warning,
+        m.error_rate_warning,
+    );
+    m.response_time_warning = pick(
+        file.response_time_warning,
+        args.response_time_warning,
+        m.response_time_warning,
+    );
+    if let Some(v) = args.monitor_enabled {
+        m.enabled = v;
+    }
+    if let Some(secs) = args.monitor_interval {
+        m.interval = positive_secs(secs).ok_or_else(|| {
+            flag(
+                "--monitor-interval",
+                format!("must be a positive number of seconds, found {secs}"),
+            )
+        })?;
+    }
+    for (name, value, max) in [
+        ("--cpu-usage-warning", m.cpu_usage_warning, 100.0),
+        ("--memory-usage-warning", m.memory_usage_warning, 100.0),
+        ("--error-rate-warning", m.error_rate_warning, 1.0),
+        (
+            "--response-time-warning",
+            m.response_time_warning,
+            super::MAX_DURATION_SECS,
+        ),
+    ] {
+        if !(value.is_finite() && (0.0..=max).contains(&value)) {
+            return Err(flag(
+                name,
+                format!("must be from 0 to {max}, found {value}"),
+            ));
+        }
+    }
+    Ok(m)
 }
 
 fn single_server(args: &ServeArgs) -> Result<ServerConfig, ConfigError> {

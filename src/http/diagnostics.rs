@@ -10,7 +10,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Extension;
 use axum::extract::{ConnectInfo, State};
@@ -43,25 +43,156 @@ pub async fn diagnostics(
 ) -> Response {
     let privileged = privileged(&state, peer.map(|Extension(c)| c.0), &headers);
     let mut servers = serde_json::Map::new();
-    let mut ready = 0;
+    let mut connection_health = serde_json::Map::new();
+    let mut issues = Vec::new();
+    let mut recommendations = Vec::new();
     for upstream in &state.upstreams {
         let report = server_report(upstream, privileged);
-        if report["status"] == "ready" {
-            ready += 1;
-        }
         let key = if upstream.name().is_empty() {
             "default"
         } else {
             upstream.name()
         };
+        connection_health.insert(key.to_string(), json!(report["status"] == "ready"));
+        let (i, r) = findings(&state, upstream, key, privileged);
+        issues.extend(i);
+        recommendations.extend(r);
         servers.insert(key.to_string(), report);
     }
-    let overall = match (ready, state.upstreams.len()) {
-        (r, n) if r == n => "ok",
-        (0, _) => "down",
-        _ => "degraded",
+    let alerts = state.monitor.alerts();
+    for a in &alerts {
+        issues.push(format!("alert {}: {}", a.kind, a.message));
+        recommendations.push(match a.kind {
+            "error_rate" => format!(
+                "{}: look at the servers with the highest error_rate in /metrics and at their last_error here",
+                a.message
+            ),
+            "response_time" => format!(
+                "{}: look at the slowest tools' p99 in /metrics; raise their server's timeout or its pool max",
+                a.message
+            ),
+            _ => format!("{}: the machine is short of resources; look at the children's memory in /metrics", a.message),
+        });
+    }
+    let alerts: Vec<Value> = alerts
+        .iter()
+        .map(|a| json!({"kind": a.kind, "message": a.message, "value": a.value, "threshold": a.threshold, "since_unix_ms": a.since_unix_ms}))
+        .collect();
+    let (samples, cost) = state.monitor.cost();
+    axum::Json(json!({
+        "status": super::metrics::overall_status(&state),
+        "issues": issues,
+        "recommendations": recommendations,
+        "connection_health": connection_health,
+        "alerts": alerts,
+        "monitor": {
+            "enabled": state.monitor.settings.enabled,
+            "interval_seconds": state.monitor.settings.interval.as_secs_f64(),
+            "samples": samples,
+            "mean_sample_cost_ms": if samples == 0 { 0.0 } else { cost.as_secs_f64() * 1000.0 / samples as f64 },
+        },
+        "servers": servers,
+    }))
+    .into_response()
+}
+
+/// What is wrong with one server and what to do about it, from its numbers.
+fn findings(
+    state: &AppState,
+    upstream: &Upstream,
+    name: &str,
+    privileged: bool,
+) -> (Vec<String>, Vec<String>) {
+    let mut issues = Vec::new();
+    let mut recs = Vec::new();
+    let view = upstream.view();
+    match view.status {
+        Status::Down => issues.push(format!(
+            "server '{name}' is down: {}",
+            view.last_error.as_deref().unwrap_or("no detail")
+        )),
+        Status::Reconnecting | Status::Starting => {
+            issues.push(format!("server '{name}' is {}", view.status.as_str()))
+        }
+        _ => {}
+    }
+    if view.breaker != BreakerState::Closed {
+        issues.push(format!(
+            "the circuit breaker of '{name}' is {}",
+            view.breaker.as_str()
+        ));
+    }
+    let Some(m) = state.metrics.server(upstream.name()) else {
+        return (issues, recs);
     };
-    axum::Json(json!({"status": overall, "servers": servers})).into_response()
+    // Restarts in the last ten minutes.
+    let ten_min = Duration::from_secs(600);
+    let recent_episodes = m
+        .episodes()
+        .list()
+        .iter()
+        .filter(|e| e.started.elapsed() < ten_min)
+        .count();
+    if recent_episodes >= 3 {
+        let tail = upstream
+            .member_views()
+            .iter()
+            .map(|(_, v, _)| v.stderr_tail.clone())
+            .find(|t| !t.is_empty());
+        let said = match (privileged, tail) {
+            (true, Some(tail)) => format!(": its stderr ends with \"{}\"", tail.join(" | ")),
+            (false, Some(_)) => ": its stderr tail is shown to a client with the API key".into(),
+            _ => format!(
+                ": the last cause was \"{}\"",
+                view.last_error.as_deref().unwrap_or("unknown")
+            ),
+        };
+        recs.push(format!(
+            "server '{name}' failed {recent_episodes} times in 10 minutes{said}; look at its logs, or run it by hand to see it fail"
+        ));
+    }
+    // The cache does not pay.
+    let (hits, misses) = m.cache();
+    if hits + misses >= 20 {
+        let rate = hits as f64 / (hits + misses) as f64;
+        if rate < 0.2
+            && let Some(cache) = &upstream.config().cache
+        {
+            let ttl = cache.ttl.unwrap_or(state.config.cache_default_ttl);
+            recs.push(format!(
+                "cache hit rate of '{name}' is {:.0}% with TTL {}s: raise the TTL, or stop caching tools whose arguments rarely repeat",
+                rate * 100.0,
+                ttl.as_secs_f64()
+            ));
+        }
+    }
+    // Tools that run close to their deadline.
+    let deadline = upstream.call_timeout().as_secs_f64();
+    for (tool, t) in m.tools() {
+        if t.latency.count() < 20 {
+            continue;
+        }
+        if let Some(p99) = t.latency.quantile(0.99)
+            && p99 > 0.8 * deadline
+        {
+            recs.push(format!(
+                "p99 of {name}/{tool} is {p99:.1}s against a {deadline:.0}s deadline: raise the server's timeout, or look at why the tool is slow"
+            ));
+        }
+    }
+    // A pool at its maximum with calls waiting for a member.
+    let (_, max) = upstream.pool_bounds();
+    if view.members >= max
+        && m.pool_wait.count() >= 20
+        && let Some(wait) = m.pool_wait.quantile(0.99)
+        && wait > 0.1
+    {
+        recs.push(format!(
+            "pool of '{name}' is at its max of {max} with calls waiting {:.0} ms for a member (p99): raise the pool max",
+            wait * 1000.0
+        ));
+    }
+    (issues, recs)
 }
 
 fn server_report(upstream: &Upstream, privileged: bool) -> Value {

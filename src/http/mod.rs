@@ -14,7 +14,9 @@ pub mod body;
 mod diagnostics;
 mod docs;
 pub mod error;
+mod metrics;
 pub mod respond;
+mod status;
 pub mod validate;
 
 use std::collections::HashMap;
@@ -30,8 +32,11 @@ use serde_json::{Value, json};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
+use crate::cache::{CacheKey, NotCached, ResultCache, canonical_json};
 use crate::catalog::{ToolCatalog, ToolEntry};
 use crate::config::ServeConfig;
+use crate::metrics::{Metrics, RequestClass};
+use crate::monitor::Monitor;
 use crate::openapi::document::{DocInfo, ToolDoc, root_document, server_document};
 use crate::upstream::{Failure, Upstream};
 use error::ApiError;
@@ -49,10 +54,18 @@ pub struct AppState {
     by_name: HashMap<String, Arc<Upstream>>,
     body_budget: body::BodyBudget,
     key: Option<auth::ApiKey>,
+    pub metrics: Arc<Metrics>,
+    pub monitor: Arc<Monitor>,
+    cache: ResultCache,
 }
 
 impl AppState {
-    pub fn new(config: Arc<ServeConfig>, upstreams: Vec<Arc<Upstream>>) -> Arc<Self> {
+    pub fn new(
+        config: Arc<ServeConfig>,
+        upstreams: Vec<Arc<Upstream>>,
+        metrics: Arc<Metrics>,
+        monitor: Arc<Monitor>,
+    ) -> Arc<Self> {
         let by_name = upstreams
             .iter()
             .map(|u| (u.name().to_string(), u.clone()))
@@ -62,11 +75,14 @@ impl AppState {
             .as_deref()
             .map(|k| auth::ApiKey::new(k, config.strict_auth));
         Arc::new(AppState {
+            body_budget: body::BodyBudget::default(),
+            cache: ResultCache::new(config.cache_max_size),
+            key,
             config,
             upstreams,
             by_name,
-            body_budget: body::BodyBudget::default(),
-            key,
+            metrics,
+            monitor,
         })
     }
 
@@ -119,7 +135,12 @@ pub fn router(state: Arc<AppState>) -> Router {
     );
     let mut tools = tools.with_state(state.clone());
     // Read-only status follows `--strict-auth`, like the docs.
-    pages = pages.route("/diagnostics", get(diagnostics::diagnostics));
+    pages = pages
+        .route("/diagnostics", get(diagnostics::diagnostics))
+        .route("/metrics", get(metrics::metrics))
+        .route("/healthz", get(metrics::healthz))
+        .route("/readyz", get(metrics::readyz))
+        .route("/status", get(status::page));
     let mut pages = pages.with_state(state.clone()).merge(docs::asset_routes());
     if let Some(key) = key {
         let layer = axum::middleware::from_fn_with_state(key, auth::require_key);
@@ -234,6 +255,7 @@ async fn invoke(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let started = tokio::time::Instant::now();
     let server = upstream.name().to_string();
     let fail = |failure: Failure| ApiError::upstream(failure, &server, tool_name);
     let catalog = current_catalog(upstream).map_err(&fail)?;
@@ -244,8 +266,97 @@ async fn invoke(
             format!("Not Found: server '{server}' has no tool named '{tool_name}'")
         }));
     };
+    let (answer, cached) = call_known_tool(state, upstream, &tool, headers, body).await;
+    // Only tools the server lists are counted: unknown routes never create series.
+    if state.metrics.enabled
+        && let Some(m) = state.metrics.server(&server)
+    {
+        m.record_request(&tool.name, class_of(&answer), started.elapsed());
+    }
+    let Some(cached) = cached else {
+        return answer;
+    };
+    // A cacheable tool says whether the answer came from the cache, errors included.
+    let mut response = answer.unwrap_or_else(IntoResponse::into_response);
+    response.headers_mut().insert(
+        "x-mcpo-cache",
+        HeaderValue::from_static(if cached { "hit" } else { "miss" }),
+    );
+    Ok(response)
+}
+
+/// How a finished request is counted.
+fn class_of(answer: &Result<Response, ApiError>) -> RequestClass {
+    match answer {
+        Ok(_) => RequestClass::Success,
+        Err(ApiError::Upstream(u)) => RequestClass::Failure(u.failure.class()),
+        Err(_) => RequestClass::Invalid,
+    }
+}
+
+/// A listed tool's call: body, validation, the result cache where the server allows it, the
+/// upstream call, and the answer; with, for a cacheable tool, whether it came from the cache.
+async fn call_known_tool(
+    state: &AppState,
+    upstream: &Arc<Upstream>,
+    tool: &Arc<ToolEntry>,
+    headers: &HeaderMap,
+    body: Body,
+) -> (Result<Response, ApiError>, Option<bool>) {
+    let server = upstream.name();
+    let fail = |failure: Failure| ApiError::upstream(failure, server, &tool.name);
+    let arguments = match read_arguments(state, tool, headers, body).await {
+        Ok(a) => a,
+        Err(e) => return (Err(e), None),
+    };
+    let meta = forwarded_meta(upstream, headers);
+    let Some(ttl) = cache_ttl(upstream, tool, state.config.cache_default_ttl) else {
+        let answer = match upstream
+            .call_tool(tool, Some(arguments), meta.as_ref())
+            .await
+        {
+            Ok(result) => answer_of(&result, tool).map_err(fail),
+            Err(failure) => Err(fail(failure)),
+        };
+        return (answer, None);
+    };
+    // Forwarded headers are part of the key: one client's answer is never another's.
+    let key = CacheKey {
+        server: server.into(),
+        epoch: upstream.cache_epoch(),
+        tool: tool.name.as_str().into(),
+        arguments: format!(
+            "{}|{}",
+            canonical_json(&Value::Object(arguments.clone())),
+            meta.as_ref()
+                .map(|m| canonical_json(&Value::Object(m.clone())))
+                .unwrap_or_default()
+        ),
+    };
+    let call = upstream.call_tool(tool, Some(arguments), meta.as_ref());
+    let (result, hit) = state.cache.get_or_call(key, ttl, call).await;
+    if state.metrics.enabled
+        && let Some(m) = state.metrics.server(server)
+    {
+        m.record_cache(hit);
+    }
+    let answer = match result {
+        Ok(result) => answer_of(&result, tool).map_err(fail),
+        Err(NotCached::ToolError(result)) => answer_of(&result, tool).map_err(fail),
+        Err(NotCached::Failure(failure)) => Err(fail(failure)),
+    };
+    (answer, Some(hit))
+}
+
+/// The body, read within the budget and checked against the tool's schema.
+async fn read_arguments(
+    state: &AppState,
+    tool: &Arc<ToolEntry>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<serde_json::Map<String, Value>, ApiError> {
     let body = body::read(headers, body, &state.body_budget).await?;
-    let arguments = if body.bytes.len() > INLINE_BODY {
+    if body.bytes.len() > INLINE_BODY {
         let tool = tool.clone();
         tokio::task::spawn_blocking(move || {
             let arguments = checked_arguments(&tool, &body.bytes);
@@ -253,20 +364,31 @@ async fn invoke(
             arguments
         })
         .await
-        .map_err(|e| ApiError::Internal(format!("validation task failed: {e}")))??
+        .map_err(|e| ApiError::Internal(format!("validation task failed: {e}")))?
     } else {
-        let arguments = checked_arguments(&tool, &body.bytes)?;
+        let arguments = checked_arguments(tool, &body.bytes);
         drop(body);
         arguments
-    };
-    let meta = forwarded_meta(upstream, headers);
-    let result = upstream
-        .call_tool(&tool, Some(arguments), meta.as_ref())
-        .await
-        .map_err(&fail)?;
-    match map_result(&result, tool.output_schema.is_some()) {
+    }
+}
+
+/// How long `tool`'s results may be kept, if its server lets them be cached at all.
+fn cache_ttl(
+    upstream: &Upstream,
+    tool: &ToolEntry,
+    default_ttl: std::time::Duration,
+) -> Option<std::time::Duration> {
+    let cache = upstream.config().cache.as_ref()?;
+    let listed = cache.tools.contains(&tool.name);
+    let read_only = cache.read_only && tool.is_read_only();
+    (listed || read_only).then(|| cache.ttl.unwrap_or(default_ttl))
+}
+
+/// A tool result as the HTTP answer mcpo gives.
+fn answer_of(result: &Value, tool: &ToolEntry) -> Result<Response, Failure> {
+    match map_result(result, tool.output_schema.is_some()) {
         ToolAnswer::Ok(value) => Ok(axum::Json(value).into_response()),
-        ToolAnswer::ToolError(message) => Err(fail(Failure::Tool { message })),
+        ToolAnswer::ToolError(message) => Err(Failure::Tool { message }),
     }
 }
 

@@ -23,7 +23,8 @@ pub struct Episode {
 impl Episode {
     /// How long it lasted; `None` while it goes on.
     pub fn duration(&self) -> Option<Duration> {
-        self.ended.map(|e| e.saturating_duration_since(self.started))
+        self.ended
+            .map(|e| e.saturating_duration_since(self.started))
     }
 }
 
@@ -50,7 +51,8 @@ pub struct RecoveryRate {
 impl Episodes {
     pub fn open(&mut self, reason: &str) {
         let now = Instant::now();
-        self.list.retain(|e| e.ended.is_none() || now.duration_since(e.started) < HOUR);
+        self.list
+            .retain(|e| e.ended.is_none() || now.duration_since(e.started) < HOUR);
         while self.list.len() >= KEEP {
             self.list.pop_front();
         }

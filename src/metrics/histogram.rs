@@ -7,8 +7,7 @@ use std::time::Duration;
 /// Upper bounds (seconds) of the buckets: fine where tool calls usually land, wide enough for
 /// deadlines of a minute. The last bucket is everything above.
 pub const BOUNDS: [f64; 16] = [
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
-    120.0,
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
 
 #[derive(Debug, Default)]
@@ -21,7 +20,10 @@ pub struct Histogram {
 /// The bucket a duration falls in.
 pub fn bucket_of(d: Duration) -> usize {
     let secs = d.as_secs_f64();
-    BOUNDS.iter().position(|&b| secs <= b).unwrap_or(BOUNDS.len())
+    BOUNDS
+        .iter()
+        .position(|&b| secs <= b)
+        .unwrap_or(BOUNDS.len())
 }
 
 impl Histogram {
@@ -78,7 +80,10 @@ pub fn quantile(counts: &[u64], q: f64) -> Option<f64> {
         }
         if (seen + c) as f64 >= rank {
             let lower = if i == 0 { 0.0 } else { BOUNDS[i - 1] };
-            let upper = BOUNDS.get(i).copied().unwrap_or(BOUNDS[BOUNDS.len() - 1] * 2.0);
+            let upper = BOUNDS
+                .get(i)
+                .copied()
+                .unwrap_or(BOUNDS[BOUNDS.len() - 1] * 2.0);
             let within = (rank - seen as f64) / c as f64;
             return Some(lower + (upper - lower) * within);
         }

@@ -380,7 +380,10 @@ mod tests {
             text.contains(r#"mcpo_requests_total{server="a",tool="echo",class="success"} 2"#),
             "{text}"
         );
-        assert!(text.contains("mcpo_request_duration_seconds_bucket"), "{text}");
+        assert!(
+            text.contains("mcpo_request_duration_seconds_bucket"),
+            "{text}"
+        );
         assert!(text.contains(r#"mcpo_server_up{server="a"} 1"#), "{text}");
     }
 }

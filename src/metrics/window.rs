@@ -98,7 +98,10 @@ impl Window {
     /// Totals over the last `span` (rounded up to whole slots, at most an hour).
     pub fn totals(&self, now: Instant, span: Duration) -> Totals {
         let newest = self.index_at(now);
-        let count = span.as_secs().div_ceil(SLOT.as_secs()).clamp(1, SLOTS as u64);
+        let count = span
+            .as_secs()
+            .div_ceil(SLOT.as_secs())
+            .clamp(1, SLOTS as u64);
         let mut totals = Totals::default();
         for index in newest.saturating_sub(count - 1)..=newest {
             let slot = &self.slots[(index % SLOTS as u64) as usize];
@@ -113,7 +116,10 @@ impl Window {
     pub fn series(&self, now: Instant, span: Duration, step: Duration) -> Vec<Point> {
         let newest = self.index_at(now);
         let per_point = step.as_secs().div_ceil(SLOT.as_secs()).max(1);
-        let points = span.as_secs().div_ceil(step.as_secs().max(1)).clamp(1, SLOTS as u64);
+        let points = span
+            .as_secs()
+            .div_ceil(step.as_secs().max(1))
+            .clamp(1, SLOTS as u64);
         let mut out = Vec::with_capacity(points as usize);
         for p in (0..points).rev() {
             let last = newest.saturating_sub(p * per_point);

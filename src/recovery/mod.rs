@@ -207,6 +207,11 @@ impl RecoveryPolicy {
         self.strategies.insert(class, Arc::new(strategy));
     }
 
+    /// Replaces the strategy for one class with a shared one.
+    pub fn register_shared(&mut self, class: FailureClass, strategy: Arc<dyn RecoveryStrategy>) {
+        self.strategies.insert(class, strategy);
+    }
+
     /// The decision for a failure, within the attempt limit.
     pub fn decide(&self, ctx: &FailureContext<'_>) -> Decision {
         if !self.enabled {

@@ -231,11 +231,6 @@ impl Member {
         self.wake.notify_one();
     }
 
-    /// Wakes a supervisor that waits for demand (recovery disabled).
-    pub fn poke(&self) {
-        self.wake.notify_one();
-    }
-
     fn publish(&self, f: impl FnOnce(&mut MemberView)) {
         self.state.send_modify(|v| {
             let before = v.status;
@@ -285,6 +280,9 @@ impl Member {
                     tracing::info!(server = %name, member = self.index, session = id,
                         pid = ?session.child_pid(), tools = catalog.tools().len(), "upstream connected");
                     self.shared.publish_catalog(Arc::new(catalog));
+                    self.shared
+                        .ever_ready
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
                     self.publish(|v| {
                         v.status = Status::Ready;
                         v.session = Some(session.clone());
@@ -326,14 +324,21 @@ impl Member {
                     if stopping {
                         break;
                     }
+                    if !end.requested
+                        && let Some(m) = &self.shared.metrics
+                    {
+                        m.mark_failing(&end.reason);
+                    }
                     if proved {
                         failures = 0;
                         tracing::warn!(server = %name, member = self.index, session = id, reason = %end.reason,
                             "upstream session ended; reconnecting");
                         if !self.shared.policy.enabled {
-                            // mcpo's behaviour: reconnect only when a call needs the server.
+                            // Recovery off: nothing brings the session back but an explicit
+                            // restart (the API, or the proxy's own restart). Calls fail at once.
+                            self.publish(|v| v.status = Status::Down);
                             tokio::select! {
-                                _ = self.wake.notified() => {}
+                                _ = self.wait_for_restart_request() => {}
                                 _ = self.stop.cancelled() => break,
                             }
                         }
@@ -380,10 +385,9 @@ impl Member {
                 v.consecutive_failures = failures;
                 v.next_attempt_at = Some(SystemTime::now() + delay);
             });
-            if !self.shared.policy.enabled && self.view().restarts == 0 && !died_early {
-                // mcpo's behaviour, reproduced for comparison: a server that cannot be started
-                // when the proxy starts stays down until the proxy is restarted (or asked to
-                // restart it).
+            if !self.shared.policy.enabled {
+                // Recovery off: a server that cannot be started stays down until the proxy
+                // is restarted, or asked to restart it.
                 tokio::select! {
                     _ = self.wait_for_restart_request() => {}
                     _ = self.stop.cancelled() => break,

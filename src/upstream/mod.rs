@@ -34,6 +34,7 @@ pub use session::{ConnectError, Session};
 
 use crate::catalog::{ToolCatalog, ToolEntry};
 use crate::config::ServerConfig;
+use crate::metrics::ServerMetrics;
 use crate::recovery::{
     Backoff, BreakerConfig, BreakerState, CircuitBreaker, FailureContext, RecoveryPolicy,
     RetryBudget, SessionAction,
@@ -115,6 +116,13 @@ pub struct ServerShared {
     pub policy: RecoveryPolicy,
     /// One breaker per server: calls record their outcomes, supervisors record crash loops.
     pub breaker: CircuitBreaker,
+    /// Where what happens is counted (`None` with metrics off).
+    pub metrics: Option<Arc<ServerMetrics>>,
+    /// Changes whenever cached results of this server must no longer be served: its tool
+    /// list changed, or it was restarted from the API.
+    cache_epoch: AtomicU64,
+    /// Whether a session was ever ready (for readiness probes).
+    ever_ready: std::sync::atomic::AtomicBool,
     catalog: watch::Sender<Option<Arc<ToolCatalog>>>,
     /// Bumped on every change of any member, so waiters need one subscription.
     generation: watch::Sender<u64>,
@@ -128,6 +136,7 @@ impl ServerShared {
     }
 
     fn publish_catalog(&self, catalog: Arc<ToolCatalog>) {
+        self.cache_epoch.fetch_add(1, Ordering::SeqCst);
         self.catalog.send_replace(Some(catalog));
         self.changed();
     }
@@ -193,6 +202,7 @@ impl Upstream {
         config: ServerConfig,
         settings: UpstreamSettings,
         policy: RecoveryPolicy,
+        metrics: Option<Arc<ServerMetrics>>,
     ) -> Arc<Self> {
         let pool_min = config.pool_min.unwrap_or(settings.pool_min).max(1);
         let pool_max = config.pool_max.unwrap_or(settings.pool_max).max(pool_min);
@@ -205,6 +215,9 @@ impl Upstream {
                 settings,
                 policy,
                 breaker,
+                metrics,
+                cache_epoch: AtomicU64::new(0),
+                ever_ready: std::sync::atomic::AtomicBool::new(false),
                 catalog: watch::channel(None).0,
                 generation: watch::channel(0).0,
                 next_session: AtomicU64::new(1),
@@ -249,6 +262,30 @@ impl Upstream {
         (self.pool_min, self.pool_max)
     }
 
+    /// The epoch cached results of this server belong to (see [`ServerShared`]).
+    pub fn cache_epoch(&self) -> u64 {
+        self.shared.cache_epoch.load(Ordering::SeqCst)
+    }
+
+    /// Whether the server has been ready at least once.
+    pub fn ever_ready(&self) -> bool {
+        self.shared.ever_ready.load(Ordering::Relaxed)
+    }
+
+    /// Calls in flight on the whole pool.
+    pub fn in_flight(&self) -> usize {
+        self.members().iter().map(|m| m.in_flight()).sum()
+    }
+
+    /// The stdio children of the pool: (server, pid).
+    pub fn child_pids(&self) -> Vec<(String, u32)> {
+        self.members()
+            .iter()
+            .filter_map(|m| m.view().session.and_then(|s| s.child_pid()))
+            .map(|pid| (self.name().to_string(), pid))
+            .collect()
+    }
+
     /// The latest tool listing.
     pub fn catalog(&self) -> Option<Arc<ToolCatalog>> {
         self.shared.catalog()
@@ -281,6 +318,7 @@ impl Upstream {
 
     /// Replaces every session now (the restart endpoint).
     pub fn request_restart(&self) {
+        self.shared.cache_epoch.fetch_add(1, Ordering::SeqCst);
         for m in self.members() {
             m.request_restart();
         }
@@ -385,12 +423,6 @@ impl Upstream {
                     None => continue,
                 }
             }
-            if !self.shared.policy.enabled {
-                // Recovery off: a dead member reconnects only when asked.
-                for m in &members {
-                    m.poke();
-                }
-            }
             let all_down = !members.is_empty()
                 && members
                     .iter()
@@ -451,7 +483,11 @@ impl Upstream {
             } else {
                 None
             };
+            let waited = Instant::now();
             let (member, session, in_flight) = self.pick(until, deadline).await?;
+            if let Some(m) = &self.shared.metrics {
+                m.pool_wait.record(waited.elapsed());
+            }
             let outcome = tokio::time::timeout_at(
                 until,
                 session.call_tool(&tool.name, arguments.clone(), meta),
@@ -461,6 +497,9 @@ impl Upstream {
             let failure = match outcome {
                 Ok(Ok(result)) => {
                     session.record_answer();
+                    if let Some(m) = &self.shared.metrics {
+                        m.mark_success();
+                    }
                     if let Some(p) = permit {
                         p.record(true);
                     }
@@ -481,11 +520,20 @@ impl Upstream {
                 }
                 _ => session.is_dead(),
             };
+            let trips_before = breaker.trips();
             if let Some(p) = permit {
                 if session_ended {
                     p.release();
                 } else {
                     p.record(!failure.counts_against_server());
+                }
+            }
+            if let Some(m) = &self.shared.metrics {
+                if session_ended || failure.counts_against_server() {
+                    m.mark_failing(&failure.describe());
+                }
+                if breaker.trips() > trips_before {
+                    m.mark_failing("the circuit breaker opened");
                 }
             }
             let now = Instant::now();
@@ -522,6 +570,9 @@ impl Upstream {
                 });
             }
             tracing::debug!(server = %self.name(), tool = %tool.name, attempt, failure = failure.label(), "sending the call again");
+            if let Some(m) = &self.shared.metrics {
+                m.record_retry();
+            }
             if let Some(pause) = decision.retry_after
                 && !pause.is_zero()
             {

@@ -24,7 +24,7 @@ pub fn deps_dir() -> &'static Path {
         let dir = std::env::var_os("MCPO_TEST_DEPS")
             .map(PathBuf::from)
             .unwrap_or_else(|| root.join(".deps"));
-        if !dir.join(".complete").exists() {
+        if !dir.join(".complete-2").exists() {
             let status = Command::new("bash")
                 .arg(root.join(".ci/install-deps"))
                 .env("MCPO_TEST_DEPS", &dir)
@@ -56,6 +56,11 @@ pub fn time_server() -> (String, Vec<String>) {
         bin.display().to_string(),
         vec!["--local-timezone=UTC".into()],
     )
+}
+
+/// The Python of the test venv (with `prometheus_client` for parsing metrics).
+pub fn venv_python() -> PathBuf {
+    deps_dir().join("venv/bin/python")
 }
 
 /// `openapi-spec-validator` from PyPI.
@@ -192,11 +197,44 @@ impl Proxy {
         Self::spawn(&all, env, tempdir::TempDir::new())
     }
 
+    /// Like [`Proxy::start_with_env`], with the proxy's log (stderr) written to a file.
+    pub fn start_logged(config: &Value, extra: &[&str], env: &[(&str, &str)]) -> (Proxy, PathBuf) {
+        let dir = tempdir::TempDir::new();
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(config).unwrap()).unwrap();
+        let log = dir.path().join("proxy.log");
+        let path_str = path.display().to_string();
+        let mut args = vec![
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--config",
+            &path_str,
+        ];
+        args.extend_from_slice(extra);
+        let proxy = Self::spawn_to(&args, env, dir, Some(&log));
+        (proxy, log)
+    }
+
     fn spawn(args: &[&str], env: &[(&str, &str)], dir: tempdir::TempDir) -> Proxy {
+        Self::spawn_to(args, env, dir, None)
+    }
+
+    fn spawn_to(
+        args: &[&str],
+        env: &[(&str, &str)],
+        dir: tempdir::TempDir,
+        log: Option<&Path>,
+    ) -> Proxy {
         let mut cmd = Command::new(mcpo_bin());
         cmd.args(args)
             .stdout(Stdio::piped())
             .env("LOG_LEVEL", "WARNING");
+        if let Some(log) = log {
+            cmd.stderr(std::fs::File::create(log).unwrap());
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -1,0 +1,220 @@
+//! The result cache: tool results that a server's config says may be reused, kept for a TTL.
+//!
+//! Only tools a server opted in are cached (`"cache": {"tools": [...]}`, or `"readOnly": true`
+//! for every tool that declares `readOnlyHint`). The key is the server, its cache epoch (which
+//! changes when its tool list changes or it is restarted from the API, so that nothing from
+//! before is served after), the tool and the canonical JSON of the arguments (key order does not
+//! matter). Concurrent misses for one key make one upstream call (moka's entry API coalesces
+//! them). Errors, tool errors included, are never cached.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use moka::Expiry;
+use serde_json::Value;
+
+use crate::failure::Failure;
+
+/// What a cached call is looked up by.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    pub server: Arc<str>,
+    pub epoch: u64,
+    pub tool: Arc<str>,
+    pub arguments: String,
+}
+
+#[derive(Debug, Clone)]
+struct Cached {
+    result: Arc<Value>,
+    ttl: Duration,
+}
+
+/// Why a call's result was not put in the cache.
+#[derive(Debug, Clone)]
+pub enum NotCached {
+    /// The call failed.
+    Failure(Failure),
+    /// The tool answered with `isError: true`: passed on, not kept.
+    ToolError(Value),
+}
+
+struct PerEntryTtl;
+
+impl Expiry<CacheKey, Cached> for PerEntryTtl {
+    fn expire_after_create(
+        &self,
+        _key: &CacheKey,
+        value: &Cached,
+        _created_at: Instant,
+    ) -> Option<Duration> {
+        Some(value.ttl)
+    }
+}
+
+/// The cache, shared by every server.
+#[derive(Clone)]
+pub struct ResultCache {
+    cache: moka::future::Cache<CacheKey, Cached>,
+}
+
+impl std::fmt::Debug for ResultCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResultCache")
+            .field("entries", &self.cache.entry_count())
+            .finish()
+    }
+}
+
+impl ResultCache {
+    pub fn new(max_entries: u64) -> Self {
+        ResultCache {
+            cache: moka::future::Cache::builder()
+                .max_capacity(max_entries)
+                .expire_after(PerEntryTtl)
+                .build(),
+        }
+    }
+
+    /// The cached result for `key`, or the result of `call` (then kept for `ttl` unless it is
+    /// an error). The flag says whether the answer came from the cache (including answers
+    /// computed by a concurrent miss for the same key that this caller waited for).
+    pub async fn get_or_call<F>(
+        &self,
+        key: CacheKey,
+        ttl: Duration,
+        call: F,
+    ) -> (Result<Arc<Value>, NotCached>, bool)
+    where
+        F: Future<Output = Result<Value, Failure>>,
+    {
+        let entry = self
+            .cache
+            .entry(key)
+            .or_try_insert_with(async {
+                match call.await {
+                    Ok(result) if result.get("isError").and_then(Value::as_bool) == Some(true) => {
+                        Err(NotCached::ToolError(result))
+                    }
+                    Ok(result) => Ok(Cached {
+                        result: Arc::new(result),
+                        ttl,
+                    }),
+                    Err(failure) => Err(NotCached::Failure(failure)),
+                }
+            })
+            .await;
+        match entry {
+            Ok(entry) => {
+                let hit = !entry.is_fresh();
+                (Ok(entry.into_value().result), hit)
+            }
+            Err(not_cached) => (Err((*not_cached).clone()), false),
+        }
+    }
+
+    /// Entries held now (approximate, as moka counts).
+    pub fn entries(&self) -> u64 {
+        self.cache.entry_count()
+    }
+}
+
+/// The canonical JSON text of `value`: object keys sorted at every level, no whitespace, so
+/// that `{"a":1,"b":2}` and `{"b":2,"a":1}` are one key.
+pub fn canonical_json(value: &Value) -> String {
+    let mut out = String::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                if let Some(v) = map.get(k) {
+                    write_canonical(v, out);
+                }
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(v, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    #[test]
+    fn key_order_does_not_matter() {
+        let a = json!({"b": [1, {"y": 2, "x": 1}], "a": "s"});
+        let b = json!({"a": "s", "b": [1, {"x": 1, "y": 2}]});
+        assert_eq!(canonical_json(&a), canonical_json(&b));
+        assert_eq!(canonical_json(&a), r#"{"a":"s","b":[1,{"x":1,"y":2}]}"#);
+        assert_ne!(
+            canonical_json(&json!([1, 2])),
+            canonical_json(&json!([2, 1]))
+        );
+    }
+
+    fn key(args: &str) -> CacheKey {
+        CacheKey {
+            server: "s".into(),
+            epoch: 0,
+            tool: "t".into(),
+            arguments: args.into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_make_one_call_and_errors_are_not_kept() {
+        let cache = ResultCache::new(100);
+        let calls = AtomicU32::new(0);
+        let call = || async {
+            calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok::<_, Failure>(json!({"content": []}))
+        };
+        let results = futures::future::join_all(
+            (0..50).map(|_| cache.get_or_call(key("{}"), Duration::from_secs(60), call())),
+        )
+        .await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(results.iter().filter(|(_, hit)| !hit).count(), 1);
+        // A tool error and a failure are passed on and not kept.
+        for _ in 0..2 {
+            let (r, hit) = cache
+                .get_or_call(key("err"), Duration::from_secs(60), async {
+                    Ok(json!({"isError": true}))
+                })
+                .await;
+            assert!(matches!(r, Err(NotCached::ToolError(_))) && !hit);
+            let (r, _) = cache
+                .get_or_call(key("fail"), Duration::from_secs(60), async {
+                    Err(Failure::SessionExpired)
+                })
+                .await;
+            assert!(matches!(r, Err(NotCached::Failure(_))));
+        }
+    }
+}
