@@ -612,3 +612,20 @@ async fn tool_list_changes_refresh_routes_and_openapi() {
     let (status, _) = proxy.post("/fake/bonus", json!({})).await;
     assert_eq!(status, 404);
 }
+
+/// pydantic's lax mode, which mcpo users rely on: `2.0` for an integer is accepted and sent as
+/// `2` (the fake, like many servers, reads integers strictly), `"5"` is accepted as 5.
+#[tokio::test]
+async fn whole_floats_and_numeric_strings_reach_the_server_as_integers() {
+    let config = json!({"mcpServers": {"fake": common::stdio_fake("lax")}});
+    let proxy = Proxy::start(&config, &[]);
+    proxy
+        .wait_ok("/fake/openapi.json", Duration::from_secs(30))
+        .await;
+    let (status, body) = proxy.post("/fake/add", json!({"a": 2.0, "b": 3})).await;
+    assert_eq!((status, body), (200, json!(5)));
+    let (status, body) = proxy.post("/fake/add", json!({"a": "5", "b": 1.0})).await;
+    assert_eq!((status, body), (200, json!(6)));
+    let (status, _) = proxy.post("/fake/add", json!({"a": 2.5, "b": 1})).await;
+    assert_eq!(status, 422, "a fraction is not an integer");
+}

@@ -485,7 +485,8 @@ async fn restart_endpoint_replaces_one_server_only() {
     // Diagnostics show each server's state, and its child's PID to a client with the key.
     let (status, diag) = proxy.get_with_key("/diagnostics", "k").await;
     assert_eq!(status, 200);
-    assert_eq!(diag["status"], "healthy");
+    // (`status` also reflects monitor alerts, which a busy test machine may raise.)
+    assert_eq!(diag["connection_health"], json!({"a": true, "b": true}));
     assert_eq!(diag["servers"]["a"]["status"], "ready");
     assert_eq!(diag["servers"]["a"]["pool"]["members"][0]["pid"], a);
     assert_eq!(diag["servers"]["b"]["breaker"], "closed");

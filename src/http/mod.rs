@@ -404,6 +404,7 @@ fn checked_arguments(
         if !errors.is_empty() {
             return Err(ApiError::Validation(errors));
         }
+        validate::normalize_integers(&tool.input_schema, &mut arguments);
     }
     match arguments {
         Value::Object(arguments) => Ok(arguments),

@@ -185,6 +185,89 @@ fn validate_large(validator: &jsonschema::Validator, body: &mut Value) -> Vec<Fi
     out
 }
 
+/// Whole numbers written as floats (`2.0`) where the schema asks for an integer are sent as
+/// integers (`2`), as pydantic does: JSON Schema counts `2.0` as an integer, so validation
+/// passes them, but a server that reads an integer type may not. Follows `properties`,
+/// `items`, `additionalProperties`, local `$ref`s and the branches of `allOf`/`anyOf`/`oneOf`
+/// that ask for an integer (never one that also allows any number).
+pub fn normalize_integers(schema: &Value, value: &mut Value) {
+    normalize_at(schema, schema, value, 0);
+}
+
+fn normalize_at(root: &Value, schema: &Value, value: &mut Value, depth: usize) {
+    if depth > 32 {
+        return;
+    }
+    let Some(node) = schema.as_object() else {
+        return;
+    };
+    if let Some(Value::String(r)) = node.get("$ref")
+        && let Some(pointer) = r.strip_prefix('#')
+        && let Some(target) = root.pointer(pointer)
+    {
+        normalize_at(root, target, value, depth + 1);
+    }
+    let types: Vec<&str> = match node.get("type") {
+        Some(Value::String(t)) => vec![t.as_str()],
+        Some(Value::Array(ts)) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    if types.contains(&"integer")
+        && !types.contains(&"number")
+        && let Value::Number(n) = value
+        && n.is_f64()
+        && let Some(f) = n.as_f64()
+        && f.fract() == 0.0
+        && f.abs() < 9.0e15
+    {
+        *value = json!(f as i64);
+        return;
+    }
+    for key in ["allOf", "anyOf", "oneOf"] {
+        if let Some(Value::Array(branches)) = node.get(key) {
+            for branch in branches {
+                normalize_at(root, branch, value, depth + 1);
+            }
+        }
+    }
+    match value {
+        Value::Object(map) => {
+            let props = node.get("properties").and_then(Value::as_object);
+            let extra = node.get("additionalProperties");
+            for (k, v) in map.iter_mut() {
+                match props.and_then(|p| p.get(k)) {
+                    Some(sub) => normalize_at(root, sub, v, depth + 1),
+                    None => {
+                        if let Some(sub) = extra {
+                            normalize_at(root, sub, v, depth + 1);
+                        }
+                    }
+                }
+            }
+        }
+        Value::Array(items) => match node.get("items") {
+            Some(Value::Array(tuple)) => {
+                for (sub, v) in tuple.iter().zip(items.iter_mut()) {
+                    normalize_at(root, sub, v, depth + 1);
+                }
+            }
+            Some(sub) => {
+                for v in items.iter_mut() {
+                    normalize_at(root, sub, v, depth + 1);
+                }
+            }
+            None => {
+                if let Some(Value::Array(prefix)) = node.get("prefixItems") {
+                    for (sub, v) in prefix.iter().zip(items.iter_mut()) {
+                        normalize_at(root, sub, v, depth + 1);
+                    }
+                }
+            }
+        },
+        _ => {}
+    }
+}
+
 /// The lax conversion of `value` to one of the expected types, if there is one.
 fn coerce(value: &Value, expected: &TypeKind) -> Option<Value> {
     let wants = |t: &str| match expected {
@@ -598,6 +681,23 @@ mod tests {
         assert!(validate_lax(&validator, &mut body, 20_000).is_empty());
         assert_eq!(body["numbers"], json!([1, 2.0, 3]));
         assert!(validate_lax(&validator, &mut padded, 4).is_empty());
+    }
+
+    #[test]
+    fn whole_floats_become_integers_where_the_schema_says_integer() {
+        let schema = json!({"type": "object", "$defs": {"N": {"type": "integer"}}, "properties": {
+            "a": {"type": "integer"}, "b": {"type": "number"}, "c": {"type": ["integer", "null"]},
+            "d": {"type": "array", "items": {"type": "integer"}}, "e": {"$ref": "#/$defs/N"},
+            "f": {"anyOf": [{"type": "integer"}, {"type": "string"}]}, "g": {"type": "integer"}
+        }});
+        let mut body =
+            json!({"a": 2.0, "b": 2.0, "c": 3.0, "d": [1.0, 2], "e": 4.0, "f": 5.0, "g": 2.5});
+        normalize_integers(&schema, &mut body);
+        assert_eq!(
+            body,
+            json!({"a": 2, "b": 2.0, "c": 3, "d": [1, 2], "e": 4, "f": 5, "g": 2.5})
+        );
+        assert!(body["a"].is_i64() && body["b"].is_f64());
     }
 
     #[test]
