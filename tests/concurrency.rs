@@ -38,10 +38,27 @@ impl Run {
             .get(latencies.len() * 99 / 100)
             .copied()
             .unwrap_or_default();
+        // Calls sent in the 300 ms after each event: the ones that met a replacement.
+        let mut during: Vec<Duration> = self
+            .shots
+            .iter()
+            .filter(|s| {
+                EVENTS_AT
+                    .iter()
+                    .any(|at| s.sent >= *at && s.sent < *at + Duration::from_millis(300))
+            })
+            .map(|s| s.elapsed)
+            .collect();
+        during.sort();
+        let p99_during = during
+            .get(during.len() * 99 / 100)
+            .copied()
+            .unwrap_or_default();
         eprintln!(
-            "{what}: {} calls, {} failed, p99 {p99:?}, breaker trips {}",
+            "{what}: {} calls, {} failed, p99 {p99:?}, p99 of the {} calls sent within 300 ms of an event {p99_during:?}, breaker trips {}",
             self.shots.len(),
             failed.len(),
+            during.len(),
             self.diag["breaker_trips"]
         );
     }
