@@ -43,10 +43,11 @@ use crate::redact;
 const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 /// How long a reconnect attempt may take to get its `endpoint` event.
 const ATTEMPT_WITHIN: Duration = Duration::from_secs(5);
-/// Reconnect attempts after the stream dropped, and the pause before the first (doubling).
-/// Together well under a second of waiting: a server that is not back by then is handled by
-/// the supervisor's own backoff, with a fresh session.
-const RECONNECT_ATTEMPTS: u32 = 4;
+/// Reconnect attempts after the stream dropped: the first at once (a dropped connection is
+/// most often just that), then after pauses doubling from `FIRST_PAUSE`. Together well under
+/// a second of waiting: a server that is not back by then is handled by the supervisor's own
+/// backoff, with a fresh session.
+const RECONNECT_ATTEMPTS: u32 = 5;
 const FIRST_PAUSE: Duration = Duration::from_millis(50);
 /// How long a POST may take. A legacy SSE server answers a POST at once (202) and sends the
 /// answer on the stream, so a slow POST is a broken server; `server-everything` never answers
@@ -356,14 +357,14 @@ async fn read_stream(
 /// Opens the stream again, a few times with backoff. `Ok` only when the server still knows
 /// our session (it names the same endpoint); otherwise why the session is over.
 async fn reconnect(link: &Link, last_event_id: Option<&str>) -> Result<EventStream, String> {
-    let mut pause = FIRST_PAUSE;
+    let mut pause = Duration::ZERO;
     let mut last_error = String::new();
     for _ in 0..RECONNECT_ATTEMPTS {
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
             _ = link.stop.cancelled() => return Err("the transport was closed".into()),
         }
-        pause *= 2;
+        pause = (pause * 2).max(FIRST_PAUSE);
         let attempt = tokio::time::timeout(
             ATTEMPT_WITHIN,
             open_stream(&link.http, &link.url, &link.headers, last_event_id),
