@@ -244,6 +244,57 @@ async fn a_restarted_sse_server_is_recovered_under_load_and_no_call_hangs() {
     assert_eq!(proxy.pid(), pid);
 }
 
+/// `server-everything` restarted on the same port under load: no call waits past its deadline
+/// and calls resume on a new session. Its sessions end with their streams and it never
+/// answers a POST for a session it does not know (the request stays open), so the proxy
+/// learns of the restart from the dropped stream, not from the POST.
+#[tokio::test]
+async fn a_restarted_server_everything_over_sse_is_recovered_under_load() {
+    let (first, port) = start_everything_sse(0);
+    let url = format!("http://127.0.0.1:{port}/sse");
+    let proxy =
+        self::proxy(json!({"mcpServers": {"everything": {"url": url, "timeout": 2}}})).await;
+    proxy.wait_ok("/everything/openapi.json", SOON).await;
+
+    let started = Instant::now();
+    let echo = proxy.url("/everything/echo");
+    let load = closed_loop(
+        &proxy.client,
+        &echo,
+        json!({"message": "e"}),
+        4,
+        Duration::from_secs(6),
+    );
+    let restart = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        drop(first);
+        let second = tokio::task::spawn_blocking(move || start_everything_sse(port))
+            .await
+            .unwrap();
+        (second, started.elapsed())
+    };
+    let (shots, (_second, up_at)) = tokio::join!(load, restart);
+    let slowest = shots.iter().map(|s| s.elapsed).max().unwrap();
+    assert!(
+        slowest < Duration::from_millis(2600),
+        "a call took {slowest:?} (deadline 2 s)"
+    );
+    let ready_at = shots
+        .iter()
+        .find(|s| s.sent >= up_at && s.status == 200)
+        .map(|s| s.sent + s.elapsed)
+        .expect("calls succeed again after the restart");
+    let after: Vec<_> = shots.iter().filter(|s| s.sent > ready_at).collect();
+    assert!(after.len() > 20, "{} calls after the restart", after.len());
+    assert!(
+        after
+            .iter()
+            .all(|s| s.status == 200 && s.body == "\"Echo: e\""),
+        "after the restart: {:?}",
+        after.iter().find(|s| s.status != 200)
+    );
+}
+
 /// A stream cut in the middle of an answer: the fake keeps the session, so the client's
 /// reconnect with `Last-Event-ID` gets the answer whole and no call fails; a kill while a call
 /// is in flight ends the session, and the (idempotent) call is sent again on a new one.
