@@ -548,6 +548,13 @@ impl EventParser {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::AtomicUsize;
+
+    use axum::extract::State;
+    use axum::http::StatusCode;
+    use rmcp::model::{ClientRequest, PingRequest, RequestId};
+
     use super::*;
 
     fn parse(chunks: &[&[u8]]) -> Result<Vec<Event>, SseError> {
@@ -630,6 +637,146 @@ mod tests {
             err.contains("another origin") && !err.contains("secret"),
             "{err}"
         );
+        Ok(())
+    }
+
+    /// A scripted legacy SSE server: the first stream names `messages?n=1` (relative) and
+    /// carries an empty result for every request posted; any later stream names another
+    /// endpoint, as a server that lost the session would. `lose` makes POSTs answer 404.
+    #[derive(Default)]
+    struct Scripted {
+        keys: Mutex<Vec<Option<String>>>,
+        gets: AtomicUsize,
+        posts: AtomicUsize,
+        lose: AtomicBool,
+        events: Mutex<Option<mpsc::UnboundedSender<String>>>,
+    }
+
+    impl Scripted {
+        fn saw(&self, headers: &axum::http::HeaderMap) {
+            let key = headers
+                .get("x-key")
+                .and_then(|v| v.to_str().ok())
+                .map(String::from);
+            if let Ok(mut keys) = self.keys.lock() {
+                keys.push(key);
+            }
+        }
+    }
+
+    async fn scripted_stream(
+        State(s): State<Arc<Scripted>>,
+        headers: axum::http::HeaderMap,
+    ) -> axum::response::Response {
+        s.saw(&headers);
+        let first = s.gets.fetch_add(1, Ordering::SeqCst) == 0;
+        let endpoint = if first {
+            "messages?n=1"
+        } else {
+            "messages?n=2"
+        };
+        let opening = futures::stream::once(std::future::ready(Ok::<_, std::io::Error>(
+            Bytes::from(format!("event: endpoint\ndata: {endpoint}\n\n")),
+        )));
+        let body = if first {
+            let (tx, rx) = mpsc::unbounded_channel::<String>();
+            if let Ok(mut events) = s.events.lock() {
+                *events = Some(tx);
+            }
+            let rest = futures::stream::unfold(rx, |mut rx| async move {
+                let event = rx.recv().await?;
+                Some((Ok(Bytes::from(event)), rx))
+            });
+            axum::body::Body::from_stream(opening.chain(rest))
+        } else {
+            axum::body::Body::from_stream(opening)
+        };
+        axum::response::Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(body)
+            .unwrap_or_default()
+    }
+
+    async fn scripted_post(
+        State(s): State<Arc<Scripted>>,
+        headers: axum::http::HeaderMap,
+        body: Bytes,
+    ) -> StatusCode {
+        s.saw(&headers);
+        s.posts.fetch_add(1, Ordering::SeqCst);
+        if s.lose.load(Ordering::SeqCst) {
+            return StatusCode::NOT_FOUND;
+        }
+        let id = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v.get("id").cloned());
+        if let (Some(id), Ok(events)) = (id, s.events.lock())
+            && let Some(tx) = events.as_ref()
+        {
+            let _ = tx.send(format!(
+                "event: message\ndata: {{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{{}}}}\n\n"
+            ));
+        }
+        StatusCode::ACCEPTED
+    }
+
+    fn ping(id: i64) -> ClientJsonRpcMessage {
+        ClientJsonRpcMessage::request(
+            ClientRequest::PingRequest(PingRequest::default()),
+            RequestId::Number(id),
+        )
+    }
+
+    #[tokio::test]
+    async fn headers_on_every_request_a_404_loses_the_session_and_a_new_endpoint_closes()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let server = Arc::new(Scripted::default());
+        let app = axum::Router::new()
+            .route("/a/sse", axum::routing::get(scripted_stream))
+            .route("/a/messages", axum::routing::post(scripted_post))
+            .with_state(Arc::clone(&server));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("http://{}/a/sse", listener.local_addr()?);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let headers = BTreeMap::from([("X-Key".to_string(), "k".to_string())]);
+        let mut transport = SseClientTransport::connect(&url, &headers).await?;
+        assert!(
+            transport
+                .link
+                .endpoint
+                .as_str()
+                .ends_with("/a/messages?n=1"),
+            "the relative endpoint resolves against the stream's URL"
+        );
+
+        transport.send(ping(1)).await?;
+        let answer = tokio::time::timeout(Duration::from_secs(5), transport.receive()).await?;
+        assert!(
+            matches!(&answer, Some(ServerJsonRpcMessage::Response(r)) if r.id == RequestId::Number(1)),
+            "{answer:?}"
+        );
+
+        server.lose.store(true, Ordering::SeqCst);
+        assert!(matches!(
+            transport.send(ping(2)).await,
+            Err(SseError::SessionLost)
+        ));
+        // Once lost, sends fail at once without a POST.
+        assert!(matches!(
+            transport.send(ping(3)).await,
+            Err(SseError::SessionLost)
+        ));
+        assert_eq!(server.posts.load(Ordering::SeqCst), 2);
+
+        // The stream ends; the reconnect is given another endpoint: the transport closes.
+        server.events.lock().map(|mut e| e.take()).ok();
+        let end = tokio::time::timeout(Duration::from_secs(5), transport.receive()).await?;
+        assert!(end.is_none(), "{end:?}");
+        assert_eq!(server.gets.load(Ordering::SeqCst), 2);
+        let keys = server.keys.lock().map(|k| k.clone()).unwrap_or_default();
+        assert_eq!(keys.len(), 4, "two GETs and two POSTs: {keys:?}");
+        assert!(keys.iter().all(|k| k.as_deref() == Some("k")), "{keys:?}");
+        transport.close().await?;
         Ok(())
     }
 }
