@@ -166,6 +166,33 @@ async fn the_fake_over_sse_answers_as_on_the_other_transports() {
     assert_eq!((status, body), (200, json!("single")));
 }
 
+/// mcpo reads a `url` without `type` as legacy SSE; pointed at a streamable-HTTP server, that
+/// fails, and the reason says what to set (and shows no URL path: secrets live there).
+#[tokio::test]
+async fn a_url_without_type_on_a_streamable_http_server_says_what_to_set() {
+    let fake = tokio::task::spawn_blocking(|| FakeHttp::start("modern"))
+        .await
+        .unwrap();
+    let url = format!("{}?token=SECRET", fake.url);
+    let proxy = self::proxy(json!({"mcpServers": {"modern": {"url": url}}})).await;
+    let message = eventually("the connect fails", SOON, async || {
+        let (status, body) = proxy.post("/modern/echo", json!({"message": "x"})).await;
+        (status == 503)
+            .then(|| {
+                body["detail"]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .filter(|m| m.contains("HTTP"))
+    })
+    .await;
+    assert!(
+        message.contains("set \"type\": \"streamable-http\"") && !message.contains("SECRET"),
+        "{message}"
+    );
+}
+
 /// The fake killed and started again on the same port under steady load: calls resume without
 /// a proxy restart, and none waits past its deadline (2 s).
 #[tokio::test]

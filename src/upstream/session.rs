@@ -189,6 +189,16 @@ impl Session {
                         fail(match e {
                             // Settings, not the server: say so as they are.
                             SseError::BadUrl | SseError::BadHeader(_) => e.to_string(),
+                            // A `url` without `type` is SSE, as in mcpo; a streamable-HTTP
+                            // server refuses the GET like this.
+                            SseError::Status {
+                                status: 400 | 404 | 405 | 406,
+                                ..
+                            }
+                            | SseError::NotEventStream(_) => format!(
+                                "{}; if the server speaks streamable HTTP, set \"type\": \"streamable-http\"",
+                                cannot(classify_transport(&e))
+                            ),
                             e => cannot(classify_transport(&e)),
                         })
                     })?;
