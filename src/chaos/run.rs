@@ -2,12 +2,12 @@
 //!
 //! In order: read the scenario; start the fault hub; start the fault schedule on the run's
 //! clock (windows at `0s` open before anything starts, so a `refuse` or `slow-start` meets the
-//! first start-up); start the HTTP fakes (streamable HTTP and legacy SSE); write a plain `mcpServers` config and
-//! start the proxy (this binary's `serve`, or `--target CMD`); once it accepts connections,
-//! send the open-loop load until `duration`; wait for the answers (each bounded by its client
-//! deadline); clear the faults; stop the proxy and then the fakes; count the processes left
-//! behind; compute the verdict and write the reports. A Ctrl-C at any point skips to the
-//! cleanup and writes a partial report.
+//! first start-up); start the HTTP fakes (streamable HTTP and legacy SSE); write a plain
+//! `mcpServers` config and start the proxy (this binary's `serve`, or `--target CMD`); once it
+//! accepts connections, send the open-loop load until `duration`; wait for the answers (each
+//! bounded by its client deadline); clear the faults; stop the proxy and then the fakes; count
+//! the processes left behind; compute the verdict and write the reports. A Ctrl-C at any point
+//! skips to the cleanup and writes a partial report.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
