@@ -239,13 +239,13 @@ pub struct ServeArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct FakeServerArgs {
-    /// stdio or streamable-http.
+    /// stdio, streamable-http, or sse (the legacy HTTP+SSE transport: `GET /sse`).
     #[arg(long, default_value = "stdio")]
     pub transport: String,
-    /// Port for streamable-http (0 picks a free one; the address is printed on stdout).
+    /// Port for streamable-http and sse (0 picks a free one; the address is printed on stdout).
     #[arg(long, default_value_t = 0)]
     pub port: u16,
-    /// Bind address for streamable-http.
+    /// Bind address for streamable-http and sse.
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
     /// Name reported in `serverInfo`.

@@ -118,16 +118,3 @@ fn huge_durations_are_refused_not_panicked_on() {
         );
     }
 }
-
-/// Finding 12: a `url` without `type` is legacy SSE in mcpo; until that transport exists it is
-/// refused at start-up instead of failing at every connect.
-#[test]
-fn url_without_type_is_refused_at_start_up() {
-    let (code, stderr) =
-        run_with_config(r#"{"mcpServers": {"legacy": {"url": "http://127.0.0.1:9/sse"}}}"#);
-    assert_eq!(code, 2, "{stderr}");
-    assert!(
-        stderr.contains("server 'legacy'") && stderr.contains("SSE"),
-        "{stderr}"
-    );
-}

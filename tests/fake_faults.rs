@@ -1,5 +1,5 @@
-//! The fake server applies every fault of the hub protocol (`fake::wire`), on stdio and on
-//! streamable HTTP, and the proxy's client sees each one. A tiny hub written here speaks the
+//! The fake server applies every fault of the hub protocol (`fake::wire`), on stdio, on
+//! streamable HTTP and on legacy SSE, and the proxy's client sees each one. A tiny hub written here speaks the
 //! protocol to the real `mcpo fake-server`, started by the real proxy (stdio) or by the test
 //! (HTTP).
 
@@ -271,6 +271,31 @@ async fn http_rig(id: &str, timeout_s: u64) -> Rig {
     }
 }
 
+/// The proxy with one legacy SSE server `x`, a fake this test starts with `--hub`.
+async fn sse_rig(id: &str, timeout_s: u64) -> Rig {
+    let hub = TestHub::start().await;
+    let (name, addr) = (id.to_string(), hub.addr.clone());
+    let fake =
+        tokio::task::spawn_blocking(move || FakeHttp::start_sse(&name, 0, &["--hub", &addr]))
+            .await
+            .unwrap();
+    let hello = hub.hello(0, Duration::from_secs(5)).await;
+    assert_eq!((hello.id.as_str(), hello.transport.as_str()), (id, "sse"));
+    let config =
+        json!({"mcpServers": {"x": {"type": "sse", "url": fake.url, "timeout": timeout_s}}});
+    let proxy = tokio::task::spawn_blocking(move || Proxy::start(&config, &[]))
+        .await
+        .unwrap();
+    proxy
+        .wait_ok("/x/openapi.json", Duration::from_secs(30))
+        .await;
+    Rig {
+        hub,
+        proxy,
+        fake: Some(fake),
+    }
+}
+
 /// `POST /x/echo`, bounded so that a hang fails the test instead of stalling it.
 async fn echo(rig: &Rig) -> (u16, Value, Duration) {
     let started = Instant::now();
@@ -330,6 +355,11 @@ async fn tool_error_is_a_500_with_the_text_http() {
     tool_error(http_rig("te", 5).await).await;
 }
 
+#[tokio::test]
+async fn tool_error_is_a_500_with_the_text_sse() {
+    tool_error(sse_rig("te", 5).await).await;
+}
+
 async fn jsonrpc_error(rig: Rig) {
     let kind = WireKind::JsonrpcError {
         code: -32601,
@@ -350,6 +380,11 @@ async fn jsonrpc_error_32601_is_a_404_stdio() {
 #[tokio::test]
 async fn jsonrpc_error_32601_is_a_404_http() {
     jsonrpc_error(http_rig("je", 5).await).await;
+}
+
+#[tokio::test]
+async fn jsonrpc_error_32601_is_a_404_sse() {
+    jsonrpc_error(sse_rig("je", 5).await).await;
 }
 
 #[tokio::test]
@@ -399,6 +434,11 @@ async fn latency_delays_the_answer_by_about_the_delay_http() {
     latency(http_rig("lat", 5).await).await;
 }
 
+#[tokio::test]
+async fn latency_delays_the_answer_by_about_the_delay_sse() {
+    latency(sse_rig("lat", 5).await).await;
+}
+
 async fn hang(rig: Rig) {
     let window = Duration::from_secs(3);
     rig.hub.set_faults(vec![fault(0, WireKind::Hang, window)]);
@@ -421,6 +461,11 @@ async fn hang_is_a_504_at_the_deadline_then_normal_after_the_window_stdio() {
 #[tokio::test]
 async fn hang_is_a_504_at_the_deadline_then_normal_after_the_window_http() {
     hang(http_rig("hang", 1).await).await;
+}
+
+#[tokio::test]
+async fn hang_is_a_504_at_the_deadline_then_normal_after_the_window_sse() {
+    hang(sse_rig("hang", 1).await).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -554,6 +599,103 @@ async fn reset_is_a_broken_connection_not_a_hang_and_recovers() {
 }
 
 #[tokio::test]
+async fn http_error_503_over_sse_is_a_502_naming_it_then_recovers() {
+    let rig = sse_rig("herr", 5).await;
+    let kind = WireKind::HttpError {
+        status: 503,
+        retry_after: None,
+    };
+    rig.hub
+        .set_faults(vec![fault(0, kind, Duration::from_secs(2))]);
+    let (body, _) = until_echo_status(&rig, 502, SOON).await;
+    assert!(body.to_string().contains("HTTP 503"), "{body}");
+    until_echo_ok(&rig, Duration::from_secs(15)).await;
+}
+
+/// Over SSE a cut stream is resumed (`Last-Event-ID`): the fake keeps the session and sends
+/// the cut answer again, so no call fails.
+#[tokio::test]
+async fn reset_over_sse_is_resumed_and_no_call_fails() {
+    let rig = sse_rig("reset", 5).await;
+    let window = Duration::from_secs(1);
+    rig.hub.set_faults(vec![fault(0, WireKind::Reset, window)]);
+    let window_ends = Instant::now() + window;
+    while Instant::now() < window_ends {
+        let (status, body, took) = echo(&rig).await;
+        assert_eq!((status, &body), (200, &json!("hi")), "after {took:?}");
+    }
+    let stats = rig.fake.as_ref().unwrap().stats().await;
+    assert!(stats["resumed"].as_u64().unwrap() > 0, "{stats}");
+}
+
+/// Like stdio, and unlike streamable HTTP, where the broken event ends the answer's own
+/// stream: over SSE it is one stray event on the session's stream, skipped by the proxy.
+#[tokio::test]
+async fn garbage_over_sse_is_skipped_by_the_proxy() {
+    let rig = sse_rig("garb", 5).await;
+    let window = Duration::from_secs(1);
+    rig.hub
+        .set_faults(vec![fault(0, WireKind::Garbage, window)]);
+    let window_ends = Instant::now() + window;
+    while Instant::now() < window_ends {
+        let (status, body, took) = echo(&rig).await;
+        assert_eq!((status, &body), (200, &json!("hi")), "after {took:?}");
+    }
+}
+
+#[tokio::test]
+async fn session_loss_from_the_hub_is_recovered_over_sse() {
+    let rig = sse_rig("slsse", 5).await;
+    let fake = rig.fake.as_ref().unwrap();
+    assert_eq!(echo(&rig).await.0, 200);
+    for _ in 0..2 {
+        let streams = fake.stats().await["streams"].as_u64().unwrap();
+        rig.hub.act(OneShot::SessionLoss);
+        // The loss ended the proxy's stream, and it opened another.
+        eventually("a new stream", SOON, async || {
+            (fake.stats().await["streams"].as_u64().unwrap() > streams).then_some(())
+        })
+        .await;
+        until_echo_ok(&rig, Duration::from_secs(5)).await;
+    }
+    assert_eq!(
+        rig.hub.hellos().len(),
+        1,
+        "the same process served throughout"
+    );
+}
+
+/// A slow-start window delays the handshake of every new session, not the running one.
+#[tokio::test]
+async fn slow_start_delays_new_sse_sessions() {
+    let rig = sse_rig("slowsse", 5).await;
+    let delay = Duration::from_millis(1500);
+    rig.hub.set_faults(vec![fault(
+        0,
+        WireKind::SlowStart {
+            delay_ms: delay.as_millis() as u64,
+        },
+        LONG,
+    )]);
+    assert_eq!(echo(&rig).await.0, 200);
+    let fake = rig.fake.as_ref().unwrap();
+    let streams = fake.stats().await["streams"].as_u64().unwrap();
+    rig.hub.act(OneShot::SessionLoss);
+    let lost_at = Instant::now();
+    // Not before the loss has reached the fake (the hub does not wait for it).
+    eventually("a new stream", SOON, async || {
+        (fake.stats().await["streams"].as_u64().unwrap() > streams).then_some(())
+    })
+    .await;
+    let ok_at = until_echo_ok(&rig, Duration::from_secs(10)).await;
+    let took = ok_at - lost_at;
+    assert!(
+        took >= delay && took < delay + Duration::from_secs(3),
+        "first success {took:?} after the session loss"
+    );
+}
+
+#[tokio::test]
 async fn crash_makes_the_proxy_restart_the_stdio_child() {
     let rig = stdio_rig("crash", 5).await;
     let first = rig.hub.hello(0, Duration::from_secs(1)).await;
@@ -648,10 +790,10 @@ async fn run_fake_to_exit(args: &[&str]) -> std::process::Output {
 }
 
 #[tokio::test]
-async fn refuse_exits_with_one_line_on_both_transports() {
+async fn refuse_exits_with_one_line_on_every_transport() {
     let hub = TestHub::start().await;
     hub.set_faults(vec![fault(0, WireKind::Refuse, LONG)]);
-    for transport in ["stdio", "streamable-http"] {
+    for transport in ["stdio", "streamable-http", "sse"] {
         let out =
             run_fake_to_exit(&["--transport", transport, "--hub", &hub.addr, "--id", "r"]).await;
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -661,7 +803,7 @@ async fn refuse_exits_with_one_line_on_both_transports() {
         // The HTTP form refused before listening: nothing was printed on stdout.
         assert!(out.stdout.is_empty(), "{transport}");
     }
-    assert_eq!(hub.hellos().len(), 2);
+    assert_eq!(hub.hellos().len(), 3);
 }
 
 #[tokio::test]
@@ -670,6 +812,23 @@ async fn crash_ends_the_http_fake() {
     let addr = hub.addr.clone();
     let mut fake =
         tokio::task::spawn_blocking(move || FakeHttp::start_with("c", &["--hub", &addr]))
+            .await
+            .unwrap();
+    hub.hello(0, Duration::from_secs(5)).await;
+    hub.act(OneShot::Crash);
+    let status = eventually("the fake exits", Duration::from_secs(5), async || {
+        fake.proc.child.try_wait().unwrap()
+    })
+    .await;
+    assert_eq!(status.code(), Some(1));
+}
+
+#[tokio::test]
+async fn crash_ends_the_sse_fake() {
+    let hub = TestHub::start().await;
+    let addr = hub.addr.clone();
+    let mut fake =
+        tokio::task::spawn_blocking(move || FakeHttp::start_sse("c", 0, &["--hub", &addr]))
             .await
             .unwrap();
     hub.hello(0, Duration::from_secs(5)).await;

@@ -1,5 +1,5 @@
 //! The processes of a chaos run: the proxy under test and the fake servers the harness starts
-//! itself (streamable HTTP ones; stdio ones are the proxy's to start).
+//! itself (streamable-HTTP and legacy SSE ones; stdio ones are the proxy's to start).
 //!
 //! Every process of a run carries `MCPO_CHAOS_RUN=<run id>` in its environment (the config
 //! puts it in each stdio server's `env`, so it reaches children whatever the proxy passes on).
@@ -103,22 +103,48 @@ pub fn prepare(cmd: &mut Command, marker: &str) {
     }
 }
 
-/// A streamable-HTTP fake server kept running on one port by the harness: when it exits
-/// (a `crash` fault, or a `refuse` window at start-up) it is started again, as a service
-/// manager would, until the run stops it.
+/// A fake server over HTTP (streamable HTTP or legacy SSE) kept running on one port by the
+/// harness: when it exits (a `crash` fault, or a `refuse` window at start-up) it is started
+/// again, as a service manager would, until the run stops it.
 pub struct HttpFake {
     pub url: String,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
 
+/// Which HTTP form of the fake to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpForm {
+    StreamableHttp,
+    Sse,
+}
+
+impl HttpForm {
+    /// The `--transport` of `mcpo fake-server`.
+    fn flag(self) -> &'static str {
+        match self {
+            HttpForm::StreamableHttp => "streamable-http",
+            HttpForm::Sse => "sse",
+        }
+    }
+
+    /// The path of its MCP endpoint (the stream, for SSE).
+    fn path(self) -> &'static str {
+        match self {
+            HttpForm::StreamableHttp => "/mcp",
+            HttpForm::Sse => "/sse",
+        }
+    }
+}
+
 impl HttpFake {
-    /// Starts `mcpo fake-server --transport streamable-http` for `id` on `port` (0: a port
+    /// Starts `mcpo fake-server --transport streamable-http|sse` for `id` on `port` (0: a port
     /// found free just before) and waits until it listens, or until its refuse window
     /// (if any) lets it.
     pub async fn start(
         bin: &Path,
         id: &str,
+        form: HttpForm,
         hub: &str,
         marker: &str,
         within: Duration,
@@ -127,18 +153,18 @@ impl HttpFake {
             what: format!("the fake server '{id}' (no free port)"),
             source,
         })?;
-        let url = format!("http://127.0.0.1:{port}/mcp");
+        let url = format!("http://127.0.0.1:{port}{}", form.path());
         let stop = CancellationToken::new();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(keep_running(
-            bin.to_path_buf(),
-            id.to_string(),
+        let fake = FakeCommand {
+            bin: bin.to_path_buf(),
+            id: id.to_string(),
+            form,
             port,
-            hub.to_string(),
-            marker.to_string(),
-            stop.clone(),
-            ready_tx,
-        ));
+            hub: hub.to_string(),
+            marker: marker.to_string(),
+        };
+        let task = tokio::spawn(keep_running(fake, stop.clone(), ready_tx));
         // A fake that refuses to start is still "started": its port is known, and the proxy
         // must cope with it being down.
         let _ = tokio::time::timeout(within, ready_rx).await;
@@ -160,22 +186,36 @@ fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
-async fn keep_running(
+/// How to start one fake server process of the run.
+struct FakeCommand {
     bin: std::path::PathBuf,
     id: String,
+    form: HttpForm,
     port: u16,
     hub: String,
     marker: String,
+}
+
+async fn keep_running(
+    fake: FakeCommand,
     stop: CancellationToken,
     ready: tokio::sync::oneshot::Sender<()>,
 ) {
+    let FakeCommand {
+        bin,
+        id,
+        form,
+        port,
+        hub,
+        marker,
+    } = fake;
     let mut ready = Some(ready);
     while !stop.is_cancelled() {
         let mut cmd = Command::new(&bin);
         cmd.args([
             "fake-server",
             "--transport",
-            "streamable-http",
+            form.flag(),
             "--port",
             &port.to_string(),
             "--id",
@@ -189,7 +229,7 @@ async fn keep_running(
         let mut child: Child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
-                tracing::warn!(server = %id, error = %e, "cannot start the HTTP fake server");
+                tracing::warn!(server = %id, error = %e, "cannot start the fake server");
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(500)) => continue,
                     _ = stop.cancelled() => break,

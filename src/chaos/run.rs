@@ -2,12 +2,12 @@
 //!
 //! In order: read the scenario; start the fault hub; start the fault schedule on the run's
 //! clock (windows at `0s` open before anything starts, so a `refuse` or `slow-start` meets the
-//! first start-up); start the streamable-HTTP fakes; write a plain `mcpServers` config and
-//! start the proxy (this binary's `serve`, or `--target CMD`); once it accepts connections,
-//! send the open-loop load until `duration`; wait for the answers (each bounded by its client
-//! deadline); clear the faults; stop the proxy and then the fakes; count the processes left
-//! behind; compute the verdict and write the reports. A Ctrl-C at any point skips to the
-//! cleanup and writes a partial report.
+//! first start-up); start the HTTP fakes (streamable HTTP and legacy SSE); write a plain
+//! `mcpServers` config and start the proxy (this binary's `serve`, or `--target CMD`); once it
+//! accepts connections, send the open-loop load until `duration`; wait for the answers (each
+//! bounded by its client deadline); clear the faults; stop the proxy and then the fakes; count
+//! the processes left behind; compute the verdict and write the reports. A Ctrl-C at any point
+//! skips to the cleanup and writes a partial report.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::hub::Hub;
 use super::load::{self, LoadCounters};
-use super::procs::{self, HttpFake, ProcError};
+use super::procs::{self, HttpFake, HttpForm, ProcError};
 use super::progress::{Progress, Snapshot};
 use super::report::{self, RunInfo, Timeline};
 use super::scenario::{
@@ -95,17 +95,6 @@ pub async fn run(
     interrupt: CancellationToken,
 ) -> Result<RunOutcome, RunError> {
     let scenario = parse_scenario_file(&opts.file)?;
-    let file = opts.file.display().to_string();
-    if let Some(s) = scenario
-        .servers
-        .iter()
-        .find(|s| s.transport == Transport::Sse)
-    {
-        return Err(RunError::Invalid(format!(
-            "{file}:{}: servers[{}].transport: sse fakes need the legacy SSE transport, which this build does not have yet",
-            s.line, s.name
-        )));
-    }
     let seed = opts.seed.unwrap_or(scenario.seed);
     let bin = std::env::current_exe()
         .map_err(|e| RunError::Failed(format!("cannot find this binary: {e}")))?;
@@ -166,12 +155,14 @@ pub async fn run(
     let mut proxy: Option<Child> = None;
     let counters = Arc::new(LoadCounters::default());
     let outcome = async {
-        for server in scenario
-            .servers
-            .iter()
-            .filter(|s| s.transport == Transport::StreamableHttp)
-        {
-            let fake = HttpFake::start(&bin, &server.name, &hub_addr, &marker, Duration::from_secs(20)).await?;
+        for server in &scenario.servers {
+            let form = match server.transport {
+                Transport::StreamableHttp => HttpForm::StreamableHttp,
+                Transport::Sse => HttpForm::Sse,
+                // The proxy starts stdio servers itself.
+                Transport::Stdio => continue,
+            };
+            let fake = HttpFake::start(&bin, &server.name, form, &hub_addr, &marker, Duration::from_secs(20)).await?;
             fakes.insert(server.name.clone(), fake);
         }
         let config = proxy_config(&scenario, &bin, &hub_addr, &marker, &fakes, opts.target.is_none());
@@ -520,12 +511,16 @@ fn proxy_config(
 ) -> Value {
     let mut servers = serde_json::Map::new();
     for server in &scenario.servers {
+        let url = || {
+            fakes
+                .get(&server.name)
+                .map(|f| f.url.clone())
+                .unwrap_or_default()
+        };
         let mut entry = match server.transport {
-            Transport::StreamableHttp => json!({
-                "type": "streamable-http",
-                "url": fakes.get(&server.name).map(|f| f.url.clone()).unwrap_or_default(),
-            }),
-            _ => json!({
+            Transport::StreamableHttp => json!({"type": "streamable-http", "url": url()}),
+            Transport::Sse => json!({"type": "sse", "url": url()}),
+            Transport::Stdio => json!({
                 "command": bin.display().to_string(),
                 "args": ["fake-server", "--transport", "stdio", "--hub", hub, "--id", server.name],
                 "env": {procs::RUN_MARKER: marker},

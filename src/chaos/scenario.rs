@@ -78,6 +78,8 @@ impl Scenario {
     ///
     /// Stdio has no HTTP between proxy and server (so no status to answer and no connection to
     /// reset) and no session to forget; everything else the fake can do on any transport.
+    /// Over legacy SSE an HTTP error answers the POST, a reset cuts the session's event stream
+    /// and session loss ends it (see `fake::sse`).
     pub fn transport_supports(kind: &FaultKind, transport: Transport) -> bool {
         match kind {
             FaultKind::SessionLoss | FaultKind::HttpError { .. } | FaultKind::Reset => {
@@ -117,7 +119,7 @@ pub struct ServerSpec {
 pub enum Transport {
     Stdio,
     StreamableHttp,
-    /// The older HTTP+SSE transport. The parser accepts it; the runtime may refuse it.
+    /// The legacy HTTP+SSE transport (protocol 2024-11-05).
     Sse,
 }
 
@@ -2216,10 +2218,23 @@ slo:
             &FaultKind::Garbage,
             Transport::Stdio
         ));
-        assert!(Scenario::transport_supports(
-            &FaultKind::SessionLoss,
-            Transport::Sse
-        ));
+        // Legacy SSE has HTTP and sessions: every kind can happen there.
+        for kind in [
+            FaultKind::SessionLoss,
+            FaultKind::Reset,
+            FaultKind::HttpError {
+                status: 503,
+                retry_after: None,
+            },
+            FaultKind::Garbage,
+            FaultKind::Crash,
+            FaultKind::Refuse,
+        ] {
+            assert!(
+                Scenario::transport_supports(&kind, Transport::Sse),
+                "{kind:?}"
+            );
+        }
     }
 
     #[test]

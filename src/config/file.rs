@@ -263,19 +263,8 @@ fn parse_server(name: &str, entry: &Map<String, Value>) -> Result<Option<ServerC
             let headers = string_map(entry, "headers", false)?;
             check_headers(&headers)?;
             match declared {
-                // mcpo treats a `url` without `type` as legacy SSE, which has no client here
-                // yet: refuse it now rather than fail at every connect.
-                None | Some("sse") => {
-                    return Err(format!(
-                        "legacy SSE (a \"url\" without \"type\", or \"type\": \"sse\") is not supported yet; \
-                         if the server offers streamable HTTP, set \"type\": \"streamable-http\"{}",
-                        if declared.is_none() {
-                            " (mcpo reads a url without type as SSE)"
-                        } else {
-                            ""
-                        }
-                    ));
-                }
+                // mcpo reads a `url` without `type` as legacy SSE; so do we.
+                None | Some("sse") => Transport::Sse { url, headers },
                 Some("streamable-http") => Transport::StreamableHttp { url, headers },
                 Some(_) => {
                     return Err(
@@ -468,7 +457,7 @@ pub(crate) fn seconds(v: &Value) -> Option<Duration> {
     super::duration_from_secs(secs)
 }
 
-fn check_url(url: &str) -> Result<(), String> {
+pub(crate) fn check_url(url: &str) -> Result<(), String> {
     match url.parse::<http::Uri>() {
         Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {
             Ok(())
@@ -612,10 +601,26 @@ mod tests {
             if headers["Authorization"] == "Bearer x")
         );
         assert!(servers[1].disabled_tools.contains("a"));
-        let err =
-            parse(r#"{"mcpServers": {"legacy": {"url": "http://127.0.0.1:9/sse"}}}"#).unwrap_err();
+    }
+
+    #[test]
+    fn a_url_without_type_and_type_sse_are_legacy_sse() {
+        let servers = parse(
+            r#"{"mcpServers": {
+                "bare": {"url": "http://127.0.0.1:9/sse"},
+                "typed": {"type": "sse", "url": "http://127.0.0.1:9/sse", "headers": {"X-Key": "k"}}
+            }}"#,
+        )
+        .unwrap();
         assert!(
-            err.contains("server 'legacy'") && err.contains("SSE"),
+            matches!(&servers[0].transport, Transport::Sse { url, headers } if url == "http://127.0.0.1:9/sse" && headers.is_empty())
+        );
+        assert!(
+            matches!(&servers[1].transport, Transport::Sse { headers, .. } if headers["X-Key"] == "k")
+        );
+        let err = parse(r#"{"mcpServers": {"a": {"type": "sse", "command": "x"}}}"#).unwrap_err();
+        assert!(
+            err.contains("server 'a'") && err.contains("\"url\""),
             "{err}"
         );
     }

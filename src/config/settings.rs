@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::file::{ParsedConfig, check_headers, parse_config_file};
+use super::file::{ParsedConfig, check_headers, check_url, parse_config_file};
 use super::{ConfigError, ServerConfig, Transport, parse_transport_type};
 use crate::cli::ServeArgs;
 
@@ -333,6 +333,12 @@ fn single_server(args: &ServeArgs) -> Result<ServerConfig, ConfigError> {
     })?;
     let mut words = args.command.iter().cloned();
     let first = words.next().unwrap_or_default();
+    if kind != "stdio" {
+        check_url(&first).map_err(|message| ConfigError::Flag {
+            flag: "the server URL after --".into(),
+            message: message.replace("key \"url\": ", ""),
+        })?;
+    }
     let transport = match kind {
         "stdio" => Transport::Stdio {
             command: first,
@@ -344,11 +350,10 @@ fn single_server(args: &ServeArgs) -> Result<ServerConfig, ConfigError> {
             url: first,
             headers,
         },
-        _ => {
-            return Err(ConfigError::NotSupported {
-                what: "the legacy SSE transport (--type sse)".into(),
-            });
-        }
+        _ => Transport::Sse {
+            url: first,
+            headers,
+        },
     };
     Ok(ServerConfig::new("", transport))
 }
@@ -470,6 +475,25 @@ mod tests {
                 "http://x"
             ])
             .is_err()
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn single_sse_server_takes_headers() -> TestResult {
+        let cfg = parse(&[
+            "mcpo",
+            "--type",
+            "sse",
+            "--header",
+            r#"{"Authorization": "Bearer t"}"#,
+            "--",
+            "http://127.0.0.1:1/sse",
+        ])?;
+        assert!(!cfg.config_mode);
+        assert!(
+            matches!(&cfg.servers[0].transport, Transport::Sse { url, headers }
+            if url == "http://127.0.0.1:1/sse" && headers["Authorization"] == "Bearer t")
         );
         Ok(())
     }

@@ -155,13 +155,23 @@ impl HttpFake {
 }
 
 async fn set_fault(State(fake): State<Arc<HttpFake>>, body: Bytes) -> Response {
-    let spec: FaultSpec = match serde_json::from_slice(&body) {
+    apply_fault(fake.faults(), &body, &|| fake.forget_sessions())
+}
+
+/// Carries out a `POST /control/fault` (shared by both HTTP forms of the fake): a one-shot
+/// acts now (`forget_sessions` for `session-loss`), a windowed kind joins the faults in force.
+pub(crate) fn apply_fault(
+    faults: &FaultState,
+    body: &[u8],
+    forget_sessions: &dyn Fn(),
+) -> Response {
+    let spec: FaultSpec = match serde_json::from_slice(body) {
         Ok(s) => s,
         Err(e) => return (StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).into_response(),
     };
     match spec.kind.as_str() {
         "session-loss" => {
-            fake.forget_sessions();
+            forget_sessions();
             return StatusCode::NO_CONTENT.into_response();
         }
         "crash" => {
@@ -174,7 +184,7 @@ async fn set_fault(State(fake): State<Arc<HttpFake>>, body: Bytes) -> Response {
         Ok(k) => k,
         Err(message) => return (StatusCode::UNPROCESSABLE_ENTITY, message).into_response(),
     };
-    fake.faults().add_local(
+    faults.add_local(
         kind,
         spec.probability.unwrap_or(1.0),
         spec.tools.unwrap_or_default(),
@@ -206,7 +216,7 @@ const RESET_PREFIX: &str =
 /// How long the cut-off answer's first part is left to reach the client before the
 /// connection is dropped: without the pause hyper may see the body's error before it has
 /// written the part, and the client would see a plain close instead of a close mid-body.
-const RESET_AFTER: Duration = Duration::from_millis(50);
+pub(crate) const RESET_AFTER: Duration = Duration::from_millis(50);
 
 /// The answer of a `tools/call` that a fault of the HTTP layer takes over, if one does:
 /// `http-error`, `reset`, `garbage`. The rest (hang, latency, errors in the answer) act in
@@ -226,16 +236,7 @@ async fn http_fault(fake: &HttpFake, tool: &str) -> Option<Response> {
         WireKind::HttpError {
             status,
             retry_after,
-        } => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let mut response = (status, "injected fault").into_response();
-            if let Some(secs) = retry_after
-                && let Ok(v) = header::HeaderValue::from_str(&secs.to_string())
-            {
-                response.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            response
-        }
+        } => http_error(status, retry_after),
         WireKind::Reset => {
             let cut = futures::stream::unfold(0u8, |step| async move {
                 match step {
@@ -260,7 +261,19 @@ async fn http_fault(fake: &HttpFake, tool: &str) -> Option<Response> {
     })
 }
 
-fn sse_response(body: Body) -> Response {
+/// The answer of an `http-error` fault: the status, and `Retry-After` when it has one.
+pub(crate) fn http_error(status: u16, retry_after: Option<u64>) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, "injected fault").into_response();
+    if let Some(secs) = retry_after
+        && let Ok(v) = header::HeaderValue::from_str(&secs.to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    response
+}
+
+pub(crate) fn sse_response(body: Body) -> Response {
     let mut response = Response::new(body);
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -33,6 +33,8 @@ const LOCAL_INDEX_BASE: usize = 1 << 32;
 pub enum Transport {
     Stdio,
     StreamableHttp,
+    /// Legacy HTTP+SSE (protocol 2024-11-05).
+    Sse,
 }
 
 impl Transport {
@@ -41,6 +43,7 @@ impl Transport {
         match self {
             Transport::Stdio => "stdio",
             Transport::StreamableHttp => "streamable-http",
+            Transport::Sse => "sse",
         }
     }
 }

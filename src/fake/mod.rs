@@ -9,14 +9,15 @@
 //! and `hub_client`) or from the HTTP form's control API (`control`), and live in one
 //! [`FaultState`] (`faults`). Where each kind acts:
 //!
-//! | kind | stdio | streamable HTTP |
-//! | --- | --- | --- |
-//! | hang, latency, jsonrpc-error, tool-error | MCP handler | MCP handler |
-//! | slow-start | `initialize` | `initialize` |
-//! | garbage | a stray line between frames (`stdio`) | a broken SSE event (`control`) |
-//! | http-error, reset | ignored (warning) | in front of rmcp (`control`) |
-//! | refuse | exits before the handshake | exits before listening |
-//! | crash, session-loss (one-shots) | exits; session-loss ignored | exits; forgets sessions |
+//! | kind | stdio | streamable HTTP | legacy SSE (`sse`) |
+//! | --- | --- | --- | --- |
+//! | hang, latency, jsonrpc-error, tool-error | MCP handler | MCP handler | MCP handler |
+//! | slow-start | `initialize` | `initialize` | `initialize` |
+//! | garbage | a stray line between frames (`stdio`) | a broken SSE event (`control`) | a broken event before the answer |
+//! | http-error | ignored (warning) | in front of rmcp (`control`) | the POST gets the status |
+//! | reset | ignored (warning) | the answer's stream is cut (`control`) | the session's stream is cut mid-answer; resumable |
+//! | refuse | exits before the handshake | exits before listening | exits before listening |
+//! | crash, session-loss (one-shots) | exits; session-loss ignored | exits; forgets sessions | exits; forgets sessions, ends their streams |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +33,7 @@ use serde_json::{Map, Value, json};
 pub mod control;
 pub mod faults;
 pub mod hub_client;
+pub mod sse;
 pub mod stdio;
 pub mod wire;
 
@@ -41,7 +43,7 @@ use wire::WireKind;
 /// Errors of the fake server's command.
 #[derive(Debug, thiserror::Error)]
 pub enum FakeError {
-    #[error("unknown transport {0:?}: use stdio or streamable-http")]
+    #[error("unknown transport {0:?}: use stdio, streamable-http or sse")]
     Transport(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -554,6 +556,7 @@ pub async fn run(args: &crate::cli::FakeServerArgs) -> Result<(), FakeError> {
     let transport = match args.transport.as_str() {
         "stdio" => Transport::Stdio,
         "streamable-http" | "streamable_http" | "http" => Transport::StreamableHttp,
+        "sse" => Transport::Sse,
         other => return Err(FakeError::Transport(other.to_string())),
     };
     let faults = FaultState::new(transport);
@@ -597,6 +600,20 @@ pub async fn run(args: &crate::cli::FakeServerArgs) -> Result<(), FakeError> {
                 .map_err(|source| FakeError::Bind { addr, source })?;
             // The address on stdout lets whoever started us (tests, the harness) find the port.
             println!("fake-server listening on http://{local}/mcp");
+            axum::serve(listener, fake.router())
+                .await
+                .map_err(|e| FakeError::Mcp(e.to_string()))
+        }
+        Transport::Sse => {
+            let fake = sse::SseFake::new(server);
+            let forget = Arc::clone(&fake);
+            join_hub(args, &faults, Arc::new(move || forget.forget_sessions())).await;
+            refuse_if_asked(args, &faults)?;
+            let addr = format!("{}:{}", args.host, args.port);
+            let (listener, local) = crate::net::bind(&addr)
+                .await
+                .map_err(|source| FakeError::Bind { addr, source })?;
+            println!("fake-server listening on http://{local}/sse");
             axum::serve(listener, fake.router())
                 .await
                 .map_err(|e| FakeError::Mcp(e.to_string()))

@@ -10,6 +10,7 @@ use std::time::Duration;
 use rmcp::service::ServiceError;
 use rmcp::transport::streamable_http_client::StreamableHttpError;
 
+use super::sse_client::SseError;
 use crate::redact;
 
 /// The longest `Retry-After` honoured; a server asking for more is asked again sooner.
@@ -51,6 +52,9 @@ pub fn classify_transport(error: &(dyn std::error::Error + 'static)) -> Failure 
     while let Some(e) = current {
         if let Some(http) = e.downcast_ref::<StreamableHttpError<reqwest::Error>>() {
             return classify_streamable(http);
+        }
+        if let Some(sse) = e.downcast_ref::<SseError>() {
+            return classify_sse(sse);
         }
         if let Some(r) = e.downcast_ref::<reqwest::Error>() {
             return classify_reqwest(r);
@@ -103,6 +107,34 @@ fn classify_streamable(error: &StreamableHttpError<reqwest::Error>) -> Failure {
         },
         other => Failure::TransportClosed {
             detail: root_cause(other),
+        },
+    }
+}
+
+fn classify_sse(error: &SseError) -> Failure {
+    match error {
+        SseError::Request(e) => classify_reqwest(e),
+        // The message was refused before it reached a session: safe to send on a new one.
+        SseError::SessionLost => Failure::SessionExpired,
+        SseError::Status {
+            status,
+            retry_after,
+        } => Failure::HttpStatus {
+            status: *status,
+            retry_after: retry_after.map(|d| d.min(MAX_RETRY_AFTER)),
+        },
+        SseError::Closed => Failure::TransportClosed {
+            detail: "the event stream closed".into(),
+        },
+        SseError::NotEventStream(_)
+        | SseError::NoEndpoint
+        | SseError::BadEndpoint
+        | SseError::CrossOrigin(_)
+        | SseError::EventTooLarge
+        | SseError::BadHeader(_)
+        | SseError::BadUrl
+        | SseError::Encode(_) => Failure::Protocol {
+            detail: error.to_string(),
         },
     }
 }
@@ -260,6 +292,50 @@ mod tests {
                 retry_after: None
             }
             .counts_against_server()
+        );
+    }
+
+    #[test]
+    fn legacy_sse_failures() {
+        assert_eq!(
+            classify_transport(&SseError::SessionLost),
+            Failure::SessionExpired
+        );
+        assert_eq!(
+            classify_transport(&SseError::Status {
+                status: 503,
+                retry_after: Some(Duration::from_secs(2))
+            }),
+            Failure::HttpStatus {
+                status: 503,
+                retry_after: Some(Duration::from_secs(2))
+            }
+        );
+        let garbled = classify_transport(&SseError::NotEventStream("text/html".into()));
+        assert!(
+            matches!(&garbled, Failure::Protocol { detail } if detail.contains("text/html")),
+            "{garbled:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_sse_post_is_a_plain_connect_failure() {
+        // A port that was just free: nothing listens there.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let e = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/messages?sessionId=SECRET"))
+            .send()
+            .await
+            .expect_err("nothing listens there");
+        let failure = classify_transport(&SseError::Request(e));
+        let shown = failure.describe();
+        assert!(matches!(failure, Failure::Connect { .. }), "{failure:?}");
+        assert_eq!(
+            shown,
+            format!("cannot connect to 127.0.0.1:{port}: connection refused")
         );
     }
 }

@@ -15,6 +15,7 @@ pub mod classify;
 mod http_client;
 pub mod member;
 mod session;
+pub mod sse_client;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};

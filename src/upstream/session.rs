@@ -17,6 +17,7 @@ use tokio::sync::{Notify, watch};
 
 use super::child::{ChildProcess, ChildState};
 use super::classify::{Failure, classify_service_error, classify_transport};
+use super::sse_client::SseError;
 use crate::catalog::{ServerIdentity, ToolCatalog};
 use crate::config::{ServerConfig, Transport};
 
@@ -172,11 +173,40 @@ impl Session {
                 })?;
                 (running, None)
             }
-            Transport::Sse { .. } => {
-                return Err(fail(
-                    "the legacy SSE transport is not supported yet; use \"type\": \"streamable-http\" if the server offers it"
-                        .into(),
-                ));
+            Transport::Sse { url, headers } => {
+                let cannot = |failure: Failure| match failure {
+                    Failure::Connect { detail } => detail,
+                    other => format!(
+                        "cannot connect to {}: {}",
+                        crate::redact::host_port(url),
+                        other.describe()
+                    ),
+                };
+                let transport = super::sse_client::SseClientTransport::connect(url, headers)
+                    .await
+                    .map_err(|e| {
+                        tracing::debug!(server = %server.name, error = %e, "SSE connect failed");
+                        fail(match e {
+                            // Settings, not the server: say so as they are.
+                            SseError::BadUrl | SseError::BadHeader(_) => e.to_string(),
+                            // A `url` without `type` is SSE, as in mcpo; a streamable-HTTP
+                            // server refuses the GET like this.
+                            SseError::Status {
+                                status: 400 | 404 | 405 | 406,
+                                ..
+                            }
+                            | SseError::NotEventStream(_) => format!(
+                                "{}; if the server speaks streamable HTTP, set \"type\": \"streamable-http\"",
+                                cannot(classify_transport(&e))
+                            ),
+                            e => cannot(classify_transport(&e)),
+                        })
+                    })?;
+                let running = handler.serve(transport).await.map_err(|e| {
+                    tracing::debug!(server = %server.name, error = %crate::redact::urls_in(&e.to_string()), "connect failed");
+                    fail(cannot(classify_transport(&e)))
+                })?;
+                (running, None)
             }
         };
         let peer = running.peer().clone();

@@ -120,7 +120,7 @@ pub struct FakeHttp {
 impl FakeHttp {
     /// The fake's counters (`requests`, `tool_calls`, `cancelled`).
     pub async fn stats(&self) -> Value {
-        reqwest::get(self.url.replace("/mcp", "/control/stats"))
+        reqwest::get(format!("{}/control/stats", self.base()))
             .await
             .unwrap()
             .json()
@@ -131,7 +131,7 @@ impl FakeHttp {
     /// Starts a fault (see `fake::control::FaultSpec`).
     pub async fn fault(&self, spec: Value) {
         let r = reqwest::Client::new()
-            .post(self.url.replace("/mcp", "/control/fault"))
+            .post(format!("{}/control/fault", self.base()))
             .json(&spec)
             .send()
             .await
@@ -559,8 +559,7 @@ pub fn marker(name: &str) -> String {
 impl FakeHttp {
     /// The port the fake listens on.
     pub fn port(&self) -> u16 {
-        self.url
-            .trim_end_matches("/mcp")
+        self.base()
             .rsplit(':')
             .next()
             .and_then(|p| p.parse().ok())
@@ -623,6 +622,40 @@ impl FakeHttp {
                 "streamable-http",
                 "--port",
                 "0",
+                "--id",
+                id,
+            ])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start fake server");
+        let line = wait_for_line(&mut child, "listening on", Duration::from_secs(20));
+        FakeHttp {
+            url: url_in(&line),
+            proc: Proc { child },
+        }
+    }
+}
+
+impl FakeHttp {
+    /// `http://127.0.0.1:PORT`, without the MCP path (`/mcp`, or `/sse` for legacy SSE).
+    pub fn base(&self) -> &str {
+        self.url
+            .strip_suffix("/mcp")
+            .or_else(|| self.url.strip_suffix("/sse"))
+            .unwrap_or(&self.url)
+    }
+
+    /// Starts a fake over legacy HTTP+SSE on `port` (0: a free one) with `extra` arguments; its
+    /// `url` is that of the event stream (`.../sse`).
+    pub fn start_sse(id: &str, port: u16, extra: &[&str]) -> FakeHttp {
+        let mut child = Command::new(mcpo_bin())
+            .args([
+                "fake-server",
+                "--transport",
+                "sse",
+                "--port",
+                &port.to_string(),
                 "--id",
                 id,
             ])
