@@ -3,16 +3,18 @@
 # `echo` (idempotent) while the stdio child is killed 3 times (or, over streamable HTTP, the
 # server forgets its sessions 3 times) in 18 s, at 2, 4, 8 and 16 calls in flight.
 #
-#   bash benches/recovery-under-load.sh [BASELINE_BINARY]
+#   bash benches/recovery-under-load.sh [BASELINE_BINARY]     # MCPO_NEW=path skips the build
 #
 # With a baseline binary (for example an older build of this proxy), every run is repeated
 # through it in the same session, and both are printed side by side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 2; }
-cargo build --release --quiet
+if [ -z "${MCPO_NEW:-}" ]; then
+  cargo build --release --quiet
+fi
 target=${CARGO_TARGET_DIR:-target}
-new="$PWD/$target/release/mcpo"
+new=${MCPO_NEW:-$PWD/$target/release/mcpo}
 baseline=${1:-}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
