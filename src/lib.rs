@@ -17,5 +17,6 @@ pub mod net;
 pub mod openapi;
 pub mod recovery;
 pub mod redact;
+pub mod reload;
 pub mod serve;
 pub mod upstream;

@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 use crate::config::ServeConfig;
 use crate::http::{AppState, router};
 use crate::recovery::RecoveryPolicy;
-use crate::upstream::{Upstream, UpstreamSettings};
+use crate::upstream::UpstreamSettings;
+use crate::upstream::fleet::Fleet;
 
 /// How long supervisors get to stop their children.
 const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -117,21 +118,18 @@ pub async fn start_with(
     for collector in &extensions.collectors {
         registry.register(collector.clone());
     }
-    let metrics = config.metrics_enabled.then(|| registry.clone());
-    let upstreams: Vec<Arc<Upstream>> = config
-        .servers
-        .iter()
-        .map(|s| {
-            let m = metrics.as_ref().and_then(|m| m.server(&s.name));
-            Upstream::new(s.clone(), settings.clone(), policy.clone(), m)
-        })
-        .collect();
     // Not a child of `shutdown`: sessions must outlive the HTTP drain.
     let upstream_stop = CancellationToken::new();
+    let fleet = Fleet::start(
+        &config.servers,
+        settings,
+        policy,
+        registry.clone(),
+        upstream_stop.clone(),
+        config.drain_timeout,
+    );
+    let upstreams = fleet.view().upstreams.clone();
     let mut supervisors = JoinSet::new();
-    for upstream in &upstreams {
-        supervisors.spawn(upstream.clone().run(upstream_stop.clone()));
-    }
     let first_attempts =
         futures::future::join_all(upstreams.iter().map(|u| u.first_attempt_done()));
     let _ = tokio::time::timeout(config.connect_timeout, first_attempts).await;
@@ -154,16 +152,32 @@ pub async fn start_with(
         .map_err(|source| ServeError::Bind { addr, source })?;
     let monitor = crate::monitor::Monitor::new(config.monitor.clone());
     {
-        let watched = upstreams.clone();
-        let children: crate::monitor::Children =
-            Box::new(move || watched.iter().flat_map(|u| u.child_pids()).collect());
+        let watched = fleet.clone();
+        let children: crate::monitor::Children = Box::new(move || {
+            watched
+                .view()
+                .upstreams
+                .iter()
+                .flat_map(|u| u.child_pids())
+                .collect()
+        });
         supervisors.spawn(
             monitor
                 .clone()
                 .run(registry.clone(), children, upstream_stop.clone()),
         );
     }
-    let state = AppState::new(config.clone(), upstreams, registry.clone(), monitor);
+    if config.hot_reload
+        && let Some(path) = config.config_path.clone()
+    {
+        supervisors.spawn(crate::reload::watch(
+            path,
+            fleet.clone(),
+            config.servers.clone(),
+            upstream_stop.clone(),
+        ));
+    }
+    let state = AppState::new(config.clone(), fleet.clone(), registry.clone(), monitor);
     let app = router(state.clone());
     let token = shutdown.clone();
     let drain = config.drain_timeout;
@@ -185,9 +199,11 @@ pub async fn start_with(
         upstream_stop.cancel();
         let stopped = async { while supervisors.join_next().await.is_some() {} };
         if tokio::time::timeout(STOP_GRACE, stopped).await.is_err() {
-            tracing::warn!("some upstreams did not stop in time; aborting them");
             supervisors.abort_all();
             while supervisors.join_next().await.is_some() {}
+        }
+        if !fleet.stopped(STOP_GRACE).await {
+            tracing::warn!("some upstreams did not stop in time; aborted them");
         }
         result
     });

@@ -77,7 +77,7 @@ fn missing_config_file_and_unsupported_flags() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not supported yet"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--hot-reload"));
 
     let out = Command::new(mcpo_bin())
         .args(["--port", "notaport"])

@@ -52,6 +52,8 @@ pub struct ServeConfig {
     pub cache_max_size: u64,
     pub cache_default_ttl: Duration,
     pub monitor: crate::monitor::MonitorSettings,
+    /// Watch the config file and apply server changes without a restart.
+    pub hot_reload: bool,
 }
 
 impl std::fmt::Debug for ServeConfig {
@@ -105,6 +107,7 @@ impl ServeConfig {
             cache_max_size: 1000,
             cache_default_ttl: Duration::from_secs(300),
             monitor: crate::monitor::MonitorSettings::default(),
+            hot_reload: false,
         }
     }
 
@@ -125,10 +128,11 @@ pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
             what: "--ssl-certfile/--ssl-keyfile (HTTPS)".into(),
         });
     }
-    if args.hot_reload {
-        return Err(ConfigError::NotSupported {
-            what: "--hot-reload".into(),
-        });
+    if args.hot_reload && args.config.is_none() {
+        return Err(flag(
+            "--hot-reload",
+            "watches the config file: give --config FILE".into(),
+        ));
     }
     let secs = |name: &str, value: f64| {
         positive_secs(value).ok_or_else(|| {
@@ -237,6 +241,7 @@ pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
         cache_max_size: args.cache_max_size,
         cache_default_ttl,
         monitor,
+        hot_reload: args.hot_reload,
     })
 }
 
@@ -419,7 +424,10 @@ mod tests {
         let err = parse(&["mcpo", "--hot-reload", "--", "x"])
             .unwrap_err()
             .to_string();
-        assert!(err.contains("--hot-reload is not supported yet"), "{err}");
+        assert!(
+            err.contains("--hot-reload") && err.contains("--config"),
+            "{err}"
+        );
         let err = parse(&["mcpo", "-t", "c.pem", "-K", "k.pem", "--", "x"])
             .unwrap_err()
             .to_string();

@@ -46,7 +46,7 @@ pub async fn diagnostics(
     let mut connection_health = serde_json::Map::new();
     let mut issues = Vec::new();
     let mut recommendations = Vec::new();
-    for upstream in &state.upstreams {
+    for upstream in &state.upstreams() {
         let report = server_report(upstream, privileged);
         let key = if upstream.name().is_empty() {
             "default"

@@ -38,14 +38,14 @@ const HOUR: Duration = Duration::from_secs(3600);
 /// The whole proxy's health, from its servers and alerts.
 pub fn overall_status(state: &AppState) -> &'static str {
     let (mut ready, mut down) = (0, 0);
-    for u in &state.upstreams {
+    for u in &state.upstreams() {
         match u.view().status {
             Status::Ready => ready += 1,
             Status::Down | Status::Stopped => down += 1,
             _ => {}
         }
     }
-    let n = state.upstreams.len();
+    let n = state.upstreams().len();
     if n > 0 && down == n {
         "unhealthy"
     } else if ready == n && state.monitor.alerts().is_empty() {
@@ -118,7 +118,7 @@ fn live(state: &AppState) -> Live {
     let (errors_last_hour, error_rate) = error_figures(state);
     Live {
         servers: state
-            .upstreams
+            .upstreams()
             .iter()
             .map(|u| server_live(u, state))
             .collect(),
@@ -278,7 +278,7 @@ pub fn metrics_json(state: &AppState, history: bool) -> Value {
         .collect();
     let lat = percentiles(&hour.latency);
     let mut servers = serde_json::Map::new();
-    for u in &state.upstreams {
+    for u in &state.upstreams() {
         let key = if u.name().is_empty() {
             "default"
         } else {
@@ -376,7 +376,7 @@ pub async fn healthz() -> Response {
 /// Every configured server has been ready at least once and none is down.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let mut reasons = Vec::new();
-    for u in &state.upstreams {
+    for u in &state.upstreams() {
         let view = u.view();
         let name = if u.name().is_empty() {
             "default"

@@ -19,7 +19,6 @@ pub mod respond;
 mod status;
 pub mod validate;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -38,6 +37,7 @@ use crate::config::ServeConfig;
 use crate::metrics::{Metrics, RequestClass};
 use crate::monitor::Monitor;
 use crate::openapi::document::{DocInfo, ToolDoc, root_document, server_document};
+use crate::upstream::fleet::Fleet;
 use crate::upstream::{Failure, Upstream};
 use error::ApiError;
 use respond::{ToolAnswer, map_result};
@@ -50,8 +50,8 @@ const INLINE_BODY: usize = 64 * 1024;
 /// Shared state of every handler.
 pub struct AppState {
     pub config: Arc<ServeConfig>,
-    pub upstreams: Vec<Arc<Upstream>>,
-    by_name: HashMap<String, Arc<Upstream>>,
+    /// The servers serving now (a reload may change them).
+    pub fleet: Arc<Fleet>,
     body_budget: body::BodyBudget,
     key: Option<auth::ApiKey>,
     pub metrics: Arc<Metrics>,
@@ -62,14 +62,10 @@ pub struct AppState {
 impl AppState {
     pub fn new(
         config: Arc<ServeConfig>,
-        upstreams: Vec<Arc<Upstream>>,
+        fleet: Arc<Fleet>,
         metrics: Arc<Metrics>,
         monitor: Arc<Monitor>,
     ) -> Arc<Self> {
-        let by_name = upstreams
-            .iter()
-            .map(|u| (u.name().to_string(), u.clone()))
-            .collect();
         let key = config
             .api_key
             .as_deref()
@@ -79,17 +75,23 @@ impl AppState {
             cache: ResultCache::new(config.cache_max_size),
             key,
             config,
-            upstreams,
-            by_name,
+            fleet,
             metrics,
             monitor,
         })
     }
 
-    fn upstream(&self, name: &str) -> Result<&Arc<Upstream>, ApiError> {
-        self.by_name
+    fn upstream(&self, name: &str) -> Result<Arc<Upstream>, ApiError> {
+        self.fleet
+            .view()
             .get(name)
+            .cloned()
             .ok_or_else(|| ApiError::NotFound(format!("Not Found: no MCP server named '{name}'")))
+    }
+
+    /// The servers serving now.
+    pub fn upstreams(&self) -> Vec<Arc<Upstream>> {
+        self.fleet.view().upstreams.clone()
     }
 
     /// The URL under which a server's routes are reached by clients.
@@ -208,7 +210,7 @@ async fn call_tool(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let upstream = state.upstream(&server)?.clone();
+    let upstream = state.upstream(&server)?;
     invoke(&state, &upstream, &tool, &headers, body).await
 }
 
@@ -218,7 +220,7 @@ async fn call_single_tool(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let Some(upstream) = state.upstreams.first().cloned() else {
+    let Some(upstream) = state.upstreams().first().cloned() else {
         return Err(ApiError::NotFound("Not Found".into()));
     };
     invoke(&state, &upstream, &tool, &headers, body).await
@@ -502,7 +504,7 @@ async fn server_openapi(
     State(state): State<Arc<AppState>>,
     Path(server): Path<String>,
 ) -> Result<Response, ApiError> {
-    let upstream = state.upstream(&server)?.clone();
+    let upstream = state.upstream(&server)?;
     server_document_of(&state, &upstream).await
 }
 
@@ -517,7 +519,7 @@ async fn server_docs(
 
 async fn root_openapi(State(state): State<Arc<AppState>>) -> Response {
     let servers: Vec<(String, String)> = state
-        .upstreams
+        .upstreams()
         .iter()
         .map(|u| {
             (
@@ -542,7 +544,7 @@ async fn root_docs(State(state): State<Arc<AppState>>) -> Html<String> {
 }
 
 async fn single_openapi(State(state): State<Arc<AppState>>) -> Result<Response, ApiError> {
-    let Some(upstream) = state.upstreams.first().cloned() else {
+    let Some(upstream) = state.upstreams().first().cloned() else {
         return Err(ApiError::NotFound("Not Found".into()));
     };
     server_document_of(&state, &upstream).await

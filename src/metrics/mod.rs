@@ -257,8 +257,8 @@ pub struct Metrics {
     pub started: Instant,
     /// An episode recovered within this counts toward the recovery success rate.
     pub recovery_target: Duration,
-    servers: HashMap<String, Arc<ServerMetrics>>,
-    order: Vec<String>,
+    /// Servers by name, and their order (the config's); a reload adds and removes them.
+    servers: RwLock<(HashMap<String, Arc<ServerMetrics>>, Vec<String>)>,
     collectors: RwLock<Vec<Arc<dyn MetricsCollector>>>,
 }
 
@@ -266,7 +266,7 @@ impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Metrics")
             .field("enabled", &self.enabled)
-            .field("servers", &self.order)
+            .field("servers", &self.servers().len())
             .finish_non_exhaustive()
     }
 }
@@ -280,7 +280,7 @@ impl Metrics {
     ) -> Arc<Self> {
         let started = Instant::now();
         let order: Vec<String> = servers.into_iter().map(str::to_string).collect();
-        let servers = order
+        let by_name = order
             .iter()
             .map(|n| (n.clone(), Arc::new(ServerMetrics::new(n, started))))
             .collect();
@@ -288,23 +288,47 @@ impl Metrics {
             enabled,
             started,
             recovery_target,
-            servers,
-            order,
+            servers: RwLock::new((by_name, order)),
             collectors: RwLock::new(Vec::new()),
         })
     }
 
     /// The metrics of one configured server.
     pub fn server(&self, name: &str) -> Option<Arc<ServerMetrics>> {
-        self.servers.get(name).cloned()
+        self.servers.read().ok()?.0.get(name).cloned()
+    }
+
+    /// The metrics of `name`, created if the server is new (a config reload added it).
+    pub fn ensure_server(&self, name: &str) -> Arc<ServerMetrics> {
+        if let Some(m) = self.server(name) {
+            return m;
+        }
+        let fresh = Arc::new(ServerMetrics::new(name, Instant::now()));
+        let Ok(mut servers) = self.servers.write() else {
+            return fresh;
+        };
+        if let Some(m) = servers.0.get(name) {
+            return m.clone();
+        }
+        servers.0.insert(name.to_string(), fresh.clone());
+        servers.1.push(name.to_string());
+        fresh
+    }
+
+    /// Forgets a server a reload removed: its series go with it.
+    pub fn remove_server(&self, name: &str) {
+        if let Ok(mut servers) = self.servers.write() {
+            servers.0.remove(name);
+            servers.1.retain(|n| n != name);
+        }
     }
 
     /// Every server's metrics, in config order.
     pub fn servers(&self) -> Vec<Arc<ServerMetrics>> {
-        self.order
-            .iter()
-            .filter_map(|n| self.servers.get(n).cloned())
-            .collect()
+        self.servers
+            .read()
+            .map(|s| s.1.iter().filter_map(|n| s.0.get(n).cloned()).collect())
+            .unwrap_or_default()
     }
 
     pub fn register(&self, collector: Arc<dyn MetricsCollector>) {
@@ -328,7 +352,7 @@ impl Metrics {
     /// Totals of every server's window over the last `span`.
     pub fn recent(&self, span: Duration) -> window::Totals {
         let mut total = window::Totals::default();
-        for s in self.servers.values() {
+        for s in self.servers() {
             let t = s.recent(span);
             total.requests += t.requests;
             total.errors += t.errors;

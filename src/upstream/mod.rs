@@ -12,6 +12,7 @@
 
 pub mod child;
 pub mod classify;
+pub mod fleet;
 mod http_client;
 pub mod member;
 mod session;
@@ -43,6 +44,8 @@ use crate::recovery::{
 
 /// How often the pool looks for idle members above the minimum to retire (at most).
 const POOL_TICK: Duration = Duration::from_secs(5);
+/// Where each new upstream's cache epochs start.
+static NEXT_EPOCH_BASE: AtomicU64 = AtomicU64::new(0);
 /// The "deadline" of a call with recovery off.
 const NO_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
 /// How long a failed call waits for its session's end to be confirmed (a stdio pipe closes a
@@ -217,7 +220,9 @@ impl Upstream {
                 policy,
                 breaker,
                 metrics,
-                cache_epoch: AtomicU64::new(0),
+                // Unique across upstreams, so a server replaced by a reload (same name) never
+                // meets the cache entries of the one before it.
+                cache_epoch: AtomicU64::new(NEXT_EPOCH_BASE.fetch_add(1 << 32, Ordering::Relaxed)),
                 ever_ready: std::sync::atomic::AtomicBool::new(false),
                 catalog: watch::channel(None).0,
                 generation: watch::channel(0).0,

@@ -170,6 +170,8 @@ pub struct Proxy {
     pub proc: Proc,
     pub base: String,
     pub client: reqwest::Client,
+    /// The config file the proxy was started with, if any.
+    pub config_path: Option<PathBuf>,
     _dir: tempdir::TempDir,
 }
 
@@ -187,7 +189,9 @@ impl Proxy {
         let path_str = path.display().to_string();
         args.push(&path_str);
         args.extend_from_slice(extra);
-        Self::spawn(&args, env, dir)
+        let mut proxy = Self::spawn(&args, env, dir);
+        proxy.config_path = Some(path);
+        proxy
     }
 
     /// Starts `mcpo` with exactly these arguments (plus host and port).
@@ -214,7 +218,8 @@ impl Proxy {
             &path_str,
         ];
         args.extend_from_slice(extra);
-        let proxy = Self::spawn_to(&args, env, dir, Some(&log));
+        let mut proxy = Self::spawn_to(&args, env, dir, Some(&log));
+        proxy.config_path = Some(path);
         (proxy, log)
     }
 
@@ -247,6 +252,7 @@ impl Proxy {
                 .timeout(Duration::from_secs(60))
                 .build()
                 .unwrap(),
+            config_path: None,
             _dir: dir,
         }
     }

@@ -1,0 +1,122 @@
+//! `--hot-reload`: watch the config file and bring the running servers in line with it.
+//!
+//! The directory holding the file is watched, not the file itself: editors that save by writing
+//! a new file and renaming it over the old one replace the inode a file watch would follow.
+//! Events are debounced (a save is often several writes), then the file is read and validated
+//! exactly as at start-up. A file that became invalid is reported with the same one-line
+//! message and changes nothing; a valid one is applied by [`Fleet::apply`]: added servers
+//! start, removed ones stop after their calls in flight, changed ones are replaced the same
+//! way, unchanged ones are not touched. Only the servers are reloaded; other settings (the
+//! monitor's thresholds, flags) are read at start-up.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::RecursiveMode;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ServerConfig, parse_config_file};
+use crate::upstream::fleet::Fleet;
+
+/// How long the file must be quiet before it is read.
+const DEBOUNCE: Duration = Duration::from_millis(250);
+
+/// Watches `path` until `stop`, applying each valid change to `fleet`. `running` is the
+/// server list the fleet was started with.
+pub async fn watch(
+    path: PathBuf,
+    fleet: Arc<Fleet>,
+    running: Vec<ServerConfig>,
+    stop: CancellationToken,
+) {
+    let file = match path.canonicalize() {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(file = %path.display(), error = %e, "hot reload: cannot resolve the config file; not watching it");
+            return;
+        }
+    };
+    let (Some(dir), Some(name)) = (
+        file.parent().map(PathBuf::from),
+        file.file_name().map(|n| n.to_owned()),
+    ) else {
+        return;
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(8);
+    let watched_name = name.clone();
+    let debouncer = notify_debouncer_full::new_debouncer(
+        DEBOUNCE,
+        None,
+        move |result: notify_debouncer_full::DebounceEventResult| {
+            let touched = match result {
+                // Reading the file is an event too (access); only changes count, or each read
+                // would schedule the next.
+                Ok(events) => events.iter().any(|e| {
+                    !matches!(e.event.kind, notify::EventKind::Access(_))
+                        && e.event
+                            .paths
+                            .iter()
+                            .any(|p| p.file_name() == Some(watched_name.as_os_str()))
+                }),
+                Err(_) => true,
+            };
+            if touched {
+                // Full means a reload is already queued; one is enough.
+                let _ = tx.try_send(());
+            }
+        },
+    );
+    let mut debouncer = match debouncer {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "hot reload: cannot watch files on this system");
+            return;
+        }
+    };
+    if let Err(e) = debouncer.watch(&dir, RecursiveMode::NonRecursive) {
+        tracing::error!(dir = %dir.display(), error = %e, "hot reload: cannot watch the config's directory");
+        return;
+    }
+    tracing::info!(file = %file.display(), "hot reload: watching the config file");
+    let mut running = running;
+    let mut last_error: Option<String> = None;
+    loop {
+        tokio::select! {
+            event = rx.recv() => if event.is_none() { return },
+            _ = stop.cancelled() => return,
+        }
+        let parsed = {
+            let file = file.clone();
+            tokio::task::spawn_blocking(move || parse_config_file(&file)).await
+        };
+        let servers = match parsed {
+            Ok(Ok(config)) => config.servers,
+            Ok(Err(e)) => {
+                // The same line as at start-up, once per distinct problem, and nothing changes.
+                let message = e.to_string();
+                if last_error.as_deref() != Some(message.as_str()) {
+                    tracing::error!(
+                        "hot reload: {message}; the running servers are kept as they were"
+                    );
+                    last_error = Some(message);
+                }
+                continue;
+            }
+            Err(_) => continue,
+        };
+        last_error = None;
+        if servers == running {
+            continue;
+        }
+        let summary = fleet.apply(&servers).await;
+        tracing::info!(
+            added = ?summary.added,
+            removed = ?summary.removed,
+            changed = ?summary.changed,
+            unchanged = summary.unchanged.len(),
+            "hot reload: config applied"
+        );
+        running = servers;
+    }
+}

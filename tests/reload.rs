@@ -1,0 +1,133 @@
+//! `--hot-reload`: the config file changes under a running proxy and the servers follow it,
+//! without touching the ones that did not change and without dropping calls in flight.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{Proxy, eventually, marker, pids_matching, stdio_fake};
+use serde_json::{Value, json};
+
+/// Writes `config` the way many editors save: to a new file, renamed over the old one.
+fn save_by_rename(path: &Path, config: &Value) {
+    let tmp = path.with_extension("json.swp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(config).unwrap()).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
+/// The child PID of the server whose fake has this id.
+async fn pid_of(m: &str, id: &str) -> u32 {
+    let needle = format!("--id {id}");
+    eventually(
+        &format!("one child {id}"),
+        Duration::from_secs(15),
+        async || {
+            let pids = pids_matching("MCPO_TEST_MARKER", m, &needle);
+            (pids.len() == 1).then(|| pids[0])
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn servers_follow_the_file_and_the_unchanged_one_is_not_touched() {
+    let m = marker("reload");
+    let v1 = json!({"mcpServers": {
+        "keep": stdio_fake("rl-keep"),
+        "change": stdio_fake("rl-change-a"),
+        "remove": stdio_fake("rl-remove"),
+    }});
+    let (proxy, log) = Proxy::start_logged(
+        &v1,
+        &["--hot-reload"],
+        &[("MCPO_TEST_MARKER", &m), ("LOG_LEVEL", "INFO")],
+    );
+    let path = proxy.config_path.clone().unwrap();
+    for s in ["keep", "change", "remove"] {
+        proxy
+            .wait_ok(&format!("/{s}/openapi.json"), Duration::from_secs(30))
+            .await;
+    }
+    let keep_pid = pid_of(&m, "rl-keep").await;
+    // A long call to the server that will not change, in flight across every reload.
+    let long_call = {
+        let (client, url) = (proxy.client.clone(), proxy.url("/keep/slow"));
+        tokio::spawn(async move {
+            let r = client
+                .post(url)
+                .json(&json!({"ms": 4000}))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Add one, change one, remove one.
+    let changed_at = Instant::now();
+    save_by_rename(
+        &path,
+        &json!({"mcpServers": {
+            "keep": stdio_fake("rl-keep"),
+            "change": stdio_fake("rl-change-b"),
+            "added": stdio_fake("rl-added"),
+        }}),
+    );
+    eventually("the routes follow", Duration::from_secs(2), async || {
+        let added = proxy.get("/added/openapi.json").await.0 == 200;
+        let removed = proxy.post("/remove/echo", json!({"message": "x"})).await.0 == 404;
+        let (_, who) = proxy.post("/change/whoami", json!({})).await;
+        let changed = who["id"] == "rl-change-b";
+        (added && removed && changed).then_some(())
+    })
+    .await;
+    eprintln!("routes followed in {:?}", changed_at.elapsed());
+    assert_eq!(
+        pid_of(&m, "rl-keep").await,
+        keep_pid,
+        "the unchanged server was touched"
+    );
+    // The removed and the replaced children are stopped (their calls were done).
+    eventually("old children gone", Duration::from_secs(10), async || {
+        (pids_matching("MCPO_TEST_MARKER", &m, "--id rl-remove").is_empty()
+            && pids_matching("MCPO_TEST_MARKER", &m, "--id rl-change-a").is_empty())
+        .then_some(())
+    })
+    .await;
+
+    // A broken file: one error line, and the running set stays as it is.
+    std::fs::write(&path, "{\"mcpServers\": {").unwrap();
+    let line = eventually("the error is logged", Duration::from_secs(5), async || {
+        let text = std::fs::read_to_string(&log).ok()?;
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("hot reload:") && l.contains("ERROR"))
+            .collect();
+        (lines.len() == 1).then(|| lines[0].to_string())
+    })
+    .await;
+    assert!(
+        line.contains("config.json") && line.contains("invalid JSON"),
+        "{line}"
+    );
+    assert_eq!(proxy.get("/added/openapi.json").await.0, 200);
+    let (status, _) = proxy.post("/keep/echo", json!({"message": "still"})).await;
+    assert_eq!(status, 200);
+    assert_eq!(pid_of(&m, "rl-keep").await, keep_pid);
+
+    // The long call on the unchanged server finished normally.
+    let (status, body) = long_call.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("slept 4000 ms"), "{body}");
+    // Still exactly one error line (the broken file was not re-reported, nothing else failed).
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.contains("hot reload:") && l.contains("ERROR"))
+            .count(),
+        1,
+        "{text}"
+    );
+}
