@@ -250,6 +250,9 @@ pub trait MetricsCollector: Send + Sync + 'static {
     fn collect(&self) -> Vec<CustomMetric>;
 }
 
+/// Servers by name, and the order to show them in.
+type ServerSet = (HashMap<String, Arc<ServerMetrics>>, Vec<String>);
+
 /// The registry.
 pub struct Metrics {
     /// False: nothing is recorded (for measuring what recording costs).
@@ -258,7 +261,7 @@ pub struct Metrics {
     /// An episode recovered within this counts toward the recovery success rate.
     pub recovery_target: Duration,
     /// Servers by name, and their order (the config's); a reload adds and removes them.
-    servers: RwLock<(HashMap<String, Arc<ServerMetrics>>, Vec<String>)>,
+    servers: RwLock<ServerSet>,
     collectors: RwLock<Vec<Arc<dyn MetricsCollector>>>,
 }
 
