@@ -74,6 +74,11 @@ pub struct FakeServer {
     counter: Arc<std::sync::atomic::AtomicU64>,
     /// The faults in force, shared with the HTTP layer and the stdout writer.
     pub faults: FaultState,
+    /// Told whenever the tool list changes, for `subscriptions/listen` (protocol 2026-07-28,
+    /// where change notifications travel only on a subscription).
+    list_changed: tokio::sync::broadcast::Sender<()>,
+    /// The protocol version to advertise; `None`: rmcp's default.
+    pub protocol_version: Option<rmcp::model::ProtocolVersion>,
 }
 
 impl FakeServer {
@@ -91,6 +96,8 @@ impl FakeServer {
             bonus: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             counter: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             faults,
+            list_changed: tokio::sync::broadcast::channel(16).0,
+            protocol_version: None,
         }
     }
 }
@@ -469,11 +476,45 @@ impl rmcp::ServerHandler for FakeServer {
         let mut info = ServerConfig::new(ServerCapabilities::builder().enable_tools().build());
         info.server_info =
             Implementation::new(format!("fake-{}", self.id), env!("CARGO_PKG_VERSION"));
+        if let Some(v) = &self.protocol_version {
+            info.protocol_version = v.clone();
+        }
         info.instructions = Some(format!(
             "A fake MCP server ({}) for tests and demos: echo, add, slow, sleep, measure_shape, stats, fail, toggle_bonus, request_meta, whoami, incr, announce_then_freeze, jsonrpc_error.",
             self.id
         ));
         info
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        requested: &rmcp::model::SubscriptionFilter,
+    ) -> Option<rmcp::model::SubscriptionFilter> {
+        (requested.tools_list_changed == Some(true))
+            .then(|| rmcp::model::SubscriptionFilter::builder().tools_list_changed().build())
+    }
+
+    async fn listen(
+        &self,
+        context: rmcp::service::SubscriptionContext,
+    ) -> Result<(), ErrorData> {
+        let mut changes = self.list_changed.subscribe();
+        loop {
+            tokio::select! {
+                change = changes.recv() => {
+                    if change.is_err() {
+                        return Ok(());
+                    }
+                    let note = rmcp::model::ServerNotification::ToolListChangedNotification(
+                        Default::default(),
+                    );
+                    if context.sink().send(note).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                _ = context.cancelled() => return Ok(()),
+            }
+        }
     }
 
     async fn list_tools(
@@ -515,6 +556,9 @@ impl rmcp::ServerHandler for FakeServer {
                 let now = !self
                     .bonus
                     .fetch_xor(true, std::sync::atomic::Ordering::SeqCst);
+                // Both ways a client may listen: the plain notification (up to 2025-11-25)
+                // and every open subscription (2026-07-28).
+                let _ = self.list_changed.send(());
                 if let Err(e) = context.peer.notify_tool_list_changed().await {
                     tracing::warn!(error = %e, "could not send tools/list_changed");
                 }
@@ -560,7 +604,10 @@ pub async fn run(args: &crate::cli::FakeServerArgs) -> Result<(), FakeError> {
         other => return Err(FakeError::Transport(other.to_string())),
     };
     let faults = FaultState::new(transport);
-    let server = FakeServer::new(&args.id, faults.clone());
+    let mut server = FakeServer::new(&args.id, faults.clone());
+    if let Some(v) = &args.protocol_version {
+        server.protocol_version = serde_json::from_value(Value::String(v.clone())).ok();
+    }
     match transport {
         Transport::Stdio => {
             join_hub(

@@ -21,6 +21,8 @@ use super::sse_client::SseError;
 use crate::catalog::{ServerIdentity, ToolCatalog};
 use crate::config::{ServerConfig, Transport};
 
+/// How long a `subscriptions/listen` may take to be acknowledged.
+const SUBSCRIBE_WITHIN: Duration = Duration::from_secs(10);
 /// How long a closed pipe waits for the child's exit to be reported.
 const EXIT_REPORT_GRACE: Duration = Duration::from_millis(100);
 
@@ -252,6 +254,7 @@ impl Session {
             idle: Notify::new(),
             tools_changed,
         };
+        subscribe_to_list_changes(&session, &server.name);
         let catalog = match session.list_tools(&server.name, list_within).await {
             Ok(tools) => ToolCatalog::new(identity, tools, &server.disabled_tools),
             Err(e) => {
@@ -463,6 +466,57 @@ impl Session {
             child.shutdown().await;
         }
     }
+}
+
+/// On protocol 2026-07-28 and later, change notifications reach a client only through a
+/// `subscriptions/listen` subscription, not the handler's callbacks: open one for tool-list
+/// changes and turn each into the same signal the callback gives on older versions, so the
+/// routes follow the server whatever version was negotiated. The task ends with the session.
+fn subscribe_to_list_changes(session: &Session, server: &str) {
+    let negotiated = session
+        .peer
+        .peer_info()
+        .map(|i| i.protocol_version.clone());
+    if !negotiated.is_some_and(|v| v >= rmcp::model::ProtocolVersion::V_2026_07_28) {
+        return;
+    }
+    let peer = session.peer.clone();
+    let changed = session.tools_changed.clone();
+    let ended = session.cancel.clone();
+    let server = server.to_string();
+    tokio::spawn(async move {
+        let filter = rmcp::model::SubscriptionFilter::builder()
+            .tools_list_changed()
+            .build();
+        let listening = tokio::select! {
+            r = tokio::time::timeout(SUBSCRIBE_WITHIN, peer.listen(filter)) => r,
+            _ = ended.cancelled() => return,
+        };
+        let mut subscription = match listening {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::warn!(server = %server, error = %classify_service_error(&e).describe(),
+                    "the server refused a tool-list subscription; its tool changes will not be seen until it reconnects");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(server = %server, "no answer to the tool-list subscription");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                next = subscription.next() => match next {
+                    Ok(Some(rmcp::model::ServerNotification::ToolListChangedNotification(_))) => {
+                        changed.notify_one();
+                    }
+                    Ok(Some(_)) => {}
+                    _ => return,
+                },
+                _ = ended.cancelled() => return,
+            }
+        }
+    });
 }
 
 /// Counts one call on a session while it lives.
