@@ -3,15 +3,14 @@
 //! Exists because naming is the one part of the conversion that other tools' conversions see:
 //! several tools share one `components.schemas` map, so names must be safe, readable, stable
 //! (derived from where the schema was) and never collide with what is already there. Each
-//! distinct target gets one component however many references lead to it, and is queued
-//! once, which is also what makes reference cycles terminate.
+//! distinct target gets one component however many references (and spellings of them) lead
+//! to it, and is queued once, which is also what makes reference cycles terminate.
 
-use std::borrow::Cow;
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use serde_json::{Map, Value};
 
-use super::resolve::{escape_token, unescape_token};
+use super::resolve::{Located, Step, address};
 
 /// Longest part of a component name derived from a pointer or definition name; the prefix
 /// comes on top. Keeps names readable; uniqueness is ensured by suffixes anyway.
@@ -36,7 +35,8 @@ pub fn component_name(raw: &str) -> String {
 
 /// A hoisted sub-schema waiting to be converted.
 pub(super) struct Job<'d> {
-    pub(super) pointer: String,
+    /// Where it is in the original document (empty for the root).
+    pub(super) path: Vec<Step<'d>>,
     pub(super) target: &'d Value,
     pub(super) name: String,
 }
@@ -48,8 +48,10 @@ pub(super) struct Components<'d, 'c> {
     existing: &'c Map<String, Value>,
     /// Names this conversion has given out.
     reserved: HashSet<String>,
-    /// JSON pointer (canonical: escaped tokens, no percent-encoding) -> component name.
-    memo: HashMap<String, String>,
+    /// Address of each hoisted sub-schema of the original document -> its component name.
+    /// Addresses identify a target however it was spelled (pointer escapes, percent-encoding,
+    /// `$id`, `$anchor`), since the resolver hands back the value itself.
+    memo: HashMap<*const Value, String>,
     queue: VecDeque<Job<'d>>,
     /// Converted components, in the order their names were given out.
     produced: Vec<(String, Value)>,
@@ -79,47 +81,54 @@ impl<'d, 'c> Components<'d, 'c> {
             }
             if let Value::Object(defs) = defs {
                 for (name, target) in defs {
-                    let pointer = format!("/{keyword}/{}", escape_token(name));
-                    self.component_for(pointer, target);
+                    self.add(Located {
+                        path: vec![Step::Key(keyword), Step::Key(name)],
+                        target,
+                    });
                 }
             }
         }
     }
 
-    /// The component holding the sub-schema at `pointer`, queued for conversion when new.
-    pub(super) fn component_for(&mut self, pointer: String, target: &'d Value) -> String {
-        if let Some(name) = self.memo.get(&pointer) {
+    /// The component already holding the sub-schema at `target`, if any.
+    pub(super) fn known(&self, target: *const Value) -> Option<&str> {
+        self.memo.get(&target).map(String::as_str)
+    }
+
+    /// The component holding `located`, queued for conversion when new.
+    pub(super) fn add(&mut self, located: Located<'d>) -> String {
+        let key = address(located.target);
+        if let Some(name) = self.memo.get(&key) {
             return name.clone();
         }
-        let name = self.allocate(self.name_hint(&pointer));
-        self.memo.insert(pointer.clone(), name.clone());
+        let name = self.allocate(self.name_hint(&located.path));
+        self.memo.insert(key, name.clone());
         self.queue.push_back(Job {
-            pointer,
-            target,
+            path: located.path,
+            target: located.target,
             name: name.clone(),
         });
         name
     }
 
     /// `prefix` for the root, `prefix__Def` for a root definition, and `prefix__` followed by
-    /// the pointer's tokens joined with `.` for anything deeper.
-    fn name_hint(&self, pointer: &str) -> String {
-        let Some(rest) = pointer.strip_prefix('/') else {
-            return self.prefix.clone();
-        };
-        let tokens: Vec<Cow<'_, str>> = rest
-            .split('/')
-            .map(|token| unescape_token(token).unwrap_or(Cow::Borrowed(token)))
-            .collect();
-        let tokens = match tokens.as_slice() {
-            [first, tail @ ..]
-                if !tail.is_empty() && (first == "$defs" || first == "definitions") =>
+    /// the path's tokens joined with `.` for anything deeper.
+    fn name_hint(&self, path: &[Step<'_>]) -> String {
+        let tokens = match path {
+            [] => return self.prefix.clone(),
+            [Step::Key(first), tail @ ..]
+                if !tail.is_empty() && (*first == "$defs" || *first == "definitions") =>
             {
                 tail
             }
             all => all,
         };
-        let mut suffix = component_name(&tokens.join("."));
+        let joined = tokens
+            .iter()
+            .map(Step::to_string)
+            .collect::<Vec<_>>()
+            .join(".");
+        let mut suffix = component_name(&joined);
         // Sanitized names are ASCII, so any byte index is a char boundary.
         suffix.truncate(MAX_SUFFIX_LEN);
         format!("{}__{suffix}", self.prefix)

@@ -9,12 +9,13 @@
 //!
 //! * moves every root definition, and every other sub-schema some `$ref` points at, into the
 //!   document's `components.schemas` (the root itself too, when something refers to it),
-//! * rewrites every `$ref` to `#/components/schemas/NAME`, resolving it the way a validator
-//!   would: against the base URI in effect (`$id`s included), through JSON pointers with
-//!   `~0`/`~1`/percent escapes, or through `$anchor`s; `$dynamicRef` (and 2019-09's
-//!   `$recursiveRef`) too when the document is a single schema resource, where it can only
-//!   land where a static reference would; OpenAPI `discriminator.mapping` values that point
-//!   into the schema follow their targets,
+//! * rewrites every `$ref` to `#/components/schemas/NAME`, resolving it with the `referencing`
+//!   crate, the resolver of the `jsonschema` crate that validates requests, so a reference
+//!   lands here exactly where the validator takes it: against the base URI in effect (`$id`s
+//!   included), through JSON pointers with `~0`/`~1`/percent escapes, or through `$anchor`s;
+//!   `$dynamicRef` (and 2019-09's `$recursiveRef`) too when the document is a single schema
+//!   resource, where it can only land where a static reference would; OpenAPI
+//!   `discriminator.mapping` values that point into the schema follow their targets,
 //! * replaces what it cannot resolve (remote documents, dangling pointers) by an
 //!   accept-anything schema carrying `x-mcpo-unresolved-ref`, and reports it,
 //! * drops `$schema`, `$id`, `$anchor`, `$dynamicAnchor`, `$defs` and `definitions`, which
@@ -50,7 +51,7 @@ use serde_json::{Map, Value};
 pub use components::component_name;
 
 use components::Components;
-use resolve::Index;
+use resolve::References;
 use rewrite::Converter;
 
 /// Result of converting one schema.
@@ -95,19 +96,39 @@ pub fn convert_schema(
     prefix: &str,
     components: &mut Map<String, Value>,
 ) -> Converted {
-    let index = Index::build(schema);
+    // A document the registry refuses is one the validator refuses too; its usable
+    // references should resolve all the same.
+    let copy;
+    let mut registered = schema;
+    let mut registry = resolve::registry_for(schema).ok();
+    if registry.is_none() {
+        copy = resolve::without_unusable_references(schema);
+        registered = &copy;
+        registry = resolve::registry_for(registered).ok();
+    }
+    let (registry, root_base) = registry.unzip();
+    let references = match &registry {
+        Some(registry) => References::new(schema, registered, registry, root_base),
+        None => References::new(
+            schema,
+            schema,
+            resolve::registry_without_the_document(),
+            None,
+        ),
+    };
     let mut converter = Converter::new(
         schema,
-        index,
+        references,
         Components::new(component_name(prefix), components),
     );
     converter.components.register_root_definitions(schema);
-    let inline = converter.convert(schema, &resolve::Scope::initial(), true, 0);
+    let initial = converter.references.initial().clone();
+    let inline = converter.convert(schema, &initial, true, 0);
     // Hoisted targets are converted one after another rather than recursively, so ref cycles
-    // end (each pointer is queued once) and long ref chains do not deepen the stack.
+    // end (each target is queued once) and long ref chains do not deepen the stack.
     while let Some(job) = converter.components.next_job() {
-        let scope = converter.index.scope_outside(&job.pointer);
-        let body = converter.convert(job.target, &scope, job.pointer.is_empty(), 0);
+        let scope = converter.references.scope_outside(schema, &job.path);
+        let body = converter.convert(job.target, &scope, job.path.is_empty(), 0);
         converter.components.finish(job.name, body);
     }
     let (produced, unresolved) = converter.into_results();

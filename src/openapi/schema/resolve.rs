@@ -1,233 +1,190 @@
-//! Where a reference lands: base URIs, JSON pointers, anchors.
+//! Where a reference lands, decided by the `referencing` crate.
 //!
-//! Exists because a reference means something only against the base URI in effect where it
-//! is written (`$id`s included) and the identifiers and anchors of the whole document, so
-//! resolving one needs an index of the document ([`Index`]) and URI and pointer handling
-//! (RFC 3986 resolution, RFC 6901 pointers, percent-decoding), all of it here.
+//! Exists so that references resolve here exactly as they do in the request validator: the
+//! `jsonschema` crate resolves with `referencing`, so this module registers the document the
+//! way `jsonschema` does and asks the same resolver (RFC 3986 resolution against `$id`s,
+//! percent-decoding, JSON pointers, `$anchor`/`$dynamicAnchor` and draft-specific identifier
+//! rules all happen there). What stays here is what the resolver does not answer:
+//!
+//! * the base URI and draft in effect at each schema object while the conversion walks the
+//!   document ([`Scope`], [`enter`]), the draft being the conversion's own reading (it decides
+//!   which keywords to translate) and the base URI the resolver's own `in_subresource`;
+//! * where in the document a resolved value sits ([`locate`]): the resolver hands back the
+//!   value, and a component is named after its path and converted in the scope around it
+//!   ([`References::scope_outside`]);
+//! * whether a dynamic reference may be read statically (one schema resource only);
+//! * a second try for documents the registry refuses as a whole
+//!   ([`without_unusable_references`]), so one bad reference does not unresolve the others.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
-use std::rc::Rc;
+use std::fmt;
 
+use referencing::{Draft, Registry, Resolver, ResourceRef, Retrieve, Uri, UriRef};
 use serde_json::Value;
 
 use super::MAX_DEPTH;
-use super::vocabulary::{Dialect, Holds, Keywords, holds};
+use super::vocabulary::{Holds, Keywords, dialect_of, holds};
 
 /// The base URI of a schema without `$id`; the same one the `jsonschema` crate uses, so a
 /// relative reference resolves to the same absolute URI here as in the request validator.
 const DEFAULT_BASE: &str = "json-schema:///";
 
-/// Base URI and draft in effect inside a schema object.
-#[derive(Debug, Clone)]
-pub(super) struct Scope {
-    base: Rc<str>,
-    pub(super) dialect: Dialect,
+/// The key a value of the original document is known by: its address, stable while the
+/// document is borrowed, and the same whichever spelling of a reference led to it.
+pub(super) fn address(value: &Value) -> *const Value {
+    value
 }
 
-impl Scope {
-    /// The scope outside the root: no `$id` yet, and 2020-12 unless `$schema` says otherwise
-    /// (the default of the MCP specification and of the `jsonschema` crate).
-    pub(super) fn initial() -> Scope {
-        Scope {
-            base: Rc::from(DEFAULT_BASE),
-            dialect: Dialect::Draft2020,
-        }
+/// Stands in for every document outside the schema. The conversion fetches nothing, but a
+/// registry does not build while a `$ref` names a document it could not retrieve; `null` is
+/// no part of the schema, so a reference into it stays unresolved.
+struct NothingRemote;
+
+impl Retrieve for NothingRemote {
+    fn retrieve(&self, _: &Uri<String>) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
+        Ok(Value::Null)
     }
 }
 
-/// What entering a schema object changes.
-pub(super) struct Entered<'d> {
-    pub(super) scope: Scope,
-    /// The object starts a new schema resource (it has an identifier with a URI part).
-    pub(super) new_resource: bool,
-    /// Plain-name fragments this object defines: a draft 6/7 `$id: "#name"`, `$anchor`,
-    /// `$dynamicAnchor`.
-    pub(super) anchors: [Option<&'d str>; 3],
+/// The document registered the way `jsonschema` registers a schema it compiles: under its
+/// `$id` (resolved against the default base) or the default base, in the draft its `$schema`
+/// names; with the URI it is registered under, the base URI of its root. Fails when an `$id`
+/// or a non-local `$ref` is no URI reference, which the validator refuses too.
+pub(super) fn registry_for(doc: &Value) -> Result<(Registry<'_>, Uri<String>), referencing::Error> {
+    let dialect = root_dialect(doc);
+    let resource = ResourceRef::new(doc, dialect);
+    let base = referencing::uri::from_str(resource.id().unwrap_or(DEFAULT_BASE))?;
+    let registry = Registry::new()
+        .retriever(NothingRemote)
+        .draft(dialect)
+        .retrieve_known_draft_meta_schemas(false)
+        .add(base.as_str(), resource)?
+        .prepare()?;
+    Ok((registry, base))
 }
 
-pub(super) fn enter<'d>(outer: &Scope, keywords: &Keywords<'d>, at_root: bool) -> Entered<'d> {
+/// A copy of `doc` the registry can take when it refused `doc` itself: every non-local `$ref`
+/// becomes `#` and every `$id` that is no URI reference becomes `#`, which leaves the base
+/// URI alone. The registry reads references only to fetch the documents they name, which
+/// this conversion never does, so what it indexes is otherwise the same; the blanked
+/// references themselves still fail to resolve. `referencing` has no lenient mode, and
+/// without this one bad reference would leave every other one unresolved. Every path of
+/// `doc` is a path of the copy (only strings change), which [`References`] relies on.
+pub(super) fn without_unusable_references(doc: &Value) -> Value {
+    let mut copy = doc.clone();
+    let mut stack = vec![&mut copy];
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map.iter_mut() {
+                    let blank = match (key.as_str(), &*child) {
+                        ("$ref", Value::String(reference)) => !reference.starts_with('#'),
+                        ("$id", Value::String(id)) => UriRef::parse(id.as_str()).is_err(),
+                        _ => false,
+                    };
+                    if blank {
+                        *child = Value::String("#".to_owned());
+                    } else {
+                        stack.push(child);
+                    }
+                }
+            }
+            Value::Array(items) => stack.extend(items.iter_mut()),
+            _ => {}
+        }
+    }
+    copy
+}
+
+/// A registry the document is not in, for when even [`without_unusable_references`] is
+/// refused (an `$id` that parses but does not resolve, a nested `$schema` that is no URI):
+/// every reference into the document then stays unresolved (the meta-schemas it holds are no
+/// part of the document either).
+pub(super) fn registry_without_the_document() -> &'static Registry<'static> {
+    &referencing::SPECIFICATIONS
+}
+
+fn root_dialect(doc: &Value) -> Draft {
+    match doc.get("$schema") {
+        Some(Value::String(uri)) => dialect_of(uri),
+        _ => Draft::Draft202012,
+    }
+}
+
+/// Base URI and draft in effect inside a schema object.
+#[derive(Clone)]
+pub(super) struct Scope<'r> {
+    /// Resolves references against the base URI in effect. `None` only if the default base URI
+    /// failed to parse, which it does not; nothing resolves then.
+    resolver: Option<Resolver<'r>>,
+    pub(super) dialect: Draft,
+}
+
+/// What entering a schema object changes.
+pub(super) struct Entered<'r> {
+    /// The scope inside, when it differs from the one outside.
+    pub(super) scope: Option<Scope<'r>>,
+    /// The object starts a new schema resource (it has an identifier with a URI part).
+    pub(super) new_resource: bool,
+}
+
+impl<'r> Entered<'r> {
+    /// The scope inside, given the one outside.
+    pub(super) fn inside<'s>(&'s self, outer: &'s Scope<'r>) -> &'s Scope<'r> {
+        self.scope.as_ref().unwrap_or(outer)
+    }
+}
+
+/// Enters the schema object `value` (with keywords `keywords`) from scope `outer`.
+pub(super) fn enter<'r>(
+    outer: &Scope<'r>,
+    value: &Value,
+    keywords: &Keywords<'_>,
+    at_root: bool,
+) -> Entered<'r> {
     let mut dialect = outer.dialect;
     // `$schema` is honoured only where a schema resource starts, as validators do.
     if (at_root || keywords.id.is_some() || keywords.legacy_id.is_some())
         && let Some(Value::String(uri)) = keywords.schema
     {
-        dialect = Dialect::from_schema_uri(uri);
+        dialect = dialect_of(uri);
     }
-    // Drafts 4-7 ignore every sibling of `$ref`, the identifier included.
-    let id = if dialect <= Dialect::Draft7 && keywords.reference {
-        None
-    } else if dialect == Dialect::Draft4 {
-        keywords.legacy_id.and_then(Value::as_str)
-    } else {
-        keywords.id.and_then(Value::as_str)
-    };
     let mut entered = Entered {
-        scope: Scope {
-            base: outer.base.clone(),
+        scope: (dialect != outer.dialect).then(|| Scope {
+            resolver: outer.resolver.clone(),
             dialect,
-        },
+        }),
         new_resource: false,
-        anchors: [None; 3],
     };
-    if let Some(id) = id {
-        let (uri, fragment) = split_fragment(id);
-        if !uri.is_empty() {
-            let absolute = resolve_uri(&outer.base, uri);
-            entered.scope.base = Rc::from(split_fragment(&absolute).0);
-            entered.new_resource = true;
-        }
-        if dialect <= Dialect::Draft7 {
-            entered.anchors[0] = fragment.filter(|name| !name.is_empty());
-        }
+    // The root's identifier is already the base it was registered under (see
+    // [`References::new`]), as in the validator.
+    if at_root || (keywords.id.is_none() && keywords.legacy_id.is_none()) {
+        return entered;
     }
-    if dialect >= Dialect::Draft2019 {
-        entered.anchors[1] = keywords.anchor.and_then(Value::as_str);
+    // The identifier as this draft reads it (`id` in draft 4, none beside a `$ref` in drafts
+    // 4-7). A fragment-only one names an anchor, which the registry has indexed, and leaves
+    // the base URI alone, as in the registry's own walk.
+    let resource = ResourceRef::new(value, dialect);
+    if resource
+        .id()
+        .is_none_or(|id| id.is_empty() || id.starts_with('#'))
+    {
+        return entered;
     }
-    if dialect >= Dialect::Draft2020 {
-        entered.anchors[2] = keywords.dynamic_anchor.and_then(Value::as_str);
+    // An identifier that is no URI reference leaves the base as it was: the registry did not
+    // build, so nothing resolves anyway.
+    if let Some(resolver) = outer
+        .resolver
+        .as_ref()
+        .and_then(|resolver| resolver.in_subresource(resource).ok())
+    {
+        entered.scope = Some(Scope {
+            resolver: Some(resolver),
+            dialect,
+        });
+        entered.new_resource = true;
     }
     entered
-}
-
-/// One step of a JSON pointer, borrowed from the document.
-#[derive(Debug, Clone, Copy)]
-enum Step<'d> {
-    Key(&'d str),
-    Index(usize),
-}
-
-fn pointer_of(path: &[Step<'_>]) -> String {
-    let mut out = String::new();
-    for step in path {
-        out.push('/');
-        match step {
-            Step::Key(key) => out.push_str(&escape_token(key)),
-            Step::Index(i) => out.push_str(&i.to_string()),
-        }
-    }
-    out
-}
-
-/// Where the schema resources and anchors of the original document are.
-#[derive(Debug, Default)]
-pub(super) struct Index {
-    /// Absolute URI (without fragment) of each schema resource -> its JSON pointer.
-    resources: HashMap<String, String>,
-    /// `URI#name` of each plain-name fragment -> JSON pointer of the schema defining it.
-    anchors: HashMap<String, String>,
-    /// JSON pointer of each schema resource (the root included) -> the scope inside it.
-    scopes: HashMap<String, Scope>,
-}
-
-impl Index {
-    pub(super) fn build(doc: &Value) -> Index {
-        let mut index = Index::default();
-        let mut path = Vec::new();
-        index.visit(doc, &Scope::initial(), &mut path, true, 0);
-        index
-    }
-
-    fn visit<'d>(
-        &mut self,
-        value: &'d Value,
-        outer: &Scope,
-        path: &mut Vec<Step<'d>>,
-        at_root: bool,
-        depth: usize,
-    ) {
-        let Value::Object(obj) = value else { return };
-        if depth > MAX_DEPTH {
-            return;
-        }
-        let entered = enter(outer, &Keywords::scan(obj), at_root);
-        if at_root || entered.new_resource || entered.anchors.iter().any(Option::is_some) {
-            let pointer = pointer_of(path);
-            if at_root || entered.new_resource {
-                self.resources
-                    .entry(entered.scope.base.to_string())
-                    .or_insert_with(|| pointer.clone());
-                self.scopes.insert(pointer.clone(), entered.scope.clone());
-            }
-            for name in entered.anchors.iter().flatten() {
-                self.anchors
-                    .entry(format!("{}#{name}", entered.scope.base))
-                    .or_insert_with(|| pointer.clone());
-            }
-        }
-        let scope = entered.scope;
-        for (key, child) in obj {
-            path.push(Step::Key(key));
-            match holds(key, child) {
-                Holds::Schema => self.visit(child, &scope, path, false, depth + 1),
-                Holds::SchemaArray => {
-                    if let Value::Array(items) = child {
-                        for (i, item) in items.iter().enumerate() {
-                            path.push(Step::Index(i));
-                            self.visit(item, &scope, path, false, depth + 1);
-                            path.pop();
-                        }
-                    }
-                }
-                Holds::SchemaMap | Holds::Dependencies => {
-                    if let Value::Object(map) = child {
-                        for (name, item) in map {
-                            path.push(Step::Key(name));
-                            self.visit(item, &scope, path, false, depth + 1);
-                            path.pop();
-                        }
-                    }
-                }
-                Holds::Data => {}
-            }
-            path.pop();
-        }
-    }
-
-    /// The scope a schema at `pointer` is entered from: the one inside the nearest schema
-    /// resource strictly above it (its own `$id`/`$schema` apply when it is converted).
-    pub(super) fn scope_outside(&self, pointer: &str) -> Scope {
-        let mut end = pointer.len();
-        while let Some(slash) = pointer[..end].rfind('/') {
-            if let Some(scope) = self.scopes.get(&pointer[..slash]) {
-                return scope.clone();
-            }
-            end = slash;
-        }
-        Scope::initial()
-    }
-
-    /// Resolves `reference` as written in a schema of `doc` with scope `scope` to a canonical
-    /// JSON pointer in `doc` and the value there.
-    pub(super) fn resolve<'d>(
-        &self,
-        doc: &'d Value,
-        reference: &str,
-        scope: &Scope,
-        kind: RefKind,
-    ) -> Option<(String, &'d Value)> {
-        // With a single schema resource, a dynamic reference lands where a static one would:
-        // the outermost dynamic scope is that same resource. With several, the target depends
-        // on the path taken at validation time, which a static `$ref` cannot express.
-        if kind == RefKind::Dynamic && self.scopes.len() > 1 {
-            return None;
-        }
-        let absolute = resolve_uri(&scope.base, reference);
-        let (document, fragment) = split_fragment(&absolute);
-        let resource = self.resources.get(document)?;
-        let pointer = match fragment {
-            None | Some("") => resource.clone(),
-            Some(fragment) if fragment.starts_with('/') => {
-                format!("{resource}{}", percent_decode(fragment)?)
-            }
-            Some(fragment) => {
-                let name = percent_decode(fragment)?;
-                self.anchors.get(&format!("{document}#{name}"))?.clone()
-            }
-        };
-        let target = lookup_pointer(doc, &pointer)?;
-        Some((pointer, target))
-    }
 }
 
 /// Whether a reference keyword follows the dynamic scope (`$dynamicRef`, `$recursiveRef`).
@@ -237,237 +194,200 @@ pub(super) enum RefKind {
     Dynamic,
 }
 
-/// Splits `uri#fragment`; the fragment is `None` when there is no `#` at all.
-fn split_fragment(uri: &str) -> (&str, Option<&str>) {
-    match uri.split_once('#') {
-        Some((document, fragment)) => (document, Some(fragment)),
-        None => (uri, None),
-    }
+/// One step of a path into the document, borrowed from it.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Step<'d> {
+    Key(&'d str),
+    Index(usize),
 }
 
-/// RFC 6901 escaping of one pointer token.
-pub(super) fn escape_token(token: &str) -> Cow<'_, str> {
-    if token.contains(['~', '/']) {
-        Cow::Owned(token.replace('~', "~0").replace('/', "~1"))
-    } else {
-        Cow::Borrowed(token)
-    }
-}
-
-/// RFC 6901 unescaping of one pointer token; `None` for a `~` not followed by `0` or `1`.
-pub(super) fn unescape_token(token: &str) -> Option<Cow<'_, str>> {
-    if !token.contains('~') {
-        return Some(Cow::Borrowed(token));
-    }
-    let mut out = String::with_capacity(token.len());
-    let mut chars = token.chars();
-    while let Some(c) = chars.next() {
-        if c == '~' {
-            match chars.next() {
-                Some('0') => out.push('~'),
-                Some('1') => out.push('/'),
-                _ => return None,
-            }
-        } else {
-            out.push(c);
+impl<'d> Step<'d> {
+    fn child(self, value: &'d Value) -> Option<&'d Value> {
+        match (self, value) {
+            (Step::Key(key), Value::Object(map)) => map.get(key),
+            (Step::Index(i), Value::Array(items)) => items.get(i),
+            _ => None,
         }
     }
-    Some(Cow::Owned(out))
 }
 
-/// The value at an (escaped, not percent-encoded) JSON pointer.
-fn lookup_pointer<'d>(doc: &'d Value, pointer: &str) -> Option<&'d Value> {
-    if pointer.is_empty() {
-        return Some(doc);
+/// The token itself, unescaped (component names are derived from it).
+impl fmt::Display for Step<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Key(key) => f.write_str(key),
+            Step::Index(i) => write!(f, "{i}"),
+        }
     }
-    let mut current = doc;
-    for raw in pointer.strip_prefix('/')?.split('/') {
-        let token = unescape_token(raw)?;
-        current = match current {
-            Value::Object(map) => map.get(token.as_ref())?,
-            Value::Array(items) => items.get(array_index(&token)?)?,
-            _ => return None,
+}
+
+/// A value of the original document and the path to it.
+pub(super) struct Located<'d> {
+    pub(super) path: Vec<Step<'d>>,
+    pub(super) target: &'d Value,
+}
+
+/// Finds `wanted` in `doc`, data included (a pointer may lead into `enum` values, which
+/// validators then read as a schema). `None` when it is not part of `doc` (a registry's
+/// stand-in for a remote document, a meta-schema).
+///
+/// The resolver answers with the value, not its path, and `referencing` has no reverse
+/// lookup; this is a depth-first search, iterative so no nesting overflows the stack. It runs
+/// once per hoisted target that is not a root definition (those are known up front).
+pub(super) fn locate<'d>(doc: &'d Value, wanted: *const Value) -> Option<Located<'d>> {
+    let mut path: Vec<Step<'d>> = Vec::new();
+    // (length of the parent's path, step from the parent, value)
+    let mut stack: Vec<(usize, Option<Step<'d>>, &'d Value)> = vec![(0, None, doc)];
+    while let Some((depth, step, value)) = stack.pop() {
+        path.truncate(depth);
+        if let Some(step) = step {
+            path.push(step);
+        }
+        if std::ptr::eq(value, wanted) {
+            return Some(Located {
+                path,
+                target: value,
+            });
+        }
+        let depth = path.len();
+        match value {
+            Value::Object(map) => stack.extend(
+                map.iter()
+                    .rev()
+                    .map(|(key, child)| (depth, Some(Step::Key(key)), child)),
+            ),
+            Value::Array(items) => stack.extend(
+                items
+                    .iter()
+                    .enumerate()
+                    .rev()
+                    .map(|(i, child)| (depth, Some(Step::Index(i)), child)),
+            ),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Resolution for one document: the resolver, and where its schema resources are.
+pub(super) struct References<'r> {
+    initial: Scope<'r>,
+    /// The scope inside each schema resource (the root included), by the address of its
+    /// schema object.
+    scopes: HashMap<*const Value, Scope<'r>>,
+    /// The copy the registry holds instead of the document, if it refused the document (see
+    /// [`without_unusable_references`]); resolved values are then in the copy.
+    copy: Option<&'r Value>,
+}
+
+impl<'r> References<'r> {
+    /// Indexes `doc`, which `registry` holds as `registered` (`doc` itself or its copy) under
+    /// `root_base`; `None` for a registry without it.
+    pub(super) fn new(
+        doc: &Value,
+        registered: &'r Value,
+        registry: &'r Registry<'r>,
+        root_base: Option<Uri<String>>,
+    ) -> References<'r> {
+        let base = root_base.or_else(|| referencing::uri::from_str(DEFAULT_BASE).ok());
+        let initial = Scope {
+            resolver: base.map(|base| registry.resolver(base)),
+            // The default of the MCP specification and of the `jsonschema` crate.
+            dialect: Draft::Draft202012,
         };
-    }
-    Some(current)
-}
-
-/// An array index token as RFC 6901 allows it: digits, no leading zero. Being strict keeps
-/// one spelling per location, so memoizing by pointer cannot split one target in two.
-fn array_index(token: &str) -> Option<usize> {
-    let canonical = token == "0"
-        || (!token.is_empty()
-            && !token.starts_with('0')
-            && token.bytes().all(|b| b.is_ascii_digit()));
-    if canonical { token.parse().ok() } else { None }
-}
-
-/// Percent-decodes a URI fragment; `None` when the bytes are not UTF-8. A `%` not followed by
-/// two hex digits is kept as it is, as lenient resolvers do.
-fn percent_decode(text: &str) -> Option<String> {
-    if !text.contains('%') {
-        return Some(text.to_owned());
-    }
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let byte = bytes[i];
-        if byte == b'%'
-            && let (Some(high), Some(low)) = (
-                bytes.get(i + 1).and_then(|b| hex_value(*b)),
-                bytes.get(i + 2).and_then(|b| hex_value(*b)),
-            )
-        {
-            out.push(high * 16 + low);
-            i += 3;
-            continue;
-        }
-        out.push(byte);
-        i += 1;
-    }
-    String::from_utf8(out).ok()
-}
-
-fn hex_value(byte: u8) -> Option<u8> {
-    match byte {
-        b'0'..=b'9' => Some(byte - b'0'),
-        b'a'..=b'f' => Some(byte - b'a' + 10),
-        b'A'..=b'F' => Some(byte - b'A' + 10),
-        _ => None,
-    }
-}
-
-/// The five components of a URI reference (RFC 3986 appendix B).
-struct UriParts<'s> {
-    scheme: Option<&'s str>,
-    authority: Option<&'s str>,
-    path: &'s str,
-    query: Option<&'s str>,
-    fragment: Option<&'s str>,
-}
-
-fn parse_uri(text: &str) -> UriParts<'_> {
-    let (rest, fragment) = split_fragment(text);
-    let (rest, query) = match rest.split_once('?') {
-        Some((rest, query)) => (rest, Some(query)),
-        None => (rest, None),
-    };
-    let (scheme, rest) = match rest.split_once(':') {
-        Some((scheme, rest)) if is_scheme(scheme) => (Some(scheme), rest),
-        _ => (None, rest),
-    };
-    let (authority, path) = match rest.strip_prefix("//") {
-        Some(rest) => {
-            let end = rest.find('/').unwrap_or(rest.len());
-            (Some(&rest[..end]), &rest[end..])
-        }
-        None => (None, rest),
-    };
-    UriParts {
-        scheme,
-        authority,
-        path,
-        query,
-        fragment,
-    }
-}
-
-fn is_scheme(text: &str) -> bool {
-    let mut chars = text.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
-}
-
-/// Resolves a URI reference against an absolute base URI (RFC 3986 section 5.2). Both `$id`s
-/// and `$ref`s go through it, so they meet on the same spelling.
-fn resolve_uri(base: &str, reference: &str) -> String {
-    // The common case: a fragment-only reference keeps the base's document.
-    if let Some(fragment) = reference.strip_prefix('#') {
-        return format!("{}#{fragment}", split_fragment(base).0);
-    }
-    let r = parse_uri(reference);
-    let b = parse_uri(base);
-    let (scheme, authority, path, query) = if r.scheme.is_some() {
-        (r.scheme, r.authority, remove_dot_segments(r.path), r.query)
-    } else if r.authority.is_some() {
-        (b.scheme, r.authority, remove_dot_segments(r.path), r.query)
-    } else if r.path.is_empty() {
-        (
-            b.scheme,
-            b.authority,
-            b.path.to_owned(),
-            r.query.or(b.query),
-        )
-    } else if r.path.starts_with('/') {
-        (b.scheme, b.authority, remove_dot_segments(r.path), r.query)
-    } else {
-        let merged = if b.authority.is_some() && b.path.is_empty() {
-            format!("/{}", r.path)
-        } else {
-            match b.path.rfind('/') {
-                Some(slash) => format!("{}{}", &b.path[..=slash], r.path),
-                None => r.path.to_owned(),
-            }
+        let mut references = References {
+            initial,
+            scopes: HashMap::new(),
+            copy: (!std::ptr::eq(registered, doc)).then_some(registered),
         };
-        (b.scheme, b.authority, remove_dot_segments(&merged), r.query)
-    };
-    let mut out = String::new();
-    if let Some(scheme) = scheme {
-        out.push_str(scheme);
-        out.push(':');
+        let initial = references.initial.clone();
+        references.visit(doc, &initial, true, 0);
+        references
     }
-    if let Some(authority) = authority {
-        out.push_str("//");
-        out.push_str(authority);
-    }
-    out.push_str(&path);
-    if let Some(query) = query {
-        out.push('?');
-        out.push_str(query);
-    }
-    if let Some(fragment) = r.fragment {
-        out.push('#');
-        out.push_str(fragment);
-    }
-    out
-}
 
-/// RFC 3986 section 5.2.4.
-fn remove_dot_segments(path: &str) -> String {
-    let mut input = path;
-    let mut out = String::with_capacity(path.len());
-    while !input.is_empty() {
-        if let Some(rest) = input.strip_prefix("../") {
-            input = rest;
-        } else if let Some(rest) = input.strip_prefix("./") {
-            input = rest;
-        } else if input.starts_with("/./") {
-            input = &input[2..];
-        } else if input == "/." {
-            input = "/";
-        } else if input.starts_with("/../") {
-            input = &input[3..];
-            pop_segment(&mut out);
-        } else if input == "/.." {
-            input = "/";
-            pop_segment(&mut out);
-        } else if input == "." || input == ".." {
-            input = "";
-        } else {
-            let start = usize::from(input.starts_with('/'));
-            let end = input[start..].find('/').map_or(input.len(), |i| i + start);
-            out.push_str(&input[..end]);
-            input = &input[end..];
+    /// The scope the root is entered from: based where the document was registered, 2020-12
+    /// unless its `$schema` says otherwise.
+    pub(super) fn initial(&self) -> &Scope<'r> {
+        &self.initial
+    }
+
+    fn visit(&mut self, value: &Value, outer: &Scope<'r>, at_root: bool, depth: usize) {
+        let Value::Object(obj) = value else { return };
+        if depth > MAX_DEPTH {
+            return;
+        }
+        let entered = enter(outer, value, &Keywords::scan(obj), at_root);
+        let scope = entered.inside(outer);
+        if at_root || entered.new_resource {
+            self.scopes.insert(address(value), scope.clone());
+        }
+        let scope = scope.clone();
+        for (key, child) in obj {
+            match holds(key, child) {
+                Holds::Schema => self.visit(child, &scope, false, depth + 1),
+                Holds::SchemaArray => {
+                    if let Value::Array(items) = child {
+                        for item in items {
+                            self.visit(item, &scope, false, depth + 1);
+                        }
+                    }
+                }
+                Holds::SchemaMap | Holds::Dependencies => {
+                    if let Value::Object(map) = child {
+                        for item in map.values() {
+                            self.visit(item, &scope, false, depth + 1);
+                        }
+                    }
+                }
+                Holds::Data => {}
+            }
         }
     }
-    out
-}
 
-fn pop_segment(out: &mut String) {
-    match out.rfind('/') {
-        Some(slash) => out.truncate(slash),
-        None => out.clear(),
+    /// The scope a schema at `path` is entered from: the one inside the nearest schema
+    /// resource strictly above it (its own `$id`/`$schema` apply when it is converted).
+    pub(super) fn scope_outside(&self, doc: &Value, path: &[Step<'_>]) -> Scope<'r> {
+        let Some((_, above)) = path.split_last() else {
+            return self.initial.clone();
+        };
+        let mut scope = self.scopes.get(&address(doc)).unwrap_or(&self.initial);
+        let mut node = doc;
+        for step in above {
+            let Some(child) = step.child(node) else { break };
+            node = child;
+            if let Some(inside) = self.scopes.get(&address(node)) {
+                scope = inside;
+            }
+        }
+        scope.clone()
+    }
+
+    /// Resolves `reference` as written in a schema of `doc` with scope `scope`; the address of
+    /// the value of `doc` it lands on, which may still lie outside `doc` (see [`locate`]).
+    pub(super) fn resolve(
+        &self,
+        doc: &Value,
+        reference: &str,
+        scope: &Scope<'r>,
+        kind: RefKind,
+    ) -> Option<*const Value> {
+        // With a single schema resource, a dynamic reference lands where a static one would:
+        // the outermost dynamic scope is that same resource. With several, the target depends
+        // on the path taken at validation time, which a static `$ref` cannot express.
+        if kind == RefKind::Dynamic && self.scopes.len() > 1 {
+            return None;
+        }
+        let resolved = scope.resolver.as_ref()?.lookup(reference).ok()?;
+        let landed = address(resolved.contents());
+        let Some(copy) = self.copy else {
+            return Some(landed);
+        };
+        let located = locate(copy, landed)?;
+        let mut node = doc;
+        for step in located.path {
+            node = step.child(node)?;
+        }
+        Some(address(node))
     }
 }
 
@@ -475,8 +395,17 @@ fn pop_segment(out: &mut String) {
 mod tests {
     use super::*;
 
+    /// The URI resolution every `$id` and `$ref` goes through is `referencing`'s (on
+    /// `fluent-uri`); these are RFC 3986's own examples (section 5.4.1), which the conversion
+    /// relied on before it delegated resolution.
     #[test]
     fn uri_resolution_follows_rfc3986() {
+        let resolve = |base: &str, reference: &str| {
+            let base = referencing::uri::from_str(base).map_err(|e| e.to_string())?;
+            referencing::uri::resolve_against(&base.borrow(), reference)
+                .map(|uri| uri.as_str().to_owned())
+                .map_err(|e| e.to_string())
+        };
         let base = "http://a/b/c/d;p?q";
         for (reference, expected) in [
             ("g:h", "g:h"),
@@ -498,15 +427,33 @@ mod tests {
             ("/./g", "http://a/g"),
             ("g/../h", "http://a/b/c/h"),
         ] {
-            assert_eq!(resolve_uri(base, reference), expected, "{reference}");
+            assert_eq!(
+                resolve(base, reference).as_deref(),
+                Ok(expected),
+                "{reference}"
+            );
         }
         assert_eq!(
-            resolve_uri(DEFAULT_BASE, "item.json"),
-            "json-schema:///item.json"
+            resolve(DEFAULT_BASE, "item.json").as_deref(),
+            Ok("json-schema:///item.json")
         );
         assert_eq!(
-            resolve_uri("urn:example:root", "#/a"),
-            "urn:example:root#/a"
+            resolve("urn:example:root", "#/a").as_deref(),
+            Ok("urn:example:root#/a")
         );
+    }
+
+    #[test]
+    fn locate_finds_data_and_nothing_outside() {
+        let doc = serde_json::json!({"a": [1, {"b": 2}], "c": {"d~/": 3}});
+        let located = locate(&doc, address(&doc["a"][1]["b"]));
+        let path: Vec<String> = located
+            .iter()
+            .flat_map(|l| l.path.iter().map(Step::to_string))
+            .collect();
+        assert_eq!(path, ["a", "1", "b"]);
+        assert!(locate(&doc, address(&doc)).is_some_and(|l| l.path.is_empty()));
+        let elsewhere = serde_json::json!(2);
+        assert!(locate(&doc, address(&elsewhere)).is_none());
     }
 }

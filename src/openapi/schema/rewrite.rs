@@ -8,31 +8,36 @@
 
 use std::collections::HashSet;
 
+use referencing::Draft;
 use serde_json::{Map, Value};
 
 use super::components::Components;
-use super::resolve::{Index, RefKind, Scope, enter};
+use super::resolve::{RefKind, References, Scope, enter, locate};
 use super::translate::Translation;
-use super::vocabulary::{Dialect, Holds, Keywords, holds};
+use super::vocabulary::{Holds, Keywords, holds};
 use super::{COMPONENT_REF_PREFIX, MAX_DEPTH, UNRESOLVED_REF_KEY};
 
 /// Extension marking a sub-schema cut because it was nested too deep.
 const TRUNCATED_KEY: &str = "x-mcpo-truncated";
 
-pub(super) struct Converter<'d, 'c> {
+pub(super) struct Converter<'d, 'r, 'c> {
     doc: &'d Value,
-    pub(super) index: Index,
+    pub(super) references: References<'r>,
     pub(super) components: Components<'d, 'c>,
     unresolved: Vec<String>,
     /// The entries of `unresolved`, to keep it free of duplicates in linear time.
     unresolved_seen: HashSet<String>,
 }
 
-impl<'d, 'c> Converter<'d, 'c> {
-    pub(super) fn new(doc: &'d Value, index: Index, components: Components<'d, 'c>) -> Self {
+impl<'d, 'r, 'c> Converter<'d, 'r, 'c> {
+    pub(super) fn new(
+        doc: &'d Value,
+        references: References<'r>,
+        components: Components<'d, 'c>,
+    ) -> Self {
         Converter {
             doc,
-            index,
+            references,
             components,
             unresolved: Vec::new(),
             unresolved_seen: HashSet::new(),
@@ -53,9 +58,18 @@ impl<'d, 'c> Converter<'d, 'c> {
 
     /// The component `reference` (written in a schema with scope `scope`) lands on, queued for
     /// conversion when new; `None` when it lands nowhere in the document.
-    fn component_for(&mut self, reference: &str, scope: &Scope, kind: RefKind) -> Option<String> {
-        let (pointer, target) = self.index.resolve(self.doc, reference, scope, kind)?;
-        Some(self.components.component_for(pointer, target))
+    fn component_for(
+        &mut self,
+        reference: &str,
+        scope: &Scope<'r>,
+        kind: RefKind,
+    ) -> Option<String> {
+        let target = self.references.resolve(self.doc, reference, scope, kind)?;
+        if let Some(name) = self.components.known(target) {
+            return Some(name.to_owned());
+        }
+        let located = locate(self.doc, target)?;
+        Some(self.components.add(located))
     }
 
     /// The rewritten form of one reference keyword: `("$ref", "#/components/schemas/NAME")`,
@@ -63,7 +77,7 @@ impl<'d, 'c> Converter<'d, 'c> {
     pub(super) fn rewrite_ref(
         &mut self,
         value: &Value,
-        scope: &Scope,
+        scope: &Scope<'r>,
         kind: RefKind,
     ) -> (&'static str, Value) {
         let Some(reference) = value.as_str() else {
@@ -86,19 +100,24 @@ impl<'d, 'c> Converter<'d, 'c> {
     pub(super) fn convert(
         &mut self,
         value: &'d Value,
-        outer: &Scope,
+        outer: &Scope<'r>,
         at_root: bool,
         depth: usize,
     ) -> Value {
         match value {
-            Value::Object(obj) => self.convert_object(obj, outer, at_root, depth),
+            Value::Object(obj) => self.convert_object(value, obj, outer, at_root, depth),
             // Boolean schemas are valid as they are; anything else is not a schema, and is
             // kept verbatim so the conversion stays lossless (the validator reports it).
             other => other.clone(),
         }
     }
 
-    pub(super) fn convert_array(&mut self, value: &'d Value, scope: &Scope, depth: usize) -> Value {
+    pub(super) fn convert_array(
+        &mut self,
+        value: &'d Value,
+        scope: &Scope<'r>,
+        depth: usize,
+    ) -> Value {
         match value {
             Value::Array(items) => Value::Array(
                 items
@@ -110,7 +129,7 @@ impl<'d, 'c> Converter<'d, 'c> {
         }
     }
 
-    fn convert_map(&mut self, value: &'d Value, scope: &Scope, depth: usize) -> Value {
+    fn convert_map(&mut self, value: &'d Value, scope: &Scope<'r>, depth: usize) -> Value {
         match value {
             Value::Object(map) => Value::Object(
                 map.iter()
@@ -123,8 +142,9 @@ impl<'d, 'c> Converter<'d, 'c> {
 
     fn convert_object(
         &mut self,
+        value: &'d Value,
         obj: &'d Map<String, Value>,
-        outer: &Scope,
+        outer: &Scope<'r>,
         at_root: bool,
         depth: usize,
     ) -> Value {
@@ -135,7 +155,8 @@ impl<'d, 'c> Converter<'d, 'c> {
             return Value::Object(cut);
         }
         let keywords = Keywords::scan(obj);
-        let scope = &enter(outer, &keywords, at_root).scope;
+        let entered = enter(outer, value, &keywords, at_root);
+        let scope = entered.inside(outer);
         let dialect = scope.dialect;
         let translation = Translation::plan(dialect, &keywords);
 
@@ -147,20 +168,20 @@ impl<'d, 'c> Converter<'d, 'c> {
             match key.as_str() {
                 "$schema" | "$vocabulary" | "$id" | "$anchor" | "$dynamicAnchor"
                 | "$recursiveAnchor" | "$defs" | "definitions" => continue,
-                "id" if dialect == Dialect::Draft4 => continue,
+                "id" if dialect == Draft::Draft4 => continue,
                 "$ref" => {
                     let (k, v) = self.rewrite_ref(value, scope, RefKind::Static);
                     insert_or_defer(&mut out, &mut extra, k, v);
                     continue;
                 }
                 "$dynamicRef" => {
-                    if dialect == Dialect::Draft2020 {
+                    if dialect == Draft::Draft202012 {
                         let (k, v) = self.rewrite_ref(value, scope, RefKind::Dynamic);
                         insert_or_defer(&mut out, &mut extra, k, v);
                     }
                     continue;
                 }
-                "$recursiveRef" if dialect == Dialect::Draft2019 => {
+                "$recursiveRef" if dialect == Draft::Draft201909 => {
                     let (k, v) = self.rewrite_ref(value, scope, RefKind::Dynamic);
                     insert_or_defer(&mut out, &mut extra, k, v);
                     continue;
@@ -206,7 +227,7 @@ impl<'d, 'c> Converter<'d, 'c> {
     }
 
     /// `dependencies` kept under its own name (2019-09+ schema that also has the new keywords).
-    fn convert_dependencies(&mut self, value: &'d Value, scope: &Scope, depth: usize) -> Value {
+    fn convert_dependencies(&mut self, value: &'d Value, scope: &Scope<'r>, depth: usize) -> Value {
         match value {
             Value::Object(map) => Value::Object(
                 map.iter()
@@ -226,7 +247,7 @@ impl<'d, 'c> Converter<'d, 'c> {
     /// OpenAPI's `discriminator.mapping` values are references too (pydantic writes
     /// `#/$defs/Cat` there); those that resolve are pointed at the components. Others (plain
     /// component names, remote URLs) stay: the keyword is an annotation, never validated.
-    fn rewrite_discriminator(&mut self, value: &'d Value, scope: &Scope) -> Value {
+    fn rewrite_discriminator(&mut self, value: &'d Value, scope: &Scope<'r>) -> Value {
         let Value::Object(discriminator) = value else {
             return value.clone();
         };

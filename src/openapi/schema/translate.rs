@@ -6,15 +6,16 @@
 //! from its draft and keywords; the rewrite asks it which keywords to drop and lets it write
 //! the ones it translates.
 
+use referencing::Draft;
 use serde_json::{Map, Value};
 
 use super::resolve::Scope;
 use super::rewrite::Converter;
-use super::vocabulary::{Dialect, Keywords, is_assertion_or_applicator};
+use super::vocabulary::{Keywords, is_assertion_or_applicator, lacks};
 
 /// What changes in one schema object.
 pub(super) struct Translation<'d> {
-    dialect: Dialect,
+    dialect: Draft,
     /// Drafts 4-7: `$ref` overrides its siblings.
     ref_overrides: bool,
     /// Array-form `items` is the tuple form of drafts up to 2019-09; 2020-12 spells it
@@ -29,14 +30,14 @@ pub(super) struct Translation<'d> {
 }
 
 impl<'d> Translation<'d> {
-    pub(super) fn plan(dialect: Dialect, keywords: &Keywords<'d>) -> Translation<'d> {
+    pub(super) fn plan(dialect: Draft, keywords: &Keywords<'d>) -> Translation<'d> {
         Translation {
             dialect,
-            ref_overrides: dialect <= Dialect::Draft7 && keywords.reference,
+            ref_overrides: dialect <= Draft::Draft7 && keywords.reference,
             tuple_items: matches!(keywords.items, Some(Value::Array(_)))
-                && !(dialect == Dialect::Draft2020 && keywords.prefix_items),
+                && !(dialect == Draft::Draft202012 && keywords.prefix_items),
             split_dependencies: matches!(keywords.dependencies, Some(Value::Object(_)))
-                && !(dialect >= Dialect::Draft2019 && keywords.dependent),
+                && !(dialect >= Draft::Draft201909 && keywords.dependent),
             exclusive_maximum: keywords.exclusive_maximum,
             exclusive_minimum: keywords.exclusive_minimum,
         }
@@ -45,11 +46,11 @@ impl<'d> Translation<'d> {
     /// Whether `keyword` goes: ignored by the source draft here, so it must not start to
     /// count under 2020-12.
     pub(super) fn drops(&self, keyword: &str) -> bool {
-        (self.ref_overrides && is_assertion_or_applicator(keyword)) || self.dialect.lacks(keyword)
+        (self.ref_overrides && is_assertion_or_applicator(keyword)) || lacks(self.dialect, keyword)
     }
 }
 
-impl<'d> Converter<'d, '_> {
+impl<'d, 'r> Converter<'d, 'r, '_> {
     /// Writes the 2020-12 form of `key` into `out` when the plan translates it; `false` when
     /// the keyword is left to the ordinary copy.
     pub(super) fn translate(
@@ -57,12 +58,12 @@ impl<'d> Converter<'d, '_> {
         plan: &Translation<'d>,
         key: &str,
         value: &'d Value,
-        scope: &Scope,
+        scope: &Scope<'r>,
         depth: usize,
         out: &mut Map<String, Value>,
     ) -> bool {
         match key {
-            "maximum" | "minimum" if plan.dialect == Dialect::Draft4 => {
+            "maximum" | "minimum" if plan.dialect == Draft::Draft4 => {
                 let (exclusive, flag) = if key == "maximum" {
                     ("exclusiveMaximum", plan.exclusive_maximum)
                 } else {
@@ -76,7 +77,7 @@ impl<'d> Converter<'d, '_> {
                 out.insert(name.to_owned(), value.clone());
             }
             // Draft 4 reads these only as flags of `maximum`/`minimum`, folded above.
-            "exclusiveMaximum" | "exclusiveMinimum" if plan.dialect == Dialect::Draft4 => {}
+            "exclusiveMaximum" | "exclusiveMinimum" if plan.dialect == Draft::Draft4 => {}
             "items" if plan.tuple_items => {
                 let converted = self.convert_array(value, scope, depth);
                 out.insert("prefixItems".to_owned(), converted);
@@ -99,7 +100,7 @@ impl<'d> Converter<'d, '_> {
     fn split_dependencies(
         &mut self,
         value: &'d Value,
-        scope: &Scope,
+        scope: &Scope<'r>,
         depth: usize,
         out: &mut Map<String, Value>,
     ) {

@@ -2,53 +2,36 @@
 //!
 //! Exists because both walks over a schema (the resolution index and the rewrite) must agree
 //! on what is a schema and what is data, and the draft translation needs to know what each
-//! draft evaluates.
+//! draft evaluates. `referencing` has the same tables, but keeps them private; its public
+//! `Draft::is_known_keyword` also counts annotations (`contentSchema`, `contentMediaType`...)
+//! that are harmless to keep, so it cannot say what must be dropped.
 
+use referencing::Draft;
 use serde_json::{Map, Value};
 
-/// The JSON Schema draft a schema is written in, as far as the conversion cares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(super) enum Dialect {
-    Draft4,
-    Draft6,
-    Draft7,
-    Draft2019,
-    Draft2020,
+/// The draft a `$schema` URI names, recognized by `referencing` as the validator does; a
+/// custom or unknown meta-schema reads as 2020-12, whose keywords it is assumed to use.
+pub(super) fn dialect_of(schema_uri: &str) -> Draft {
+    match Draft::from_schema_uri(schema_uri) {
+        Draft::Unknown => Draft::Draft202012,
+        known => known,
+    }
 }
 
-impl Dialect {
-    /// Same recognition as the `jsonschema` crate; an unknown or version-less meta-schema reads
-    /// as 2020-12 there too.
-    pub(super) fn from_schema_uri(uri: &str) -> Dialect {
-        let uri = uri.trim_end_matches('#');
-        let uri = uri
-            .strip_prefix("https://")
-            .or_else(|| uri.strip_prefix("http://"))
-            .unwrap_or(uri);
-        match uri {
-            "json-schema.org/draft/2019-09/schema" => Dialect::Draft2019,
-            "json-schema.org/draft-07/schema" => Dialect::Draft7,
-            "json-schema.org/draft-06/schema" => Dialect::Draft6,
-            "json-schema.org/draft-04/schema" => Dialect::Draft4,
-            _ => Dialect::Draft2020,
-        }
-    }
-
-    /// Whether `keyword` is one a 2020-12 validator evaluates but this draft does not define:
-    /// the source validator ignores it, so the converted schema must not carry it.
-    pub(super) fn lacks(self, keyword: &str) -> bool {
-        match keyword {
-            "const" | "contains" | "propertyNames" => self < Dialect::Draft6,
-            "if" | "then" | "else" => self < Dialect::Draft7,
-            "dependentRequired"
-            | "dependentSchemas"
-            | "maxContains"
-            | "minContains"
-            | "unevaluatedItems"
-            | "unevaluatedProperties" => self < Dialect::Draft2019,
-            "prefixItems" | "$dynamicRef" => self < Dialect::Draft2020,
-            _ => false,
-        }
+/// Whether `keyword` is one a 2020-12 validator evaluates but `dialect` does not define:
+/// the source validator ignores it, so the converted schema must not carry it.
+pub(super) fn lacks(dialect: Draft, keyword: &str) -> bool {
+    match keyword {
+        "const" | "contains" | "propertyNames" => dialect < Draft::Draft6,
+        "if" | "then" | "else" => dialect < Draft::Draft7,
+        "dependentRequired"
+        | "dependentSchemas"
+        | "maxContains"
+        | "minContains"
+        | "unevaluatedItems"
+        | "unevaluatedProperties" => dialect < Draft::Draft201909,
+        "prefixItems" | "$dynamicRef" => dialect < Draft::Draft202012,
+        _ => false,
     }
 }
 
@@ -153,8 +136,6 @@ pub(super) struct Keywords<'d> {
     pub(super) id: Option<&'d Value>,
     pub(super) legacy_id: Option<&'d Value>,
     pub(super) reference: bool,
-    pub(super) anchor: Option<&'d Value>,
-    pub(super) dynamic_anchor: Option<&'d Value>,
     pub(super) items: Option<&'d Value>,
     pub(super) prefix_items: bool,
     pub(super) dependencies: Option<&'d Value>,
@@ -172,8 +153,6 @@ impl<'d> Keywords<'d> {
                 "$id" => found.id = Some(value),
                 "id" => found.legacy_id = Some(value),
                 "$ref" => found.reference = true,
-                "$anchor" => found.anchor = Some(value),
-                "$dynamicAnchor" => found.dynamic_anchor = Some(value),
                 "items" => found.items = Some(value),
                 "prefixItems" => found.prefix_items = true,
                 "dependencies" => found.dependencies = Some(value),
@@ -184,5 +163,31 @@ impl<'d> Keywords<'d> {
             }
         }
         found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_uris_name_drafts_as_the_validator_reads_them() {
+        for (uri, draft) in [
+            ("http://json-schema.org/draft-04/schema#", Draft::Draft4),
+            ("https://json-schema.org/draft-06/schema", Draft::Draft6),
+            ("http://json-schema.org/draft-07/schema#", Draft::Draft7),
+            (
+                "https://json-schema.org/draft/2019-09/schema",
+                Draft::Draft201909,
+            ),
+            (
+                "https://json-schema.org/draft/2020-12/schema",
+                Draft::Draft202012,
+            ),
+            ("https://json-schema.org/schema", Draft::Draft202012),
+            ("https://example.com/my-meta-schema", Draft::Draft202012),
+        ] {
+            assert_eq!(dialect_of(uri), draft, "{uri}");
+        }
     }
 }
