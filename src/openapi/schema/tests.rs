@@ -573,3 +573,25 @@ fn very_deep_values_are_cut_not_overflowed() {
     // Dropping a 2000-deep value recurses too; leak the input instead.
     std::mem::forget(schema);
 }
+
+#[test]
+fn one_unusable_reference_leaves_the_others_resolved() {
+    // The registry refuses each of these documents as a whole (as the validator does); the
+    // references it could have resolved still are.
+    for schema in [
+        json!({"$defs": {"A": {"type": "string"}}, "properties": {"a": {"$ref": "#/$defs/A"}, "b": {"$ref": "%"}}}),
+        json!({"$id": "http://[bad", "$defs": {"A": {"type": "string"}}, "properties": {"a": {"$ref": "#/$defs/A"}, "b": {"$ref": "https://example.com/x.json"}}}),
+        json!({"$defs": {"A": {"type": "string"}, "B": {"$ref": "http://[bad"}}, "properties": {"a": {"$ref": "#/$defs/A"}, "b": {"$ref": "#/$defs/B"}}}),
+    ] {
+        let (converted, components) = convert(&schema);
+        let p = &converted.schema["properties"];
+        assert_eq!(
+            p["a"],
+            json!({"$ref": "#/components/schemas/t_input__A"}),
+            "{schema}"
+        );
+        assert_eq!(components["t_input__A"], json!({"type": "string"}));
+        assert_eq!(converted.unresolved.len(), 1, "{schema}");
+        assert!(!converted.unresolved[0].starts_with('#'), "{schema}");
+    }
+}
