@@ -255,10 +255,6 @@ pub struct FakeServerArgs {
     /// and apply the faults it sends (see `fake::wire`).
     #[arg(long)]
     pub hub: Option<String>,
-    /// The MCP protocol version to advertise (e.g. 2026-07-28, where change notifications
-    /// travel only on `subscriptions/listen`).
-    #[arg(long = "protocol-version")]
-    pub protocol_version: Option<String>,
     /// stdio only: exit this many milliseconds after each handshake (a crash loop).
     #[arg(long = "die-after-ms")]
     pub die_after_ms: Option<u64>,

@@ -575,8 +575,22 @@ async fn path_prefix_root_path_and_env_flags_apply() {
 
 #[tokio::test]
 async fn tool_list_changes_refresh_routes_and_openapi() {
-    let config = json!({"mcpServers": {"fake": {"command": mcpo_bin(), "args": ["fake-server", "--id", "lists"]}}});
+    // rmcp 3.11's handshake settles on 2025-11-25 (the newest version with `initialize`);
+    // 2026-07-28 sessions take the `subscriptions/listen` path in `upstream::session`.
+    tool_list_changes_on(&["fake-server", "--id", "lists"], "2025-11-25").await;
+}
+
+async fn tool_list_changes_on(args: &[&str], protocol: &str) {
+    let config = json!({"mcpServers": {"fake": {"command": mcpo_bin(), "args": args}}});
     let proxy = Proxy::start(&config, &[]);
+    proxy
+        .wait_ok("/fake/openapi.json", Duration::from_secs(30))
+        .await;
+    let (_, diag) = proxy.get("/diagnostics").await;
+    assert_eq!(
+        diag["servers"]["fake"]["server_info"]["protocol_version"], protocol,
+        "{diag}"
+    );
     let doc = proxy
         .wait_ok("/fake/openapi.json", Duration::from_secs(30))
         .await;

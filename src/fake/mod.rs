@@ -77,8 +77,6 @@ pub struct FakeServer {
     /// Told whenever the tool list changes, for `subscriptions/listen` (protocol 2026-07-28,
     /// where change notifications travel only on a subscription).
     list_changed: tokio::sync::broadcast::Sender<()>,
-    /// The protocol version to advertise; `None`: rmcp's default.
-    pub protocol_version: Option<rmcp::model::ProtocolVersion>,
 }
 
 impl FakeServer {
@@ -97,7 +95,6 @@ impl FakeServer {
             counter: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             faults,
             list_changed: tokio::sync::broadcast::channel(16).0,
-            protocol_version: None,
         }
     }
 }
@@ -476,9 +473,6 @@ impl rmcp::ServerHandler for FakeServer {
         let mut info = ServerConfig::new(ServerCapabilities::builder().enable_tools().build());
         info.server_info =
             Implementation::new(format!("fake-{}", self.id), env!("CARGO_PKG_VERSION"));
-        if let Some(v) = &self.protocol_version {
-            info.protocol_version = v.clone();
-        }
         info.instructions = Some(format!(
             "A fake MCP server ({}) for tests and demos: echo, add, slow, sleep, measure_shape, stats, fail, toggle_bonus, request_meta, whoami, incr, announce_then_freeze, jsonrpc_error.",
             self.id
@@ -490,14 +484,14 @@ impl rmcp::ServerHandler for FakeServer {
         &self,
         requested: &rmcp::model::SubscriptionFilter,
     ) -> Option<rmcp::model::SubscriptionFilter> {
-        (requested.tools_list_changed == Some(true))
-            .then(|| rmcp::model::SubscriptionFilter::builder().tools_list_changed().build())
+        (requested.tools_list_changed == Some(true)).then(|| {
+            rmcp::model::SubscriptionFilter::builder()
+                .tools_list_changed()
+                .build()
+        })
     }
 
-    async fn listen(
-        &self,
-        context: rmcp::service::SubscriptionContext,
-    ) -> Result<(), ErrorData> {
+    async fn listen(&self, context: rmcp::service::SubscriptionContext) -> Result<(), ErrorData> {
         let mut changes = self.list_changed.subscribe();
         loop {
             tokio::select! {
@@ -604,10 +598,7 @@ pub async fn run(args: &crate::cli::FakeServerArgs) -> Result<(), FakeError> {
         other => return Err(FakeError::Transport(other.to_string())),
     };
     let faults = FaultState::new(transport);
-    let mut server = FakeServer::new(&args.id, faults.clone());
-    if let Some(v) = &args.protocol_version {
-        server.protocol_version = serde_json::from_value(Value::String(v.clone())).ok();
-    }
+    let server = FakeServer::new(&args.id, faults.clone());
     match transport {
         Transport::Stdio => {
             join_hub(

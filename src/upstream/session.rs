@@ -473,10 +473,7 @@ impl Session {
 /// changes and turn each into the same signal the callback gives on older versions, so the
 /// routes follow the server whatever version was negotiated. The task ends with the session.
 fn subscribe_to_list_changes(session: &Session, server: &str) {
-    let negotiated = session
-        .peer
-        .peer_info()
-        .map(|i| i.protocol_version.clone());
+    let negotiated = session.peer.peer_info().map(|i| i.protocol_version.clone());
     if !negotiated.is_some_and(|v| v >= rmcp::model::ProtocolVersion::V_2026_07_28) {
         return;
     }
