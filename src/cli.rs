@@ -112,11 +112,11 @@ pub struct ServeArgs {
     /// OpenAPI version of the root app.
     #[arg(long = "version", short = 'v', default_value = "1.0")]
     pub api_version: String,
-    /// TLS certificate file (serve HTTPS).
-    #[arg(long = "ssl-certfile", short = 't')]
+    /// Serve HTTPS with this PEM certificate chain (needs --ssl-keyfile).
+    #[arg(long = "ssl-certfile", short = 't', value_name = "FILE")]
     pub ssl_certfile: Option<PathBuf>,
-    /// TLS private key file (serve HTTPS).
-    #[arg(long = "ssl-keyfile", short = 'K')]
+    /// The PEM private key of --ssl-certfile (PKCS#8, RSA or EC; not encrypted).
+    #[arg(long = "ssl-keyfile", short = 'K', value_name = "FILE")]
     pub ssl_keyfile: Option<PathBuf>,
     /// Root path when running behind a reverse proxy (used in OpenAPI `servers` and docs).
     #[arg(long = "root-path", env = "MCPO_ROOT_PATH", default_value = "")]

@@ -15,6 +15,8 @@ pub struct ServeConfig {
     pub host: String,
     pub port: u16,
     pub cors_allow_origins: Vec<String>,
+    /// Serve HTTPS with these (`--ssl-certfile`, `--ssl-keyfile`); `None` serves plain HTTP.
+    pub tls: Option<super::TlsSettings>,
     pub api_key: Option<String>,
     pub strict_auth: bool,
     /// OpenAPI info of the root app.
@@ -59,6 +61,7 @@ impl std::fmt::Debug for ServeConfig {
         f.debug_struct("ServeConfig")
             .field("host", &self.host)
             .field("port", &self.port)
+            .field("tls", &self.tls)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("strict_auth", &self.strict_auth)
             .field("config_path", &self.config_path)
@@ -80,6 +83,7 @@ impl ServeConfig {
             host: "127.0.0.1".into(),
             port: 0,
             cors_allow_origins: vec!["*".into()],
+            tls: None,
             api_key: None,
             strict_auth: false,
             title: "MCP OpenAPI Proxy".into(),
@@ -120,11 +124,6 @@ pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
         flag: flag.to_string(),
         message,
     };
-    if args.ssl_certfile.is_some() || args.ssl_keyfile.is_some() {
-        return Err(ConfigError::NotSupported {
-            what: "--ssl-certfile/--ssl-keyfile (HTTPS)".into(),
-        });
-    }
     if args.hot_reload {
         return Err(ConfigError::NotSupported {
             what: "--hot-reload".into(),
@@ -208,10 +207,12 @@ pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
     };
     let monitor = monitor_settings(args, &servers.monitor)?;
     let servers = servers.servers;
+    let tls = super::tls::from_flags(args.ssl_certfile.as_deref(), args.ssl_keyfile.as_deref())?;
     Ok(ServeConfig {
         host: args.host.clone(),
         port: args.port,
         cors_allow_origins: args.cors_allow_origins.clone(),
+        tls,
         api_key: args.api_key.clone().filter(|k| !k.is_empty()),
         strict_auth: args.strict_auth,
         title: args.name.clone(),
@@ -415,10 +416,6 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("--hot-reload is not supported yet"), "{err}");
-        let err = parse(&["mcpo", "-t", "c.pem", "-K", "k.pem", "--", "x"])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("not supported yet"), "{err}");
     }
 
     #[test]
