@@ -29,7 +29,7 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> ExitCode {
     match command {
         Command::Serve(args) => {
-            init_logging(&args.log_level);
+            init_logging(args.log_level());
             let config = match mcpo::config::from_cli(&args) {
                 Ok(c) => c,
                 Err(e) => {

@@ -181,11 +181,13 @@ pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
             .ok_or_else(|| flag("--env", format!("{pair:?} is not KEY=VALUE")))?;
         stdio_env.insert(k.to_string(), v.to_string());
     }
-    let (config_mode, servers) = match (&args.config, args.command.is_empty()) {
+    let words = server_words(args)?;
+    let (config_mode, servers) = match (&args.config, words.is_empty()) {
         (Some(_), false) => {
             return Err(flag(
                 "--config",
-                "give either --config or a server command after --, not both".into(),
+                "give either --config or a server command (after -- or with --command), not both"
+                    .into(),
             ));
         }
         (None, true) => {
@@ -200,7 +202,7 @@ pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
         (None, false) => (
             false,
             ParsedConfig {
-                servers: vec![single_server(args)?],
+                servers: vec![single_server(args, words)?],
                 ..ParsedConfig::default()
             },
         ),
@@ -226,7 +228,7 @@ pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
         stdio_env,
         tool_timeout,
         connect_timeout,
-        log_level: args.log_level.clone(),
+        log_level: args.log_level().to_string(),
         pool_min: args.pool_min_connections,
         pool_max: args.pool_max_connections.max(args.pool_min_connections),
         pool_idle,
@@ -310,7 +312,43 @@ fn monitor_settings(
     Ok(m)
 }
 
-fn single_server(args: &ServeArgs) -> Result<ServerConfig, ConfigError> {
+/// The single server's command (or URL) and arguments: the words after `--`, or
+/// `--command` and `--args` split as a shell would split them.
+fn server_words(args: &ServeArgs) -> Result<Vec<String>, ConfigError> {
+    let flag = |name: &str, message: String| ConfigError::Flag {
+        flag: name.into(),
+        message,
+    };
+    match (&args.server_command, &args.server_args) {
+        (None, None) => Ok(args.command.clone()),
+        (None, Some(_)) => Err(flag(
+            "--args",
+            "needs --command (the program the arguments are for)".into(),
+        )),
+        (Some(_), _) if !args.command.is_empty() => Err(flag(
+            "--command",
+            format!(
+                "give the server either with --command/--args or after --, not both \
+                 (found {:?} after --)",
+                args.command.join(" ")
+            ),
+        )),
+        (Some(command), rest) => {
+            let mut words = vec![command.clone()];
+            if let Some(text) = rest {
+                words.extend(shlex::split(text).ok_or_else(|| {
+                    flag(
+                        "--args",
+                        format!("{text:?} has an unclosed quote or a trailing backslash"),
+                    )
+                })?);
+            }
+            Ok(words)
+        }
+    }
+}
+
+fn single_server(args: &ServeArgs, words: Vec<String>) -> Result<ServerConfig, ConfigError> {
     let flag = |message: String| ConfigError::Flag {
         flag: "--type".into(),
         message,
@@ -332,7 +370,7 @@ fn single_server(args: &ServeArgs) -> Result<ServerConfig, ConfigError> {
         flag: "--header".into(),
         message,
     })?;
-    let mut words = args.command.iter().cloned();
+    let mut words = words.into_iter();
     let first = words.next().unwrap_or_default();
     let transport = match kind {
         "stdio" => Transport::Stdio {
@@ -505,6 +543,50 @@ mod tests {
         let shown = format!("{cfg:?}");
         assert!(!shown.contains("SECRET"), "{shown}");
         assert!(shown.contains("TOKEN"), "{shown}");
+        Ok(())
+    }
+
+    #[test]
+    fn command_and_args_mean_the_words_after_the_separator() -> TestResult {
+        let guide = parse(&[
+            "mcpo",
+            "--server-type",
+            "stdio",
+            "--command",
+            "python",
+            "--args",
+            "server.py --flag 'a b' \"c d\"",
+        ])?;
+        let plain = parse(&["mcpo", "--", "python", "server.py", "--flag", "a b", "c d"])?;
+        assert_eq!(guide.servers, plain.servers);
+        assert!(!guide.config_mode);
+        let alone = parse(&["mcpo", "--command", "uvx"])?;
+        assert!(
+            matches!(&alone.servers[0].transport, Transport::Stdio { command, args, .. }
+            if command == "uvx" && args.is_empty())
+        );
+        let refused = [
+            (
+                vec!["mcpo", "--command", "python", "--", "server.py"],
+                "--command",
+            ),
+            (
+                vec!["mcpo", "--args", "server.py", "--", "python"],
+                "--args",
+            ),
+            (
+                vec!["mcpo", "--command", "python", "--args", "'open"],
+                "--args",
+            ),
+            (
+                vec!["mcpo", "--config", "c.json", "--command", "python"],
+                "--config",
+            ),
+        ];
+        for (line, flag) in refused {
+            let err = parse(&line).unwrap_err().to_string();
+            assert!(err.starts_with(flag), "{line:?}: {err}");
+        }
         Ok(())
     }
 
