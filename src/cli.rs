@@ -93,9 +93,17 @@ pub struct ServeArgs {
     /// A dotenv file of KEY=VALUE lines passed to stdio servers.
     #[arg(long = "env-path")]
     pub env_path: Option<PathBuf>,
-    /// Transport of the single server given after `--`: stdio, sse or streamable-http.
-    #[arg(long = "type", alias = "server-type", default_value = "stdio")]
+    /// Transport of the single server (given after `--` or with `--command`): stdio, sse or
+    /// streamable-http.
+    #[arg(long = "type", visible_alias = "server-type", default_value = "stdio")]
     pub server_type: String,
+    /// The single server's command (or URL), as the improved-mcpo guide spells it: `--command
+    /// python --args "server.py --flag 'a b'"` means `-- python server.py --flag 'a b'`.
+    #[arg(long = "command", value_name = "COMMAND")]
+    pub server_command: Option<String>,
+    /// The arguments of `--command` in one string, split into words as a shell would.
+    #[arg(long = "args", value_name = "ARGS", allow_hyphen_values = true)]
+    pub server_args: Option<String>,
     /// Config file in the Claude Desktop `mcpServers` format.
     #[arg(long, short = 'c', env = "MCPO_CONFIG")]
     pub config: Option<PathBuf>,
@@ -112,11 +120,11 @@ pub struct ServeArgs {
     /// OpenAPI version of the root app.
     #[arg(long = "version", short = 'v', default_value = "1.0")]
     pub api_version: String,
-    /// TLS certificate file (serve HTTPS).
-    #[arg(long = "ssl-certfile", short = 't')]
+    /// Serve HTTPS with this PEM certificate chain (needs --ssl-keyfile).
+    #[arg(long = "ssl-certfile", short = 't', value_name = "FILE")]
     pub ssl_certfile: Option<PathBuf>,
-    /// TLS private key file (serve HTTPS).
-    #[arg(long = "ssl-keyfile", short = 'K')]
+    /// The PEM private key of --ssl-certfile (PKCS#8, RSA or EC; not encrypted).
+    #[arg(long = "ssl-keyfile", short = 'K', value_name = "FILE")]
     pub ssl_keyfile: Option<PathBuf>,
     /// Root path when running behind a reverse proxy (used in OpenAPI `servers` and docs).
     #[arg(long = "root-path", env = "MCPO_ROOT_PATH", default_value = "")]
@@ -130,9 +138,13 @@ pub struct ServeArgs {
     /// Watch the config file and apply changes without a restart.
     #[arg(long = "hot-reload")]
     pub hot_reload: bool,
-    /// DEBUG, INFO, WARNING, ERROR or CRITICAL.
-    #[arg(long = "log-level", env = "LOG_LEVEL", default_value = "INFO")]
-    pub log_level: String,
+    /// DEBUG, INFO, WARNING, ERROR or CRITICAL [default: INFO]. The flag wins over
+    /// MCPO_LOG_LEVEL, which wins over LOG_LEVEL (mcpo's variable).
+    #[arg(long = "log-level", env = "MCPO_LOG_LEVEL")]
+    pub log_level: Option<String>,
+    /// mcpo's `LOG_LEVEL`, which clap cannot give as a second variable of `--log-level`.
+    #[arg(skip = std::env::var("LOG_LEVEL").ok().filter(|v| !v.is_empty()))]
+    pub log_level_fallback: Option<String>,
     /// Deadline of one tool call in seconds, unless a server sets its own `timeout`.
     #[arg(
         long = "tool-timeout",
@@ -271,6 +283,16 @@ impl std::fmt::Debug for ServeArgs {
             .field("server_type", &self.server_type)
             .field("command", &self.command.first())
             .finish_non_exhaustive()
+    }
+}
+
+impl ServeArgs {
+    /// The log level: `--log-level`, else `MCPO_LOG_LEVEL`, else `LOG_LEVEL`, else INFO.
+    pub fn log_level(&self) -> &str {
+        self.log_level
+            .as_deref()
+            .or(self.log_level_fallback.as_deref())
+            .unwrap_or("INFO")
     }
 }
 

@@ -8,6 +8,10 @@ use mcpo::cli::{Cli, Command};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    // One rustls backend for the whole process. Only aws-lc-rs is compiled in today, but should
+    // a dependency ever enable ring as well, rustls would refuse to pick one by itself and
+    // every HTTPS client (reqwest's, for remote upstreams) would panic on first use.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -25,7 +29,7 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> ExitCode {
     match command {
         Command::Serve(args) => {
-            init_logging(&args.log_level);
+            init_logging(args.log_level());
             let config = match mcpo::config::from_cli(&args) {
                 Ok(c) => c,
                 Err(e) => {
@@ -119,10 +123,15 @@ async fn serve(config: mcpo::config::ServeConfig) -> anyhow::Result<()> {
         "0.0.0.0" | "::" => "127.0.0.1".to_string(),
         h => h.to_string(),
     };
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let proxy = mcpo::serve::start(config).await?;
     // Tests and scripts read this line to learn the port (`--port 0` picks a free one).
     println!(
-        "mcpo serving on http://{}:{} (docs: http://{}:{}/docs)",
+        "mcpo serving on {scheme}://{}:{} (docs: {scheme}://{}:{}/docs)",
         proxy.addr.ip(),
         proxy.addr.port(),
         shown_host,

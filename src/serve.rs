@@ -147,9 +147,15 @@ pub async fn start_with(
     }
 
     let addr = format!("{}:{}", config.host, config.port);
-    let (listener, local) = crate::net::bind(&addr)
-        .await
-        .map_err(|source| ServeError::Bind { addr, source })?;
+    let bound = match &config.tls {
+        None => crate::net::bind(&addr)
+            .await
+            .map(|(l, local)| (Bound::Plain(l), local)),
+        Some(tls) => crate::net::bind_tls(&addr, tls.server_config.clone())
+            .await
+            .map(|(l, local)| (Bound::Tls(l), local)),
+    };
+    let (listener, local) = bound.map_err(|source| ServeError::Bind { addr, source })?;
     let monitor = crate::monitor::Monitor::new(config.monitor.clone());
     {
         let watched = fleet.clone();
@@ -182,12 +188,7 @@ pub async fn start_with(
     let token = shutdown.clone();
     let drain = config.drain_timeout;
     let server = tokio::spawn(async move {
-        let graceful = token.clone();
-        let served = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move { graceful.cancelled().await });
+        let served = listener.serve(app, token.clone());
         // Requests in flight get a bounded time to finish; a hung one cannot hold shutdown.
         let result = tokio::select! {
             r = served => r.map_err(ServeError::Http),
@@ -213,6 +214,37 @@ pub async fn start_with(
         shutdown,
         server,
     })
+}
+
+/// The bound socket, plain or HTTPS. axum's server is generic over its listener, so each kind
+/// gets its own (identical) server, and only the future that runs it is boxed.
+enum Bound {
+    Plain(crate::net::Listener),
+    Tls(crate::net::TlsListener),
+}
+
+type Served = std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
+
+impl Bound {
+    /// Serves `app` (with each connection's peer address for `ConnectInfo`) until `stop` is
+    /// cancelled, then stops accepting and resolves once the connections are done.
+    fn serve(self, app: axum::Router, stop: CancellationToken) -> Served {
+        use std::future::IntoFuture as _;
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
+        let signal = async move { stop.cancelled().await };
+        match self {
+            Bound::Plain(l) => Box::pin(
+                axum::serve(l, app)
+                    .with_graceful_shutdown(signal)
+                    .into_future(),
+            ),
+            Bound::Tls(l) => Box::pin(
+                axum::serve(l, app)
+                    .with_graceful_shutdown(signal)
+                    .into_future(),
+            ),
+        }
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

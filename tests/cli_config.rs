@@ -3,8 +3,10 @@
 mod common;
 
 use std::process::Command;
+use std::time::Duration;
 
-use common::{mcpo_bin, tempdir::TempDir};
+use common::{Proxy, mcpo_bin, stdio_fake, tempdir::TempDir};
+use serde_json::json;
 
 fn run_with_config(text: &str) -> (i32, String) {
     let dir = TempDir::new();
@@ -117,4 +119,90 @@ fn huge_durations_are_refused_not_panicked_on() {
             "{stderr}"
         );
     }
+}
+
+/// The improved-mcpo guide's spelling, `--server-type stdio --command CMD --args "..."`, starts
+/// the same server as `-- CMD ...`, with `--args` split as a shell would.
+#[tokio::test]
+async fn command_and_args_start_the_same_server_as_words_after_the_separator() {
+    let guide = Proxy::start_args(
+        &[
+            "--server-type",
+            "stdio",
+            "--command",
+            mcpo_bin(),
+            "--args",
+            "fake-server --transport stdio --id 'a b'",
+        ],
+        &[],
+    );
+    let plain = Proxy::start_args(
+        &[
+            "--",
+            mcpo_bin(),
+            "fake-server",
+            "--transport",
+            "stdio",
+            "--id",
+            "a b",
+        ],
+        &[],
+    );
+    for proxy in [&guide, &plain] {
+        proxy
+            .wait_ok("/openapi.json", Duration::from_secs(30))
+            .await;
+        let (status, body) = proxy.post("/whoami", json!({})).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["id"], "a b", "{body}");
+    }
+}
+
+#[test]
+fn command_with_words_after_the_separator_is_refused() {
+    for (args, flag) in [
+        (
+            vec!["--command", "python", "--args", "server.py", "--", "python"],
+            "--command",
+        ),
+        (vec!["--args", "server.py"], "--args"),
+        (vec!["--command", "python", "--args", "'unclosed"], "--args"),
+    ] {
+        let out = Command::new(mcpo_bin()).args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("mcpo: error: {flag}: ")),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+/// `MCPO_LOG_LEVEL` sets the level like mcpo's `LOG_LEVEL` (and wins over it: the harness sets
+/// `LOG_LEVEL=WARNING`); `--log-level` wins over both. The proxy is stopped before its log is
+/// read: the end of its stdio child is logged at DEBUG whatever else happens to be logged.
+#[tokio::test]
+async fn mcpo_log_level_sets_the_level_and_the_flag_wins() {
+    let config = json!({"mcpServers": {"fake": stdio_fake("log")}});
+    async fn debug_lines(config: &serde_json::Value, extra: &[&str]) -> usize {
+        let (mut proxy, log) = Proxy::start_logged(config, extra, &[("MCPO_LOG_LEVEL", "DEBUG")]);
+        proxy
+            .wait_ok("/fake/openapi.json", Duration::from_secs(30))
+            .await;
+        common::signal(proxy.pid(), "TERM");
+        let exit = proxy.proc.child.wait().unwrap();
+        assert!(exit.success(), "{exit:?}");
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("DEBUG"))
+            .count()
+    }
+    assert!(debug_lines(&config, &[]).await > 0, "no DEBUG line");
+    assert_eq!(
+        debug_lines(&config, &["--log-level", "WARNING"]).await,
+        0,
+        "DEBUG lines despite --log-level WARNING"
+    );
 }

@@ -7,12 +7,14 @@
 
 mod file;
 mod settings;
+mod tls;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 pub use file::{ParsedConfig, parse_config_file, parse_config_str, parse_full_config_str};
 pub use settings::{ServeConfig, from_cli};
+pub use tls::TlsSettings;
 
 /// Route names that belong to the proxy itself and so cannot be server names.
 pub const RESERVED_NAMES: &[&str] = &[

@@ -15,6 +15,8 @@ pub struct ServeConfig {
     pub host: String,
     pub port: u16,
     pub cors_allow_origins: Vec<String>,
+    /// Serve HTTPS with these (`--ssl-certfile`, `--ssl-keyfile`); `None` serves plain HTTP.
+    pub tls: Option<super::TlsSettings>,
     pub api_key: Option<String>,
     pub strict_auth: bool,
     /// OpenAPI info of the root app.
@@ -61,6 +63,7 @@ impl std::fmt::Debug for ServeConfig {
         f.debug_struct("ServeConfig")
             .field("host", &self.host)
             .field("port", &self.port)
+            .field("tls", &self.tls)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("strict_auth", &self.strict_auth)
             .field("config_path", &self.config_path)
@@ -82,6 +85,7 @@ impl ServeConfig {
             host: "127.0.0.1".into(),
             port: 0,
             cors_allow_origins: vec!["*".into()],
+            tls: None,
             api_key: None,
             strict_auth: false,
             title: "MCP OpenAPI Proxy".into(),
@@ -123,11 +127,6 @@ pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
         flag: flag.to_string(),
         message,
     };
-    if args.ssl_certfile.is_some() || args.ssl_keyfile.is_some() {
-        return Err(ConfigError::NotSupported {
-            what: "--ssl-certfile/--ssl-keyfile (HTTPS)".into(),
-        });
-    }
     if args.hot_reload && args.config.is_none() {
         return Err(flag(
             "--hot-reload",
@@ -186,11 +185,13 @@ pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
             .ok_or_else(|| flag("--env", format!("{pair:?} is not KEY=VALUE")))?;
         stdio_env.insert(k.to_string(), v.to_string());
     }
-    let (config_mode, servers) = match (&args.config, args.command.is_empty()) {
+    let words = server_words(args)?;
+    let (config_mode, servers) = match (&args.config, words.is_empty()) {
         (Some(_), false) => {
             return Err(flag(
                 "--config",
-                "give either --config or a server command after --, not both".into(),
+                "give either --config or a server command (after -- or with --command), not both"
+                    .into(),
             ));
         }
         (None, true) => {
@@ -205,17 +206,19 @@ pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
         (None, false) => (
             false,
             ParsedConfig {
-                servers: vec![single_server(args)?],
+                servers: vec![single_server(args, words)?],
                 ..ParsedConfig::default()
             },
         ),
     };
     let monitor = monitor_settings(args, &servers.monitor)?;
     let servers = servers.servers;
+    let tls = super::tls::from_flags(args.ssl_certfile.as_deref(), args.ssl_keyfile.as_deref())?;
     Ok(ServeConfig {
         host: args.host.clone(),
         port: args.port,
         cors_allow_origins: args.cors_allow_origins.clone(),
+        tls,
         api_key: args.api_key.clone().filter(|k| !k.is_empty()),
         strict_auth: args.strict_auth,
         title: args.name.clone(),
@@ -229,7 +232,7 @@ pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
         stdio_env,
         tool_timeout,
         connect_timeout,
-        log_level: args.log_level.clone(),
+        log_level: args.log_level().to_string(),
         pool_min: args.pool_min_connections,
         pool_max: args.pool_max_connections.max(args.pool_min_connections),
         pool_idle,
@@ -314,7 +317,43 @@ fn monitor_settings(
     Ok(m)
 }
 
-fn single_server(args: &ServeArgs) -> Result<ServerConfig, ConfigError> {
+/// The single server's command (or URL) and arguments: the words after `--`, or
+/// `--command` and `--args` split as a shell would split them.
+fn server_words(args: &ServeArgs) -> Result<Vec<String>, ConfigError> {
+    let flag = |name: &str, message: String| ConfigError::Flag {
+        flag: name.into(),
+        message,
+    };
+    match (&args.server_command, &args.server_args) {
+        (None, None) => Ok(args.command.clone()),
+        (None, Some(_)) => Err(flag(
+            "--args",
+            "needs --command (the program the arguments are for)".into(),
+        )),
+        (Some(_), _) if !args.command.is_empty() => Err(flag(
+            "--command",
+            format!(
+                "give the server either with --command/--args or after --, not both \
+                 (found {:?} after --)",
+                args.command.join(" ")
+            ),
+        )),
+        (Some(command), rest) => {
+            let mut words = vec![command.clone()];
+            if let Some(text) = rest {
+                words.extend(shlex::split(text).ok_or_else(|| {
+                    flag(
+                        "--args",
+                        format!("{text:?} has an unclosed quote or a trailing backslash"),
+                    )
+                })?);
+            }
+            Ok(words)
+        }
+    }
+}
+
+fn single_server(args: &ServeArgs, words: Vec<String>) -> Result<ServerConfig, ConfigError> {
     let flag = |message: String| ConfigError::Flag {
         flag: "--type".into(),
         message,
@@ -336,7 +375,7 @@ fn single_server(args: &ServeArgs) -> Result<ServerConfig, ConfigError> {
         flag: "--header".into(),
         message,
     })?;
-    let mut words = args.command.iter().cloned();
+    let mut words = words.into_iter();
     let first = words.next().unwrap_or_default();
     if kind != "stdio" {
         check_url(&first).map_err(|message| ConfigError::Flag {
@@ -428,10 +467,6 @@ mod tests {
             err.contains("--hot-reload") && err.contains("--config"),
             "{err}"
         );
-        let err = parse(&["mcpo", "-t", "c.pem", "-K", "k.pem", "--", "x"])
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("not supported yet"), "{err}");
     }
 
     #[test]
@@ -540,6 +575,50 @@ mod tests {
         let shown = format!("{cfg:?}");
         assert!(!shown.contains("SECRET"), "{shown}");
         assert!(shown.contains("TOKEN"), "{shown}");
+        Ok(())
+    }
+
+    #[test]
+    fn command_and_args_mean_the_words_after_the_separator() -> TestResult {
+        let guide = parse(&[
+            "mcpo",
+            "--server-type",
+            "stdio",
+            "--command",
+            "python",
+            "--args",
+            "server.py --flag 'a b' \"c d\"",
+        ])?;
+        let plain = parse(&["mcpo", "--", "python", "server.py", "--flag", "a b", "c d"])?;
+        assert_eq!(guide.servers, plain.servers);
+        assert!(!guide.config_mode);
+        let alone = parse(&["mcpo", "--command", "uvx"])?;
+        assert!(
+            matches!(&alone.servers[0].transport, Transport::Stdio { command, args, .. }
+            if command == "uvx" && args.is_empty())
+        );
+        let refused = [
+            (
+                vec!["mcpo", "--command", "python", "--", "server.py"],
+                "--command",
+            ),
+            (
+                vec!["mcpo", "--args", "server.py", "--", "python"],
+                "--args",
+            ),
+            (
+                vec!["mcpo", "--command", "python", "--args", "'open"],
+                "--args",
+            ),
+            (
+                vec!["mcpo", "--config", "c.json", "--command", "python"],
+                "--config",
+            ),
+        ];
+        for (line, flag) in refused {
+            let err = parse(&line).unwrap_err().to_string();
+            assert!(err.starts_with(flag), "{line:?}: {err}");
+        }
         Ok(())
     }
 

@@ -69,7 +69,7 @@ pub fn openapi_validator() -> PathBuf {
 }
 
 /// Reads lines from a child's stdout until one contains `marker`, returning that line.
-fn wait_for_line(child: &mut Child, marker: &str, within: Duration) -> String {
+pub fn wait_for_line(child: &mut Child, marker: &str, within: Duration) -> String {
     let stdout = child.stdout.take().expect("stdout piped");
     let (tx, rx) = std::sync::mpsc::channel();
     let wanted = marker.to_string();
@@ -88,9 +88,9 @@ fn wait_for_line(child: &mut Child, marker: &str, within: Duration) -> String {
         .unwrap_or_else(|_| panic!("no line containing {marker:?} within {within:?}"))
 }
 
-/// The `http://host:port...` URL inside a line.
-fn url_in(line: &str) -> String {
-    let start = line.find("http://").expect("a URL in the line");
+/// The `http://host:port...` (or `https://`) URL inside a line.
+pub fn url_in(line: &str) -> String {
+    let start = line.find("http").expect("a URL in the line");
     line[start..]
         .split_whitespace()
         .next()
