@@ -79,7 +79,7 @@ impl AuthState {
 /// secret, URLs reduced to their origin by the caller.
 #[derive(Debug, thiserror::Error)]
 pub enum OAuthError {
-    #[error("OAuth: {0}")]
+    #[error("{}", describe(.0))]
     Protocol(#[from] AuthError),
     #[error(
         "no OAuth authorization within {}s; a new authorization URL is issued at the next attempt",
@@ -100,6 +100,23 @@ pub enum OAuthError {
     Store(#[from] store::StoreError),
     #[error("OAuth: the authorization URL has no state")]
     NoState,
+}
+
+/// An rmcp auth error in words: its own message (said to be about OAuth) and, when it
+/// wraps one, the cause at the bottom ("connection refused"), which rmcp's message leaves out.
+fn describe(error: &AuthError) -> String {
+    let top = error.to_string();
+    let top = if top.starts_with("OAuth") {
+        top
+    } else {
+        format!("OAuth: {top}")
+    };
+    let root = super::classify::root_cause(error);
+    if top.contains(&root) {
+        top
+    } else {
+        format!("{top} ({root})")
+    }
 }
 
 /// One server's authorization, shared by its pool members.
