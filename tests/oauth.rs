@@ -604,3 +604,38 @@ async fn a_revoked_grant_is_authorized_again_and_memory_storage_writes_no_file()
         tokens.display()
     );
 }
+
+/// Lost-session handling still works under the OAuth layer: the fake behind the resource
+/// server restarts and forgets the session, and calls go on with the same grant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lost_session_behind_oauth_is_replaced_without_a_new_authorization() {
+    let fake = FakeHttp::start("oauth-restart");
+    let fake_port = fake.port();
+    let auth = AuthServer::start(fake.base()).await;
+    let config = config(&auth, free_port(), "memory");
+    let proxy = Proxy::start(&config, &["--api-key", KEY]);
+    let client = keyed_client();
+    approve(&authorize_url(&proxy).await).await;
+    proxy
+        .wait_ok("/remote/openapi.json", Duration::from_secs(30))
+        .await;
+    assert_eq!(call_echo(&client, &proxy).await.0, 200);
+
+    drop(fake);
+    let _fake = FakeHttp::start_on("oauth-restart", fake_port);
+    // echo is not marked idempotent, so a call may be refused once while the session is
+    // replaced; the one after it must work, with no person involved.
+    eventually(
+        "calls work on a new session",
+        Duration::from_secs(20),
+        async || (call_echo(&client, &proxy).await.0 == 200).then_some(()),
+    )
+    .await;
+    assert_eq!(auth.count(&auth.state.authorizations), 1);
+    let (_, d) = proxy.get_with_key("/diagnostics", KEY).await;
+    assert_eq!(d["servers"]["remote"]["oauth"]["state"], "authorized");
+    assert!(
+        d["servers"]["remote"]["restarts"].as_u64().unwrap_or(0) >= 1,
+        "{d}"
+    );
+}
