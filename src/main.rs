@@ -162,8 +162,16 @@ fn init_logging(level: &str) {
     } else {
         "off"
     };
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(format!("{level},rmcp={rmcp}")));
+    // rmcp's OAuth module logs the authorization code at debug level: never below info,
+    // whatever RUST_LOG says.
+    let auth = if rmcp == "off" { "off" } else { "info" };
+    let filter = match EnvFilter::try_from_default_env() {
+        Ok(filter) => match "rmcp::transport::auth=info".parse() {
+            Ok(directive) => filter.add_directive(directive),
+            Err(_) => filter,
+        },
+        Err(_) => EnvFilter::new(format!("{level},rmcp={rmcp},rmcp::transport::auth={auth}")),
+    };
     // Colours only on a terminal: log files and journald get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let _ = tracing_subscriber::fmt()

@@ -12,8 +12,8 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::{
-    CacheConfig, ConfigError, HeaderForwarding, MonitorOverrides, RESERVED_NAMES, ServerConfig,
-    Transport, parse_transport_type,
+    CacheConfig, ConfigError, HeaderForwarding, MonitorOverrides, OAuthConfig, OAuthStorage,
+    RESERVED_NAMES, ServerConfig, Transport, parse_transport_type,
 };
 
 /// Keys of a server entry that we understand; anything else is logged and ignored.
@@ -213,9 +213,6 @@ fn parse_server(name: &str, entry: &Map<String, Value>) -> Result<Option<ServerC
             tracing::warn!(server = %name, key = %key, "unknown key in server config; ignored");
         }
     }
-    if entry.contains_key("oauth") {
-        return Err("key \"oauth\": OAuth for upstream servers is not supported yet".into());
-    }
     let declared = match entry.get("type") {
         None => None,
         Some(Value::String(t)) => Some(parse_transport_type(t).ok_or_else(|| {
@@ -343,6 +340,24 @@ fn parse_server(name: &str, entry: &Map<String, Value>) -> Result<Option<ServerC
         }
     }
     let cache = parse_cache(entry)?;
+    let oauth = match entry.get("oauth") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(o)) => match &transport {
+            Transport::StreamableHttp { url, headers } => Some(parse_oauth(o, url, headers)?),
+            other => {
+                return Err(format!(
+                    "key \"oauth\": OAuth is supported only for streamable-HTTP servers (\"type\": \"streamable-http\"), and this one is {}",
+                    other.kind()
+                ));
+            }
+        },
+        Some(other) => {
+            return Err(format!(
+                "key \"oauth\" must be an object like {{\"server_url\": \"https://...\"}}, found {}",
+                kind_of(other)
+            ));
+        }
+    };
     Ok(Some(ServerConfig {
         name: name.to_string(),
         cache,
@@ -353,7 +368,145 @@ fn parse_server(name: &str, entry: &Map<String, Value>) -> Result<Option<ServerC
         pool_min,
         pool_max,
         retryable_tools,
+        oauth,
     }))
+}
+
+/// Keys of a server's `"oauth"` object: mcpo's, and no others.
+const OAUTH_KEYS: &[&str] = &[
+    "server_url",
+    "client_metadata",
+    "callback_port",
+    "use_loopback",
+    "storage_type",
+];
+
+/// A streamable-HTTP server's `"oauth"` object. Unlike a server entry, which other tools
+/// share, it is read only by mcpo and proxies like it, so an unknown key is a typo to report.
+fn parse_oauth(
+    o: &Map<String, Value>,
+    url: &str,
+    headers: &BTreeMap<String, String>,
+) -> Result<OAuthConfig, String> {
+    if let Some(key) = o.keys().find(|k| !OAUTH_KEYS.contains(&k.as_str())) {
+        return Err(format!(
+            "unknown key \"oauth.{key}\"; known: {}",
+            OAUTH_KEYS.join(", ")
+        ));
+    }
+    if headers
+        .keys()
+        .any(|h| h.eq_ignore_ascii_case("authorization"))
+    {
+        return Err(
+            "key \"headers\": \"Authorization\" is set by OAuth for this server; remove it or the \"oauth\" key"
+                .into(),
+        );
+    }
+    let server_url = match o.get("server_url") {
+        None | Some(Value::Null) => url.to_string(),
+        Some(Value::String(s)) => {
+            check_url(s).map_err(|_| {
+                format!("key \"oauth.server_url\": {s:?} is not an http:// or https:// URL")
+            })?;
+            s.clone()
+        }
+        Some(other) => {
+            return Err(format!(
+                "key \"oauth.server_url\" must be a string, found {}",
+                kind_of(other)
+            ));
+        }
+    };
+    let client_metadata = match o.get("client_metadata") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(m)) => {
+            check_client_metadata(m)?;
+            m.clone()
+        }
+        Some(other) => {
+            return Err(format!(
+                "key \"oauth.client_metadata\" must be an object, found {}",
+                kind_of(other)
+            ));
+        }
+    };
+    let callback_port = match o.get("callback_port") {
+        None | Some(Value::Null) => 3030,
+        Some(v) => v
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+            .filter(|p| *p >= 1)
+            .ok_or_else(|| {
+                format!(
+                    "key \"oauth.callback_port\" must be a port number from 1 to 65535, found {}",
+                    short(v)
+                )
+            })?,
+    };
+    let use_loopback = match o.get("use_loopback") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(format!(
+                "key \"oauth.use_loopback\" must be true or false, found {}",
+                kind_of(other)
+            ));
+        }
+    };
+    let file = || -> Result<OAuthStorage, String> {
+        Ok(OAuthStorage::File {
+            dir: super::oauth_token_dir()
+                .map_err(|e| format!("key \"oauth.storage_type\": {e}"))?,
+        })
+    };
+    let storage = match o.get("storage_type") {
+        None | Some(Value::Null) => file()?,
+        Some(Value::String(s)) if s == "file" => file()?,
+        Some(Value::String(s)) if s == "memory" => OAuthStorage::Memory,
+        Some(other) => {
+            return Err(format!(
+                "key \"oauth.storage_type\" must be \"file\" or \"memory\", found {}",
+                short(other)
+            ));
+        }
+    };
+    Ok(OAuthConfig {
+        server_url,
+        client_metadata,
+        callback_port,
+        use_loopback,
+        storage,
+    })
+}
+
+/// The client metadata the proxy itself reads must have the types RFC 7591 gives it; the rest
+/// is the authorization server's business.
+fn check_client_metadata(m: &Map<String, Value>) -> Result<(), String> {
+    for key in ["client_name", "scope"] {
+        match m.get(key) {
+            None | Some(Value::Null | Value::String(_)) => {}
+            Some(other) => {
+                return Err(format!(
+                    "key \"oauth.client_metadata.{key}\" must be a string, found {}",
+                    kind_of(other)
+                ));
+            }
+        }
+    }
+    if let Some(uris) =
+        string_list(m, "redirect_uris").map_err(|e| format!("oauth.client_metadata: {e}"))?
+    {
+        let Some(first) = uris.first() else {
+            return Err("key \"oauth.client_metadata.redirect_uris\" is empty".into());
+        };
+        check_url(first).map_err(|_| {
+            format!(
+                "key \"oauth.client_metadata.redirect_uris\"[0]: {first:?} is not an http:// or https:// URL"
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// A server's `"cache"` object, and the shorthand `"readOnly": true` on the server itself.
@@ -691,6 +844,75 @@ mod tests {
         ];
         for (text, expected) in cases {
             let err = parse(text).unwrap_err();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn oauth_takes_mcpos_keys_with_its_defaults() {
+        let servers = parse(
+            r#"{"mcpServers": {
+                "a": {"type": "streamable-http", "url": "http://127.0.0.1:9/mcp", "oauth": {}},
+                "b": {"type": "streamable-http", "url": "http://127.0.0.1:9/mcp", "oauth": {
+                    "server_url": "http://127.0.0.1:8/mcp",
+                    "client_metadata": {"client_name": "n", "scope": "read write",
+                        "redirect_uris": ["http://localhost:4000/callback"], "logo_uri": "x"},
+                    "callback_port": 4000, "use_loopback": false, "storage_type": "memory"}}
+            }}"#,
+        )
+        .unwrap();
+        let a = servers[0].oauth.as_ref().unwrap();
+        assert_eq!(a.server_url, "http://127.0.0.1:9/mcp");
+        assert_eq!(a.callback_port, 3030);
+        assert!(a.use_loopback);
+        assert!(matches!(a.storage, OAuthStorage::File { .. }));
+        assert_eq!(a.redirect_uri(), "http://localhost:3030/callback");
+        assert_eq!(a.client_name("a"), "MCPO Client for a");
+        let b = servers[1].oauth.as_ref().unwrap();
+        assert_eq!(b.server_url, "http://127.0.0.1:8/mcp");
+        assert_eq!((b.callback_port, b.use_loopback), (4000, false));
+        assert_eq!(b.storage, OAuthStorage::Memory);
+        assert_eq!(b.scopes(), ["read", "write"]);
+        assert_eq!(b.client_name("b"), "n");
+        assert!(servers.iter().all(|s| s.name != "a" || s.oauth.is_some()));
+    }
+
+    #[test]
+    fn oauth_errors_name_the_server_and_key() {
+        let http = |oauth: &str| {
+            format!(
+                r#"{{"mcpServers": {{"s": {{"type": "streamable-http", "url": "http://127.0.0.1:9/mcp", "oauth": {oauth}}}}}}}"#
+            )
+        };
+        let cases = [
+            (http(r#"{"server": "x"}"#), "server 's': unknown key \"oauth.server\""),
+            (http(r#"{"callback_port": 0}"#), "key \"oauth.callback_port\""),
+            (http(r#"{"callback_port": 65536}"#), "key \"oauth.callback_port\""),
+            (http(r#"{"callback_port": "3030"}"#), "key \"oauth.callback_port\""),
+            (http(r#"{"storage_type": "disk"}"#), "key \"oauth.storage_type\""),
+            (http(r#"{"server_url": "ftp://x"}"#), "key \"oauth.server_url\""),
+            (http(r#"{"use_loopback": "yes"}"#), "key \"oauth.use_loopback\""),
+            (http(r#"{"client_metadata": []}"#), "key \"oauth.client_metadata\""),
+            (
+                http(r#"{"client_metadata": {"redirect_uris": []}}"#),
+                "redirect_uris",
+            ),
+            (http(r#"true"#), "key \"oauth\" must be an object"),
+            (
+                r#"{"mcpServers": {"s": {"command": "x", "oauth": {}}}}"#.into(),
+                "server 's': key \"oauth\": OAuth is supported only for streamable-HTTP servers",
+            ),
+            (
+                r#"{"mcpServers": {"s": {"url": "http://127.0.0.1:9/sse", "oauth": {}}}}"#.into(),
+                "and this one is sse",
+            ),
+            (
+                r#"{"mcpServers": {"s": {"type": "streamable-http", "url": "http://127.0.0.1:9/mcp", "headers": {"authorization": "Bearer x"}, "oauth": {}}}}"#.into(),
+                "\"Authorization\" is set by OAuth",
+            ),
+        ];
+        for (text, expected) in cases {
+            let err = parse(&text).unwrap_err();
             assert!(err.contains(expected), "{text}: {err}");
         }
     }

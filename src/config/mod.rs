@@ -51,6 +51,96 @@ pub struct ServerConfig {
     pub retryable_tools: BTreeSet<String>,
     /// Which tool results may be answered from the result cache.
     pub cache: Option<CacheConfig>,
+    /// OAuth 2.1 for a streamable-HTTP server (`"oauth"`); `None`: no authorization flow.
+    pub oauth: Option<OAuthConfig>,
+}
+
+/// A streamable-HTTP server's `"oauth"` object, with mcpo's keys and defaults.
+#[derive(Clone, PartialEq)]
+pub struct OAuthConfig {
+    /// Where authorization discovery starts: the MCP server's URL unless set.
+    pub server_url: String,
+    /// Client metadata for dynamic registration (RFC 7591), as written in the file.
+    pub client_metadata: serde_json::Map<String, serde_json::Value>,
+    /// The loopback port the authorization server redirects the browser to.
+    pub callback_port: u16,
+    /// True: a loopback listener receives the redirect. False: the redirect URL is pasted on
+    /// the proxy's standard input, as mcpo asks for it.
+    pub use_loopback: bool,
+    pub storage: OAuthStorage,
+}
+
+/// Where a server's tokens and registered client are kept.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OAuthStorage {
+    /// Files in this directory, named as mcpo names them (`~/.mcpo/tokens` by default).
+    File { dir: std::path::PathBuf },
+    /// In the proxy's memory only: every start authorizes again.
+    Memory,
+}
+
+impl OAuthConfig {
+    /// The redirect URI registered and sent: the first of `client_metadata.redirect_uris`, or
+    /// mcpo's `http://localhost:{callback_port}/callback`.
+    pub fn redirect_uri(&self) -> String {
+        self.client_metadata
+            .get("redirect_uris")
+            .and_then(|v| v.as_array())
+            .and_then(|uris| uris.first())
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("http://localhost:{}/callback", self.callback_port))
+    }
+
+    /// The scopes asked for: `client_metadata.scope`, split on whitespace.
+    pub fn scopes(&self) -> Vec<String> {
+        self.client_metadata
+            .get("scope")
+            .and_then(|v| v.as_str())
+            .map(|s| s.split_whitespace().map(str::to_string).collect())
+            .unwrap_or_default()
+    }
+
+    /// The client name registered: `client_metadata.client_name`, or mcpo's default.
+    pub fn client_name(&self, server: &str) -> String {
+        self.client_metadata
+            .get("client_name")
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("MCPO Client for {server}"))
+    }
+}
+
+/// URLs by their origin, metadata by its keys: paths and values may carry secrets.
+impl std::fmt::Debug for OAuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OAuthConfig")
+            .field("server_url", &crate::redact::origin(&self.server_url))
+            .field(
+                "client_metadata",
+                &self.client_metadata.keys().collect::<Vec<_>>(),
+            )
+            .field("callback_port", &self.callback_port)
+            .field("use_loopback", &self.use_loopback)
+            .field("storage", &self.storage)
+            .finish()
+    }
+}
+
+/// The environment variable naming the directory of OAuth token files.
+pub const OAUTH_DIR_ENV: &str = "MCPO_OAUTH_DIR";
+
+/// The directory of OAuth token files: `$MCPO_OAUTH_DIR`, else mcpo's `~/.mcpo/tokens`.
+pub fn oauth_token_dir() -> Result<std::path::PathBuf, String> {
+    if let Some(dir) = std::env::var_os(OAUTH_DIR_ENV).filter(|d| !d.is_empty()) {
+        return Ok(dir.into());
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(home) => Ok(std::path::PathBuf::from(home).join(".mcpo").join("tokens")),
+        None => Err(format!(
+            "no home directory to keep OAuth tokens in (~/.mcpo/tokens): set {OAUTH_DIR_ENV}, or \"storage_type\": \"memory\""
+        )),
+    }
 }
 
 /// A server's `"cache"` object: tools named, or (with `readOnly`) every tool that declares
@@ -88,6 +178,7 @@ impl ServerConfig {
             pool_max: None,
             retryable_tools: BTreeSet::new(),
             cache: None,
+            oauth: None,
         }
     }
 }
@@ -207,8 +298,6 @@ pub enum ConfigError {
     },
     #[error("{flag}: {message}")]
     Flag { flag: String, message: String },
-    #[error("{what} is not supported yet")]
-    NotSupported { what: String },
 }
 
 /// The longest duration any setting may have: a year. Longer values are certainly typos, and

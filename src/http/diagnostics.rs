@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use crate::recovery::BreakerState;
+use crate::upstream::oauth::AuthState;
 use crate::upstream::{Status, Upstream};
 
 /// Whether the request may see process details.
@@ -120,6 +121,17 @@ fn findings(
         issues.push(format!(
             "the circuit breaker of '{name}' is {}",
             view.breaker.as_str()
+        ));
+    }
+    if let Some(auth) = upstream.oauth()
+        && matches!(auth.state(), AuthState::NeedsAuthorization { .. })
+    {
+        issues.push(format!(
+            "server '{name}' is waiting for OAuth authorization"
+        ));
+        recs.push(format!(
+            "open servers.{name}.oauth.authorize_url of /diagnostics{} in a browser and approve access to '{name}'",
+            if privileged { "" } else { " (shown with the API key)" }
         ));
     }
     let Some(m) = state.metrics.server(upstream.name()) else {
@@ -224,7 +236,49 @@ fn server_report(upstream: &Upstream, privileged: bool) -> Value {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    json!({
+    let mut advice = advice(
+        view.status,
+        view.breaker,
+        view.last_error.as_deref(),
+        view.restarts,
+    );
+    let oauth = upstream.oauth().map(|auth| {
+        let state = auth.state();
+        let mut o = json!({
+            "state": state.as_str(),
+            "storage": auth.storage_kind(),
+            "redirect_uri": auth.redirect_uri(),
+        });
+        if privileged && let Some(path) = auth.token_path() {
+            o["token_file"] = json!(path.display().to_string());
+        }
+        match &state {
+            AuthState::NeedsAuthorization {
+                authorize_url,
+                until,
+            } => {
+                // Like PIDs: the URL carries this flow's state, so only an operator sees it.
+                o["authorize_url"] = if privileged {
+                    json!(authorize_url)
+                } else {
+                    json!("shown to a client with the API key")
+                };
+                o["expires_in_s"] = json!(
+                    until
+                        .duration_since(SystemTime::now())
+                        .map_or(0, |d| d.as_secs())
+                );
+                advice = vec![format!(
+                    "The server needs OAuth authorization: open oauth.authorize_url in a browser and approve; the browser is then sent to {}, which the proxy listens on. Calls answer 503 until then.",
+                    auth.redirect_uri()
+                )];
+            }
+            AuthState::Failed { error } => o["error"] = json!(error),
+            _ => {}
+        }
+        o
+    });
+    let mut report = json!({
         "status": view.status.as_str(),
         "transport": upstream.config().transport.kind(),
         "since_unix": since,
@@ -237,8 +291,12 @@ fn server_report(upstream: &Upstream, privileged: bool) -> Value {
         "breaker_trips": view.breaker_trips,
         "call_timeout_secs": upstream.call_timeout().as_secs_f64(),
         "pool": {"min": min, "max": max, "members": members},
-        "advice": advice(view.status, view.breaker, view.last_error.as_deref(), view.restarts),
-    })
+        "advice": advice,
+    });
+    if let Some(oauth) = oauth {
+        report["oauth"] = oauth;
+    }
+    report
 }
 
 /// Plain sentences for the operator, from the state alone.

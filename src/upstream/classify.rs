@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use rmcp::service::ServiceError;
+use rmcp::transport::auth::AuthError;
 use rmcp::transport::streamable_http_client::StreamableHttpError;
 
 use super::sse_client::SseError;
@@ -91,6 +92,26 @@ fn classify_streamable(error: &StreamableHttpError<reqwest::Error>) -> Failure {
             Failure::SessionExpired
         }
         StreamableHttpError::Client(e) => classify_reqwest(e),
+        // rmcp's `AuthClient` answers these after its own refresh and retry have not helped.
+        StreamableHttpError::AuthRequired(_) => Failure::HttpStatus {
+            status: 401,
+            retry_after: None,
+        },
+        StreamableHttpError::InsufficientScope(_) => Failure::HttpStatus {
+            status: 403,
+            retry_after: None,
+        },
+        StreamableHttpError::Auth(
+            AuthError::AuthorizationRequired | AuthError::TokenRefreshRejected(_),
+        ) => Failure::HttpStatus {
+            status: 401,
+            retry_after: None,
+        },
+        // A refresh that failed on the way (network, authorization server down): the token
+        // may still be renewed on the next try.
+        StreamableHttpError::Auth(e) => Failure::TransportClosed {
+            detail: redact::urls_in(&e.to_string()),
+        },
         StreamableHttpError::Io(e) => Failure::TransportClosed {
             detail: io_phrase(e),
         },

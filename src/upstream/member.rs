@@ -23,7 +23,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::session::Session;
+use super::oauth::{AuthState, OAuthHttpClient, ServerAuth, WAITING_MESSAGE};
+use super::session::{ConnectError, Session};
 use super::{ServerShared, Status};
 use crate::catalog::ToolCatalog;
 use crate::failure::Failure;
@@ -263,15 +264,34 @@ impl Member {
                 v.next_attempt_at = None;
                 v.closing = open;
             });
-            let connect = Session::connect(
-                id,
-                &self.shared.config,
-                &settings.stdio_env,
-                settings.connect_timeout,
-            );
-            let outcome = tokio::select! {
-                r = tokio::time::timeout(settings.connect_timeout, connect) => r,
-                _ = self.stop.cancelled() => break,
+            // Authorization comes before the connect and outside its timeout: it may wait for
+            // a person.
+            let oauth = match self.shared.oauth.as_deref() {
+                None => Ok(None),
+                Some(auth) => tokio::select! {
+                    r = self.authorize(auth) => r.map(Some),
+                    _ = self.stop.cancelled() => break,
+                },
+            };
+            let outcome = match oauth {
+                Err(message) => Ok(Err(ConnectError {
+                    message,
+                    stderr_tail: Vec::new(),
+                    unauthorized: false,
+                })),
+                Ok(oauth) => {
+                    let connect = Session::connect(
+                        id,
+                        &self.shared.config,
+                        &settings.stdio_env,
+                        settings.connect_timeout,
+                        oauth,
+                    );
+                    tokio::select! {
+                        r = tokio::time::timeout(settings.connect_timeout, connect) => r,
+                        _ = self.stop.cancelled() => break,
+                    }
+                }
             };
             let (error, stderr_tail, died_early) = match outcome {
                 Ok(Ok((session, catalog))) => {
@@ -357,7 +377,14 @@ impl Member {
                         true,
                     )
                 }
-                Ok(Err(e)) => (e.message, e.stderr_tail, false),
+                Ok(Err(e)) => {
+                    if e.unauthorized
+                        && let Some(auth) = &self.shared.oauth
+                    {
+                        auth.reject();
+                    }
+                    (e.message, e.stderr_tail, false)
+                }
                 Err(_) => (
                     format!(
                         "no answer within {:.1}s while connecting (spawn, initialize, tools/list)",
@@ -407,6 +434,47 @@ impl Member {
         });
         // Each close is bounded (the child gets a grace period, then SIGKILL).
         while closing.join_next().await.is_some() {}
+    }
+
+    /// The server's authorized HTTP client, from [`ServerAuth::client`]. While a person is
+    /// being waited for, the member is down with [`WAITING_MESSAGE`], so calls are answered
+    /// 503 at once with what to do rather than waiting out their deadline.
+    async fn authorize(&self, auth: &ServerAuth) -> Result<OAuthHttpClient, String> {
+        let mut state = auth.subscribe();
+        let client = auth.client(self.shared.settings.connect_timeout);
+        tokio::pin!(client);
+        let mut shown_waiting = false;
+        loop {
+            let waiting = matches!(
+                *state.borrow_and_update(),
+                AuthState::NeedsAuthorization { .. }
+            );
+            if waiting && !shown_waiting {
+                shown_waiting = true;
+                self.publish(|v| {
+                    v.status = Status::Down;
+                    v.last_error = Some(WAITING_MESSAGE.into());
+                    v.next_attempt_at = None;
+                });
+            }
+            tokio::select! {
+                result = &mut client => {
+                    if shown_waiting && result.is_ok() {
+                        // Authorized: calls wait for the connect that follows.
+                        self.publish(|v| {
+                            v.status = Status::Reconnecting;
+                            v.last_error = None;
+                        });
+                    }
+                    return result.map_err(|e| crate::redact::urls_in(&e.to_string()));
+                }
+                changed = state.changed() => {
+                    if changed.is_err() {
+                        return client.await.map_err(|e| crate::redact::urls_in(&e.to_string()));
+                    }
+                }
+            }
+        }
     }
 
     async fn wait_for_restart_request(&self) {

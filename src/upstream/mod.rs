@@ -15,6 +15,7 @@ pub mod classify;
 pub mod fleet;
 mod http_client;
 pub mod member;
+pub mod oauth;
 mod session;
 pub mod sse_client;
 
@@ -122,6 +123,8 @@ pub struct ServerShared {
     pub breaker: CircuitBreaker,
     /// Where what happens is counted (`None` with metrics off).
     pub metrics: Option<Arc<ServerMetrics>>,
+    /// The server's OAuth authorization, when its config has `"oauth"`.
+    pub oauth: Option<Arc<oauth::ServerAuth>>,
     /// Changes whenever cached results of this server must no longer be served: its tool
     /// list changed, or it was restarted from the API.
     cache_epoch: AtomicU64,
@@ -213,8 +216,13 @@ impl Upstream {
         let breaker = CircuitBreaker::new(settings.breaker);
         let budget = RetryBudget::new(settings.retry_ratio, 10.0);
         let (grow, grow_rx) = mpsc::channel(1);
+        let oauth = config
+            .oauth
+            .clone()
+            .map(|o| oauth::ServerAuth::new(&config.name, o));
         Arc::new(Upstream {
             shared: Arc::new(ServerShared {
+                oauth,
                 config,
                 settings,
                 policy,
@@ -244,6 +252,11 @@ impl Upstream {
 
     pub fn config(&self) -> &ServerConfig {
         &self.shared.config
+    }
+
+    /// The server's OAuth authorization, if it has one.
+    pub fn oauth(&self) -> Option<&oauth::ServerAuth> {
+        self.shared.oauth.as_deref()
     }
 
     /// The deadline of one call.
@@ -550,6 +563,14 @@ impl Upstream {
                 time_left: until.saturating_duration_since(now),
                 session_ended,
             });
+            if let (Some(auth), Failure::HttpStatus { status: 401, .. }) =
+                (&self.shared.oauth, &failure)
+            {
+                // rmcp refreshes a refused token and sends again before this: a 401 that gets
+                // here means the grant itself is gone, and only a person can renew it.
+                auth.reject();
+                member.report_broken(&session);
+            }
             match decision.session {
                 SessionAction::Keep => {}
                 SessionAction::Check => member.request_check(),

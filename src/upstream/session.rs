@@ -17,6 +17,7 @@ use tokio::sync::{Notify, watch};
 
 use super::child::{ChildProcess, ChildState};
 use super::classify::{Failure, classify_service_error, classify_transport};
+use super::oauth::OAuthHttpClient;
 use super::sse_client::SseError;
 use crate::catalog::{ServerIdentity, ToolCatalog};
 use crate::config::{ServerConfig, Transport};
@@ -82,15 +83,19 @@ impl std::fmt::Debug for Session {
 pub struct ConnectError {
     pub message: String,
     pub stderr_tail: Vec<String>,
+    /// The server refused our OAuth token (HTTP 401 after rmcp's own refresh).
+    pub unauthorized: bool,
 }
 
 impl Session {
-    /// Spawns or dials the server, completes the MCP handshake and lists every tool.
+    /// Spawns or dials the server, completes the MCP handshake and lists every tool. `oauth`
+    /// is the authorized HTTP client of a streamable-HTTP server with `"oauth"`.
     pub async fn connect(
         id: u64,
         server: &ServerConfig,
         stdio_env: &BTreeMap<String, String>,
         list_within: Duration,
+        oauth: Option<OAuthHttpClient>,
     ) -> Result<(Session, ToolCatalog), ConnectError> {
         let tools_changed = Arc::new(Notify::new());
         let handler = ProxyClient {
@@ -103,6 +108,7 @@ impl Session {
         let fail = |message: String| ConnectError {
             message,
             stderr_tail: Vec::new(),
+            unauthorized: false,
         };
         let (running, child) = match &server.transport {
             Transport::Stdio {
@@ -138,6 +144,7 @@ impl Session {
                         return Err(ConnectError {
                             message,
                             stderr_tail,
+                            unauthorized: false,
                         });
                     }
                 }
@@ -158,20 +165,40 @@ impl Session {
                     // Session loss is handled by the proxy with a fresh session; the SDK's own
                     // re-initialisation can wait forever against some servers.
                     .reinit_on_expired_session(false);
-                let transport = StreamableHttpClientTransport::with_client(
-                    super::http_client::SessionAwareClient::default(),
-                    config,
-                );
-                let running = handler.serve(transport).await.map_err(|e| {
+                let served = match oauth {
+                    // rmcp's `AuthClient` outside adds the token; ours inside still sees a
+                    // lost session in each reply that reaches it.
+                    Some(client) => {
+                        handler
+                            .serve(StreamableHttpClientTransport::with_client(client, config))
+                            .await
+                    }
+                    None => {
+                        handler
+                            .serve(StreamableHttpClientTransport::with_client(
+                                super::http_client::SessionAwareClient::default(),
+                                config,
+                            ))
+                            .await
+                    }
+                };
+                let running = served.map_err(|e| {
                     tracing::debug!(server = %server.name, error = %crate::redact::urls_in(&e.to_string()), "connect failed");
-                    fail(match classify_transport(&e) {
+                    let failure = classify_transport(&e);
+                    let unauthorized = matches!(failure, Failure::HttpStatus { status: 401, .. });
+                    let message = match failure {
                         Failure::Connect { detail } => detail,
                         other => format!(
                             "cannot connect to {}: {}",
                             crate::redact::host_port(url),
                             other.describe()
                         ),
-                    })
+                    };
+                    ConnectError {
+                        message,
+                        stderr_tail: Vec::new(),
+                        unauthorized,
+                    }
                 })?;
                 (running, None)
             }
