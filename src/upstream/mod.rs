@@ -423,6 +423,7 @@ impl Upstream {
         &self,
         until: Instant,
         deadline: Duration,
+        avoid: &[u64],
     ) -> Result<(Arc<Member>, Arc<Session>, member::InFlight), Failure> {
         let mut generation = self.shared.generation.subscribe();
         loop {
@@ -431,6 +432,9 @@ impl Upstream {
             let ready = members
                 .iter()
                 .filter_map(|m| m.ready_session().map(|s| (m.clone(), s)))
+                // Never a session that already ended under this call (its death may not be
+                // noticed yet): a replay goes to another one.
+                .filter(|(_, s)| !avoid.contains(&s.id))
                 .min_by_key(|(m, _)| m.in_flight());
             if let Some((member, session)) = ready {
                 if member.in_flight() > 0 && members.len() < self.pool_max {
@@ -492,6 +496,12 @@ impl Upstream {
         let breaker = &self.shared.breaker;
         self.budget.deposit();
         let mut attempt = 0;
+        // Sessions that ended under this call, and how many replays that cost: a replay after
+        // a session's end is owed to that event, so it does not count as an attempt; it is
+        // bounded instead by the pool (enough to find a live member if all died at once) and
+        // by the deadline.
+        let mut ended: Vec<u64> = Vec::new();
+        let mut replays: u32 = 0;
         loop {
             attempt += 1;
             let permit = if policy.enabled {
@@ -503,7 +513,7 @@ impl Upstream {
                 None
             };
             let waited = Instant::now();
-            let (member, session, in_flight) = self.pick(until, deadline).await?;
+            let (member, session, in_flight) = self.pick(until, deadline, &ended).await?;
             if let Some(m) = &self.shared.metrics {
                 m.pool_wait.record(waited.elapsed());
             }
@@ -556,9 +566,12 @@ impl Upstream {
                 }
             }
             let now = Instant::now();
+            if session_ended {
+                ended.push(session.id);
+            }
             let decision = policy.decide(&FailureContext {
                 failure: &failure,
-                attempt,
+                attempt: attempt - replays,
                 idempotent: self.idempotent(tool),
                 time_left: until.saturating_duration_since(now),
                 session_ended,
@@ -582,11 +595,15 @@ impl Upstream {
             }
             let give_up = match decision.retry_after {
                 None => true,
+                Some(_) if session_ended && replays > self.pool_max as u32 => true,
                 Some(pause) => {
                     now.checked_add(pause).is_none_or(|at| at >= until)
                         || (decision.budgeted && !self.budget.try_withdraw())
                 }
             };
+            if session_ended && !give_up {
+                replays += 1;
+            }
             if give_up {
                 return Err(match failure {
                     // Name the event, and say why the call was not sent again.
