@@ -15,6 +15,11 @@ use serde_json::Value;
 
 use crate::failure::Failure;
 
+/// Keys (canonical arguments) longer than this are not cached.
+pub const MAX_KEY_BYTES: usize = 64 * 1024;
+/// Results larger than this (serialized) are passed on, not kept.
+pub const MAX_RESULT_BYTES: usize = 1024 * 1024;
+
 /// What a cached call is looked up by.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
@@ -37,6 +42,8 @@ pub enum NotCached {
     Failure(Failure),
     /// The tool answered with `isError: true`: passed on, not kept.
     ToolError(Value),
+    /// The result is larger than [`MAX_RESULT_BYTES`]: passed on, not kept.
+    TooLarge(Value),
 }
 
 struct PerEntryTtl;
@@ -96,6 +103,9 @@ impl ResultCache {
                     Ok(result) if result.get("isError").and_then(Value::as_bool) == Some(true) => {
                         Err(NotCached::ToolError(result))
                     }
+                    Ok(result) if serialized_len(&result) > MAX_RESULT_BYTES => {
+                        Err(NotCached::TooLarge(result))
+                    }
                     Ok(result) => Ok(Cached {
                         result: Arc::new(result),
                         ttl,
@@ -117,6 +127,23 @@ impl ResultCache {
     pub fn entries(&self) -> u64 {
         self.cache.entry_count()
     }
+}
+
+/// The serialized size of `value`, counted without keeping the text.
+fn serialized_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+            self.0 += data.len();
+            Ok(data.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 /// The canonical JSON text of `value`: object keys sorted at every level, no whitespace, so
@@ -215,6 +242,15 @@ mod tests {
                 })
                 .await;
             assert!(matches!(r, Err(NotCached::Failure(_))));
+        }
+        // A result over the size limit is passed on and not kept.
+        let big = json!({"content": [{"type": "text", "text": "x".repeat(MAX_RESULT_BYTES)}]});
+        for _ in 0..2 {
+            let big = big.clone();
+            let (r, hit) = cache
+                .get_or_call(key("big"), Duration::from_secs(60), async move { Ok(big) })
+                .await;
+            assert!(matches!(r, Err(NotCached::TooLarge(_))) && !hit);
         }
     }
 }

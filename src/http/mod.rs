@@ -312,7 +312,25 @@ async fn call_known_tool(
         Err(e) => return (Err(e), None),
     };
     let meta = forwarded_meta(upstream, headers);
-    let Some(ttl) = cache_ttl(upstream, tool, state.config.cache_default_ttl) else {
+    // Forwarded headers are part of the key: one client's answer is never another's. A call
+    // whose key would be huge is not cached: the cache counts entries, and a client must not
+    // be able to fill it with megabytes each.
+    let cacheable = cache_ttl(upstream, tool, state.config.cache_default_ttl).and_then(|ttl| {
+        let key = CacheKey {
+            server: server.into(),
+            epoch: upstream.cache_epoch(),
+            tool: tool.name.as_str().into(),
+            arguments: format!(
+                "{}|{}",
+                canonical_json(&Value::Object(arguments.clone())),
+                meta.as_ref()
+                    .map(|m| canonical_json(&Value::Object(m.clone())))
+                    .unwrap_or_default()
+            ),
+        };
+        (key.arguments.len() <= crate::cache::MAX_KEY_BYTES).then_some((ttl, key))
+    });
+    let Some((ttl, key)) = cacheable else {
         let answer = match upstream
             .call_tool(tool, Some(arguments), meta.as_ref())
             .await
@@ -321,19 +339,6 @@ async fn call_known_tool(
             Err(failure) => Err(fail(failure)),
         };
         return (answer, None);
-    };
-    // Forwarded headers are part of the key: one client's answer is never another's.
-    let key = CacheKey {
-        server: server.into(),
-        epoch: upstream.cache_epoch(),
-        tool: tool.name.as_str().into(),
-        arguments: format!(
-            "{}|{}",
-            canonical_json(&Value::Object(arguments.clone())),
-            meta.as_ref()
-                .map(|m| canonical_json(&Value::Object(m.clone())))
-                .unwrap_or_default()
-        ),
     };
     let call = upstream.call_tool(tool, Some(arguments), meta.as_ref());
     let (result, hit) = state.cache.get_or_call(key, ttl, call).await;
@@ -344,7 +349,9 @@ async fn call_known_tool(
     }
     let answer = match result {
         Ok(result) => answer_of(&result, tool).map_err(fail),
-        Err(NotCached::ToolError(result)) => answer_of(&result, tool).map_err(fail),
+        Err(NotCached::ToolError(result) | NotCached::TooLarge(result)) => {
+            answer_of(&result, tool).map_err(fail)
+        }
         Err(NotCached::Failure(failure)) => Err(fail(failure)),
     };
     (answer, Some(hit))
