@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::BufReader;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::watch;
 
@@ -19,6 +19,37 @@ use tokio::sync::watch;
 const TERM_GRACE: Duration = Duration::from_millis(1500);
 /// How many stderr lines are kept for diagnostics.
 const STDERR_TAIL: usize = 20;
+
+/// Longest stderr line kept; the rest of a longer one is dropped. A child that writes without
+/// ever ending a line must not grow the proxy's memory.
+const STDERR_LINE: usize = 4096;
+
+/// The next line of `reader` (lossy UTF-8), at most [`STDERR_LINE`] bytes of it; `None` at the
+/// end or on an error.
+async fn read_bounded_line(reader: &mut BufReader<tokio::process::ChildStderr>) -> Option<String> {
+    use tokio::io::AsyncBufReadExt as _;
+    let mut line = Vec::new();
+    loop {
+        let buf = reader.fill_buf().await.ok()?;
+        if buf.is_empty() {
+            return (!line.is_empty()).then(|| String::from_utf8_lossy(&line).into_owned());
+        }
+        let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (&buf[..i], Some(i + 1)),
+            None => (buf, None),
+        };
+        let room = STDERR_LINE.saturating_sub(line.len());
+        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let used = done.unwrap_or(buf.len());
+        reader.consume(used);
+        if done.is_some() {
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            return Some(String::from_utf8_lossy(&line).into_owned());
+        }
+    }
+}
 
 /// What is known about a child's end.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,8 +116,8 @@ impl ChildProcess {
             let tail = stderr_tail.clone();
             let server = server.to_string();
             tokio::spawn(async move {
-                let mut lines = BufReader::new(stderr).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
+                let mut reader = BufReader::new(stderr);
+                while let Some(line) = read_bounded_line(&mut reader).await {
                     tracing::info!(target: "mcpo::upstream::stderr", server = %server, "{line}");
                     if let Ok(mut tail) = tail.lock() {
                         if tail.len() == STDERR_TAIL {
@@ -324,6 +355,35 @@ mod tests {
             gone_within(grandchild, Duration::from_secs(3)).await,
             "grandchild {grandchild} outlived its leader"
         );
+    }
+
+    /// A child that writes megabytes without a newline costs the proxy one bounded line.
+    #[tokio::test]
+    async fn endless_stderr_lines_are_cut() {
+        let (child, _pipes) = ChildProcess::spawn(
+            "t",
+            "sh",
+            &[
+                "-c".into(),
+                "head -c 3000000 /dev/zero | tr '\\0' x >&2; echo >&2; echo done >&2".into(),
+            ],
+            &BTreeMap::new(),
+            None,
+        )
+        .unwrap();
+        let start = std::time::Instant::now();
+        while child.stderr_tail().len() < 2 && start.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let tail = child.stderr_tail();
+        assert_eq!(
+            tail.len(),
+            2,
+            "{:?}",
+            tail.iter().map(String::len).collect::<Vec<_>>()
+        );
+        assert_eq!(tail[0].len(), STDERR_LINE);
+        assert_eq!(tail[1], "done");
     }
 
     #[tokio::test]
