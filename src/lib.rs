@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod failure;
 pub mod fake;
+pub mod html;
 pub mod http;
 pub mod metrics;
 pub mod monitor;

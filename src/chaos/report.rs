@@ -459,20 +459,6 @@ pub fn to_junit(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> String
 }
 
 /// Escapes text for HTML content and quoted attributes.
-fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// Colours of the outcomes, shared by the chart and its legend.
 fn outcome_colour(o: Outcome) -> &'static str {
@@ -530,19 +516,19 @@ pub fn to_html(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> String 
     let _ = write!(
         h,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{} — {verdict_word} — mcpo chaos</title>\n<style>{CSS}</style>\n</head>\n<body>\n<main>\n",
-        html_escape(&scenario.name)
+        crate::html::escape(&scenario.name)
     );
     let _ = write!(
         h,
         "<header class=\"top {}\">\n<div>\n<h1>{}</h1>\n",
         verdict_word.to_lowercase(),
-        html_escape(&scenario.name)
+        crate::html::escape(&scenario.name)
     );
     if !scenario.description.is_empty() {
         let _ = writeln!(
             h,
             "<p class=\"desc\">{}</p>",
-            html_escape(&scenario.description)
+            crate::html::escape(&scenario.description)
         );
     }
     let _ = write!(
@@ -571,7 +557,11 @@ pub fn to_html(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> String 
     ];
     h.push_str("<dl class=\"meta\">\n");
     for (k, v) in meta {
-        let _ = writeln!(h, "<div><dt>{k}</dt><dd>{}</dd></div>", html_escape(&v));
+        let _ = writeln!(
+            h,
+            "<div><dt>{k}</dt><dd>{}</dd></div>",
+            crate::html::escape(&v)
+        );
     }
     h.push_str("</dl>\n");
     if run.partial {
@@ -583,14 +573,14 @@ pub fn to_html(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> String 
         let note = s
             .note
             .as_ref()
-            .map(|n| format!("<div class=\"note\">{}</div>", html_escape(n)))
+            .map(|n| format!("<div class=\"note\">{}</div>", crate::html::escape(n)))
             .unwrap_or_default();
         let _ = writeln!(
             h,
             "<tr><td>{}</td><td>{}</td><td class=\"num\">{}{note}</td><td class=\"{}\">{}</td></tr>",
-            html_escape(&s.name),
-            html_escape(&s.target),
-            html_escape(&s.measured),
+            crate::html::escape(&s.name),
+            crate::html::escape(&s.target),
+            crate::html::escape(&s.measured),
             if s.passed { "ok" } else { "bad" },
             if s.passed { "PASS" } else { "FAIL" }
         );
@@ -622,15 +612,15 @@ pub fn to_html(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> String 
             let detail = spec_of(scenario, e)
                 .map(fault_detail)
                 .filter(|d| !d.is_empty())
-                .map(|d| format!("<div class=\"note\">{}</div>", html_escape(&d)))
+                .map(|d| format!("<div class=\"note\">{}</div>", crate::html::escape(&d)))
                 .unwrap_or_default();
             let _ = writeln!(
                 h,
                 "<tr><td>{}</td><td>{}{detail}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"{}\">{}</td></tr>",
                 e.index,
-                html_escape(&e.kind),
-                html_escape(&e.server),
-                html_escape(&format_window(e.injected_at, e.cleared_at)),
+                crate::html::escape(&e.kind),
+                crate::html::escape(&e.server),
+                crate::html::escape(&format_window(e.injected_at, e.cleared_at)),
                 e.recovery_time
                     .map_or_else(|| "never".to_string(), format_duration),
                 if e.recovered { "ok" } else { "bad" },
@@ -665,7 +655,7 @@ pub fn to_html(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> String 
         let _ = writeln!(
             h,
             "<tr><td>{}</td><td class=\"num\">{n}</td></tr>",
-            html_escape(&label)
+            crate::html::escape(&label)
         );
     }
     h.push_str("</tbody>\n</table>\n");
@@ -841,7 +831,7 @@ fn timeline_svg(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> String
     let _ = writeln!(
         s,
         "<svg class=\"chart\" viewBox=\"0 0 {W} {H}\" role=\"img\" aria-label=\"{}\">",
-        html_escape(&format!(
+        crate::html::escape(&format!(
             "Timeline of {}: requests per {} by outcome, p99 latency and fault windows",
             scenario.name,
             format_duration(tl.bucket)
@@ -931,7 +921,7 @@ fn timeline_svg(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> String
         let _ = writeln!(
             s,
             "<rect class=\"fault-window\" x=\"{x0:.1}\" y=\"{TOP}\" width=\"{width:.1}\" height=\"{plot_h:.1}\" fill=\"rgba(120,20,20,0.16)\" stroke=\"rgba(170,30,30,0.7)\" stroke-dasharray=\"3 2\"><title>{}</title></rect>",
-            html_escape(&title)
+            crate::html::escape(&title)
         );
         let label = format!("{} · {}", e.kind, e.server);
         let row = fault_rows.place(x0, label_width(&label));
@@ -942,7 +932,7 @@ fn timeline_svg(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> String
             TOP - 5.0,
             ly + 3.0,
             x0 + 3.0,
-            html_escape(&label)
+            crate::html::escape(&label)
         );
     }
 
@@ -978,7 +968,7 @@ fn timeline_svg(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> String
                     s,
                     "<line class=\"recovery\" x1=\"{xx:.1}\" x2=\"{xx:.1}\" y1=\"{TOP}\" y2=\"{:.1}\" stroke=\"#1f7a44\" stroke-width=\"1.5\" stroke-dasharray=\"4 3\"><title>{}</title></line>",
                     TOP + plot_h,
-                    html_escape(&format!(
+                    crate::html::escape(&format!(
                         "#{} recovered {} after it cleared",
                         e.index,
                         format_duration(r)
@@ -998,7 +988,7 @@ fn timeline_svg(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> String
             "<text class=\"{class}\" x=\"{:.1}\" y=\"{:.1}\">{}</text>",
             xx + 3.0,
             TOP + 13.0 + row as f64 * ROW,
-            html_escape(&label)
+            crate::html::escape(&label)
         );
     }
     let _ = writeln!(

@@ -217,24 +217,9 @@ fn page(status: StatusCode, ok: bool, message: &str) -> (StatusCode, Html<String
     let body = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{title} - mcpo</title></head>\
          <body style=\"font-family:sans-serif;max-width:40em;margin:4em auto\"><h2>{title}</h2><p>{}</p></body></html>",
-        escape_html(message)
+        crate::html::escape(message)
     );
     (status, Html(body))
-}
-
-fn escape_html(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// Lines typed on the proxy's standard input, read by one thread for every flow that waits on

@@ -3,7 +3,7 @@
 //! protocol to the real `mcpo fake-server`, started by the real proxy (stdio) or by the test
 //! (HTTP).
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

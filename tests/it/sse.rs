@@ -3,7 +3,7 @@
 //! and single-server mode; recovery when the server restarts, when its stream is cut in the
 //! middle of an answer and when it forgets its sessions; a chaos run over SSE.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

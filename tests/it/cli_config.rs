@@ -1,6 +1,6 @@
 //! Bad configuration is refused with exit status 2 and one line naming the file, server and key.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! `mcpo chaos`: the harness judged as strictly as it judges the proxy. Its verdicts must be
 //! right in both directions, its inputs checked, and it must leave nothing behind.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 use std::sync::Arc;

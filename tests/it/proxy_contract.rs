@@ -2,7 +2,7 @@
 //! `@modelcontextprotocol/server-everything` (stdio), `mcp-server-time` (stdio) and our fake
 //! server over streamable HTTP and stdio.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! Stopping the proxy leaves nothing behind: every stdio server, and everything those servers
 //! started (npx-style launchers start grandchildren), is gone once the proxy has exited.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! killed and sessions are lost. One event (a crash, a lost session) must cost at most the
 //! calls it cut off, never black the server out (the circuit breaker stays closed).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! config mode and in single-server mode (SSE is in `tests/sse.rs`), and through the
 //! improved-mcpo guide's `--server-type/--command/--args` spelling.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! fake MCP server. The test plays the person with the browser: it reads the authorization
 //! URL from `/diagnostics`, opens it, and follows the redirect to the proxy's callback.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

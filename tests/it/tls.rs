@@ -8,7 +8,7 @@
 //! KEY`, `openssl ecparam -genkey`) and PKCS#1 (`RSA PRIVATE KEY`, `openssl genrsa` before
 //! 3.0); the last two are cut out of rcgen's PKCS#8 here.
 
-mod common;
+use crate::common;
 
 use std::io::Write as _;
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
 //! Automatic recovery, against real processes and real HTTP: crashed and hung children, lost
 //! sessions, late servers, 500 storms, and many crash-restart cycles.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

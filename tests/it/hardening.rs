@@ -1,7 +1,7 @@
 //! The findings of the hardening issue, each tried from outside as a hostile client or a
 //! misbehaving server would: every test here failed on the code before the fix.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! recovery episodes, `/diagnostics`, `/readyz` and the status page. Every number is checked
 //! against what the test itself did.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! `--hot-reload`: the config file changes under a running proxy and the servers follow it,
 //! without touching the ones that did not change and without dropping calls in flight.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::{Duration, Instant};

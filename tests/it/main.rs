@@ -1,0 +1,20 @@
+//! The integration tests, in one binary (ripgrep's layout): one link instead of one per file.
+//! Each module starts the real `mcpo` binary or its library on 127.0.0.1 against real servers.
+
+mod common;
+
+mod chaos;
+mod cli_config;
+mod concurrency;
+mod fake_faults;
+mod hardening;
+mod oauth;
+mod observability;
+mod proxy_contract;
+mod recovery;
+mod reload;
+mod schema_props;
+mod shutdown;
+mod sse;
+mod tls;
+mod transports;
