@@ -458,8 +458,6 @@ pub fn to_junit(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> String
     out
 }
 
-/// Escapes text for HTML content and quoted attributes.
-
 /// Colours of the outcomes, shared by the chart and its legend.
 fn outcome_colour(o: Outcome) -> &'static str {
     match o {
