@@ -6,6 +6,7 @@ mod common;
 mod chaos;
 mod cli_config;
 mod concurrency;
+mod demo;
 mod fake_faults;
 mod hardening;
 mod oauth;
