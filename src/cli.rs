@@ -14,12 +14,17 @@ use clap::{Args, Parser, Subcommand};
     name = "mcpo",
     about = "Expose MCP servers as an OpenAPI HTTP API that recovers by itself",
     args_conflicts_with_subcommands = true,
-    // `--version`/`-v` is the OpenAPI version string in mcpo, not ours.
+    version,
+    // `--version`/`-v` is the OpenAPI version string in mcpo, not ours: ours is `-V` and
+    // `mcpo version`.
     disable_version_flag = true
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Print mcpo's own version and exit (`--version` is the OpenAPI document's, as in mcpo).
+    #[arg(short = 'V', action = clap::ArgAction::Version)]
+    pub print_version: Option<bool>,
     #[command(flatten)]
     pub serve: ServeArgs,
 }
@@ -35,6 +40,31 @@ pub enum Command {
     /// Run a fault scenario against a proxy and check its recovery SLOs (exit 0: all held,
     /// 1: one was missed, 2: invalid scenario or command line).
     Chaos(ChaosArgs),
+    /// Print this build's version, commit-independent: `mcpo <version> (<os>/<arch>)`.
+    Version,
+    /// Check that a running proxy is healthy: GET the URL, exit 0 on a 2xx, 1 otherwise (for
+    /// container images without curl).
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HealthcheckArgs {
+    /// What to ask; `/readyz` checks that every server is ready as well.
+    #[arg(default_value = "http://127.0.0.1:8000/healthz")]
+    pub url: String,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 5.0)]
+    pub timeout: f64,
+}
+
+/// `mcpo <version> (<os>/<arch>)`, as `mcpo version` and `mcpo -V` print it.
+pub fn version_line() -> String {
+    format!(
+        "mcpo {} ({}/{})",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
 }
 
 #[derive(Debug, Clone, Args)]
@@ -68,16 +98,32 @@ pub struct ChaosArgs {
 #[derive(Clone, Args)]
 pub struct ServeArgs {
     /// Bind address.
-    #[arg(long, env = "MCPO_HOST", default_value = "0.0.0.0")]
+    #[arg(
+        help_heading = "Network",
+        long,
+        env = "MCPO_HOST",
+        default_value = "0.0.0.0"
+    )]
     pub host: String,
     /// Port to listen on.
-    #[arg(long, short = 'p', env = "MCPO_PORT", default_value_t = 8000)]
+    #[arg(
+        help_heading = "Network",
+        long,
+        short = 'p',
+        env = "MCPO_PORT",
+        default_value_t = 8000
+    )]
     pub port: u16,
     /// Allowed CORS origins (repeatable; `*` allows every origin).
-    #[arg(long = "cors-allow-origins", default_value = "*")]
+    #[arg(
+        help_heading = "Network",
+        long = "cors-allow-origins",
+        default_value = "*"
+    )]
     pub cors_allow_origins: Vec<String>,
     /// API key that protects the tool routes (Bearer token).
     #[arg(
+        help_heading = "Authentication",
         long = "api-key",
         short = 'k',
         env = "MCPO_API_KEY",
@@ -85,68 +131,119 @@ pub struct ServeArgs {
     )]
     pub api_key: Option<String>,
     /// The API key also protects docs, OpenAPI, metrics and diagnostics.
-    #[arg(long = "strict-auth", env = "MCPO_STRICT_AUTH")]
+    #[arg(
+        help_heading = "Authentication",
+        long = "strict-auth",
+        env = "MCPO_STRICT_AUTH"
+    )]
     pub strict_auth: bool,
     /// KEY=VALUE passed to stdio servers (repeatable).
-    #[arg(long = "env", short = 'e', value_name = "KEY=VALUE")]
+    #[arg(
+        help_heading = "Servers",
+        long = "env",
+        short = 'e',
+        value_name = "KEY=VALUE"
+    )]
     pub env: Vec<String>,
     /// A dotenv file of KEY=VALUE lines passed to stdio servers.
-    #[arg(long = "env-path")]
+    #[arg(help_heading = "Servers", long = "env-path")]
     pub env_path: Option<PathBuf>,
     /// Transport of the single server (given after `--` or with `--command`): stdio, sse or
     /// streamable-http.
-    #[arg(long = "type", visible_alias = "server-type", default_value = "stdio")]
+    #[arg(
+        help_heading = "Servers",
+        long = "type",
+        visible_alias = "server-type",
+        default_value = "stdio"
+    )]
     pub server_type: String,
-    /// The single server's command (or URL), as the improved-mcpo guide spells it: `--command
+    /// The single server's command (or URL), another spelling of `-- COMMAND`: `--command
     /// python --args "server.py --flag 'a b'"` means `-- python server.py --flag 'a b'`.
-    #[arg(long = "command", value_name = "COMMAND")]
+    #[arg(help_heading = "Servers", long = "command", value_name = "COMMAND")]
     pub server_command: Option<String>,
     /// The arguments of `--command` in one string, split into words as a shell would.
-    #[arg(long = "args", value_name = "ARGS", allow_hyphen_values = true)]
+    #[arg(
+        help_heading = "Servers",
+        long = "args",
+        value_name = "ARGS",
+        allow_hyphen_values = true
+    )]
     pub server_args: Option<String>,
     /// Config file in the Claude Desktop `mcpServers` format.
-    #[arg(long, short = 'c', env = "MCPO_CONFIG")]
+    #[arg(help_heading = "Servers", long, short = 'c', env = "MCPO_CONFIG")]
     pub config: Option<PathBuf>,
     /// OpenAPI title of the root app.
-    #[arg(long, short = 'n', default_value = "MCP OpenAPI Proxy")]
+    #[arg(
+        help_heading = "OpenAPI document",
+        long,
+        short = 'n',
+        default_value = "MCP OpenAPI Proxy"
+    )]
     pub name: String,
     /// OpenAPI description of the root app.
     #[arg(
+        help_heading = "OpenAPI document",
         long,
         short = 'd',
         default_value = "Automatically generated API from MCP Tool Schemas"
     )]
     pub description: String,
     /// OpenAPI version of the root app.
-    #[arg(long = "version", short = 'v', default_value = "1.0")]
+    #[arg(
+        help_heading = "OpenAPI document",
+        long = "version",
+        short = 'v',
+        default_value = "1.0"
+    )]
     pub api_version: String,
     /// Serve HTTPS with this PEM certificate chain (needs --ssl-keyfile).
-    #[arg(long = "ssl-certfile", short = 't', value_name = "FILE")]
+    #[arg(
+        help_heading = "TLS",
+        long = "ssl-certfile",
+        short = 't',
+        value_name = "FILE"
+    )]
     pub ssl_certfile: Option<PathBuf>,
     /// The PEM private key of --ssl-certfile (PKCS#8, RSA or EC; not encrypted).
-    #[arg(long = "ssl-keyfile", short = 'K', value_name = "FILE")]
+    #[arg(
+        help_heading = "TLS",
+        long = "ssl-keyfile",
+        short = 'K',
+        value_name = "FILE"
+    )]
     pub ssl_keyfile: Option<PathBuf>,
     /// Root path when running behind a reverse proxy (used in OpenAPI `servers` and docs).
-    #[arg(long = "root-path", env = "MCPO_ROOT_PATH", default_value = "")]
+    #[arg(
+        help_heading = "Network",
+        long = "root-path",
+        env = "MCPO_ROOT_PATH",
+        default_value = ""
+    )]
     pub root_path: String,
     /// URL prefix under which the configured servers are mounted.
-    #[arg(long = "path-prefix", env = "MCPO_PATH_PREFIX", default_value = "/")]
+    #[arg(
+        help_heading = "Network",
+        long = "path-prefix",
+        env = "MCPO_PATH_PREFIX",
+        default_value = "/"
+    )]
     pub path_prefix: String,
     /// JSON object of HTTP headers for the single remote server.
-    #[arg(long = "header", short = 'H')]
+    #[arg(help_heading = "Servers", long = "header", short = 'H')]
     pub header: Option<String>,
     /// Watch the config file and apply changes without a restart.
-    #[arg(long = "hot-reload")]
+    #[arg(help_heading = "Servers", long = "hot-reload")]
     pub hot_reload: bool,
     /// DEBUG, INFO, WARNING, ERROR or CRITICAL [default: INFO]. The flag wins over
     /// MCPO_LOG_LEVEL, which wins over LOG_LEVEL (mcpo's variable).
-    #[arg(long = "log-level", env = "MCPO_LOG_LEVEL")]
+    #[arg(help_heading = "Logging", long = "log-level", env = "MCPO_LOG_LEVEL")]
     pub log_level: Option<String>,
     /// mcpo's `LOG_LEVEL`, which clap cannot give as a second variable of `--log-level`.
     #[arg(skip = std::env::var("LOG_LEVEL").ok().filter(|v| !v.is_empty()))]
     pub log_level_fallback: Option<String>,
     /// Deadline of one tool call in seconds, unless a server sets its own `timeout`.
     #[arg(
+        help_heading = "Timeouts and recovery",
         long = "tool-timeout",
         env = "MCPO_TOOL_TIMEOUT",
         default_value_t = 60.0
@@ -154,6 +251,7 @@ pub struct ServeArgs {
     pub tool_timeout: f64,
     /// Deadline in seconds for connecting to one upstream (spawn, handshake, tool listing).
     #[arg(
+        help_heading = "Timeouts and recovery",
         long = "connect-timeout",
         env = "MCPO_CONNECT_TIMEOUT",
         default_value_t = 60.0
@@ -161,6 +259,7 @@ pub struct ServeArgs {
     pub connect_timeout: f64,
     /// Upstream sessions kept warm per server (stdio: child processes).
     #[arg(
+        help_heading = "Pool",
         long = "pool-min-connections",
         env = "MCPO_POOL_MIN_CONNECTIONS",
         default_value_t = 1
@@ -168,6 +267,7 @@ pub struct ServeArgs {
     pub pool_min_connections: usize,
     /// Upstream sessions per server at most; the pool grows under load up to this.
     #[arg(
+        help_heading = "Pool",
         long = "pool-max-connections",
         env = "MCPO_POOL_MAX_CONNECTIONS",
         default_value_t = 1
@@ -175,6 +275,7 @@ pub struct ServeArgs {
     pub pool_max_connections: usize,
     /// Seconds a pool member above the minimum may stay idle before it is retired.
     #[arg(
+        help_heading = "Pool",
         long = "pool-idle-timeout",
         env = "MCPO_POOL_IDLE_TIMEOUT",
         default_value_t = 60.0
@@ -183,6 +284,7 @@ pub struct ServeArgs {
     /// Seconds that calls in flight get to finish after SIGTERM or SIGINT, before sessions and
     /// children are closed.
     #[arg(
+        help_heading = "Timeouts and recovery",
         long = "drain-timeout",
         env = "MCPO_DRAIN_TIMEOUT",
         default_value_t = 10.0
@@ -190,17 +292,19 @@ pub struct ServeArgs {
     pub drain_timeout: f64,
     /// Attempts per tool call, the first included, when a failure is safe to recover from.
     #[arg(
+        help_heading = "Timeouts and recovery",
         long = "max-recovery-attempts",
         env = "MCPO_MAX_RECOVERY_ATTEMPTS",
         default_value_t = 3
     )]
     pub max_recovery_attempts: u32,
     /// `false` stops recording metrics (for measuring what recording costs).
-    #[arg(long = "metrics-enabled", env = "MCPO_METRICS_ENABLED", default_value_t = true,
+    #[arg(help_heading = "Metrics and monitor", long = "metrics-enabled", env = "MCPO_METRICS_ENABLED", default_value_t = true,
           action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub metrics_enabled: bool,
     /// Seconds within which a recovery episode counts as recovered (`recovery_success_rate`).
     #[arg(
+        help_heading = "Timeouts and recovery",
         long = "recovery-target",
         env = "MCPO_RECOVERY_TARGET",
         default_value_t = 10.0
@@ -208,6 +312,7 @@ pub struct ServeArgs {
     pub recovery_target: f64,
     /// Entries the result cache holds at most (all servers together).
     #[arg(
+        help_heading = "Cache",
         long = "cache-max-size",
         env = "MCPO_CACHE_MAX_SIZE",
         default_value_t = 1000
@@ -215,6 +320,7 @@ pub struct ServeArgs {
     pub cache_max_size: u64,
     /// Seconds a cached result lives unless its server's `cache.ttl` says otherwise.
     #[arg(
+        help_heading = "Cache",
         long = "cache-default-ttl",
         env = "MCPO_CACHE_DEFAULT_TTL",
         default_value_t = 300.0
@@ -222,30 +328,50 @@ pub struct ServeArgs {
     pub cache_default_ttl: f64,
     /// Whether the monitor samples CPU and memory and raises alerts (default: the config
     /// file's `monitor.enabled`, else true).
-    #[arg(long = "monitor-enabled", env = "MCPO_MONITOR_ENABLED",
+    #[arg(help_heading = "Metrics and monitor", long = "monitor-enabled", env = "MCPO_MONITOR_ENABLED",
           action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub monitor_enabled: Option<bool>,
     /// Seconds between monitor samples (default: `monitor.interval`, else 30).
-    #[arg(long = "monitor-interval", env = "MCPO_MONITOR_INTERVAL")]
+    #[arg(
+        help_heading = "Metrics and monitor",
+        long = "monitor-interval",
+        env = "MCPO_MONITOR_INTERVAL"
+    )]
     pub monitor_interval: Option<f64>,
     /// Alert above this machine CPU use, percent (default 70).
-    #[arg(long = "cpu-usage-warning", env = "MCPO_CPU_USAGE_WARNING")]
+    #[arg(
+        help_heading = "Metrics and monitor",
+        long = "cpu-usage-warning",
+        env = "MCPO_CPU_USAGE_WARNING"
+    )]
     pub cpu_usage_warning: Option<f64>,
     /// Alert above this machine memory use, percent (default 80).
-    #[arg(long = "memory-usage-warning", env = "MCPO_MEMORY_USAGE_WARNING")]
+    #[arg(
+        help_heading = "Metrics and monitor",
+        long = "memory-usage-warning",
+        env = "MCPO_MEMORY_USAGE_WARNING"
+    )]
     pub memory_usage_warning: Option<f64>,
     /// Alert above this share of failed calls (default 0.05).
-    #[arg(long = "error-rate-warning", env = "MCPO_ERROR_RATE_WARNING")]
+    #[arg(
+        help_heading = "Metrics and monitor",
+        long = "error-rate-warning",
+        env = "MCPO_ERROR_RATE_WARNING"
+    )]
     pub error_rate_warning: Option<f64>,
     /// Alert above this mean response time, seconds (default 5).
-    #[arg(long = "response-time-warning", env = "MCPO_RESPONSE_TIME_WARNING")]
+    #[arg(
+        help_heading = "Metrics and monitor",
+        long = "response-time-warning",
+        env = "MCPO_RESPONSE_TIME_WARNING"
+    )]
     pub response_time_warning: Option<f64>,
     /// `false` turns automatic recovery off (mcpo's behaviour, for comparison).
-    #[arg(long = "error-recovery-enabled", env = "MCPO_ERROR_RECOVERY_ENABLED", default_value_t = true,
+    #[arg(help_heading = "Timeouts and recovery", long = "error-recovery-enabled", env = "MCPO_ERROR_RECOVERY_ENABLED", default_value_t = true,
           action = clap::ArgAction::Set, value_parser = clap::builder::BoolishValueParser::new())]
     pub error_recovery_enabled: bool,
     /// The command (stdio) or URL (remote) of a single server.
-    #[arg(last = true, value_name = "COMMAND")]
+    #[arg(help_heading = "Servers", last = true, value_name = "COMMAND")]
     pub command: Vec<String>,
 }
 

@@ -49,6 +49,11 @@ async fn run(command: Command) -> ExitCode {
             init_logging(&args.log_level);
             chaos(args).await
         }
+        Command::Version => {
+            println!("{}", mcpo::cli::version_line());
+            ExitCode::SUCCESS
+        }
+        Command::Healthcheck(args) => healthcheck(&args).await,
         Command::FakeServer(args) => {
             // stdout is the MCP channel for stdio: logs go to stderr only.
             init_logging("WARNING");
@@ -118,6 +123,53 @@ async fn chaos(args: mcpo::cli::ChaosArgs) -> ExitCode {
     }
 }
 
+/// `mcpo healthcheck URL`: one GET with a deadline; the answer's status decides the exit code.
+async fn healthcheck(args: &mcpo::cli::HealthcheckArgs) -> ExitCode {
+    let timeout = match std::time::Duration::try_from_secs_f64(args.timeout) {
+        Ok(t) if !t.is_zero() => t,
+        _ => {
+            eprintln!(
+                "mcpo healthcheck: error: --timeout must be a positive number of seconds, got {}",
+                args.timeout
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let client = match reqwest::Client::builder().timeout(timeout).build() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("mcpo healthcheck: error: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match client.get(&args.url).send().await {
+        Ok(resp) if resp.status().is_success() => {
+            println!("{}: {}", args.url, resp.status());
+            ExitCode::SUCCESS
+        }
+        Ok(resp) => {
+            eprintln!("mcpo healthcheck: {}: {}", args.url, resp.status());
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            // reqwest's own line says only "error sending request": the cause is in the chain.
+            let mut why = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                why.push_str(": ");
+                why.push_str(&s.to_string());
+                source = s.source();
+            }
+            eprintln!(
+                "mcpo healthcheck: {}: {}",
+                mcpo::redact::origin(&args.url),
+                mcpo::redact::urls_in(&why)
+            );
+            ExitCode::from(1)
+        }
+    }
+}
+
 async fn serve(config: mcpo::config::ServeConfig) -> anyhow::Result<()> {
     let shown_host = match config.host.as_str() {
         "0.0.0.0" | "::" => "127.0.0.1".to_string(),
@@ -131,11 +183,12 @@ async fn serve(config: mcpo::config::ServeConfig) -> anyhow::Result<()> {
     let proxy = mcpo::serve::start(config).await?;
     // Tests and scripts read this line to learn the port (`--port 0` picks a free one).
     println!(
-        "mcpo serving on {scheme}://{}:{} (docs: {scheme}://{}:{}/docs)",
+        "mcpo serving on {scheme}://{}:{} (docs: {scheme}://{}:{}/docs; {})",
         proxy.addr.ip(),
         proxy.addr.port(),
         shown_host,
         proxy.addr.port(),
+        mcpo::cli::version_line(),
     );
     let token = proxy.shutdown_token();
     tokio::spawn(async move {

@@ -5,6 +5,7 @@ mod common;
 
 mod chaos;
 mod cli_config;
+mod cli_surface;
 mod concurrency;
 mod demo;
 mod fake_faults;

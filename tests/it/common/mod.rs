@@ -169,6 +169,8 @@ impl FakeHttp {
 pub struct Proxy {
     pub proc: Proc,
     pub base: String,
+    /// The "mcpo serving on ..." line the proxy printed.
+    pub start_line: String,
     pub client: reqwest::Client,
     /// The config file the proxy was started with, if any.
     pub config_path: Option<PathBuf>,
@@ -247,6 +249,7 @@ impl Proxy {
         let line = wait_for_line(&mut child, "mcpo serving on", Duration::from_secs(90));
         Proxy {
             base: url_in(&line),
+            start_line: line,
             proc: Proc { child },
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
