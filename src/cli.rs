@@ -42,6 +42,13 @@ pub enum Command {
     Chaos(ChaosArgs),
     /// Print this build's version, commit-independent: `mcpo <version> (<os>/<arch>)`.
     Version,
+    /// Print the configuration reference of `docs/configuration.md` (its generated part).
+    #[command(hide = true)]
+    ConfigReference {
+        /// Replace the generated part of this Markdown file (between its markers) instead.
+        #[arg(long)]
+        write: Option<PathBuf>,
+    },
     /// Check that a running proxy is healthy: GET the URL, exit 0 on a 2xx, 1 otherwise (for
     /// container images without curl).
     Healthcheck(HealthcheckArgs),

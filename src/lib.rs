@@ -18,6 +18,7 @@ pub mod net;
 pub mod openapi;
 pub mod recovery;
 pub mod redact;
+pub mod reference;
 pub mod reload;
 pub mod serve;
 pub mod upstream;

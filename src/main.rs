@@ -53,6 +53,19 @@ async fn run(command: Command) -> ExitCode {
             println!("{}", mcpo::cli::version_line());
             ExitCode::SUCCESS
         }
+        Command::ConfigReference { write: None } => {
+            print!("{}", mcpo::reference::flags_markdown());
+            ExitCode::SUCCESS
+        }
+        Command::ConfigReference { write: Some(path) } => {
+            match mcpo::reference::splice_into(&path) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("mcpo config-reference: error: {}: {e}", path.display());
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Healthcheck(args) => healthcheck(&args).await,
         Command::FakeServer(args) => {
             // stdout is the MCP channel for stdio: logs go to stderr only.

@@ -16,8 +16,27 @@ use super::{
     RESERVED_NAMES, ServerConfig, Transport, parse_transport_type,
 };
 
+/// Keys of the top level of a config file.
+pub(super) const TOP_LEVEL_KEYS: &[&str] = &["mcpServers", "monitor"];
+
+/// Keys of the top-level `"monitor"` object.
+pub(super) const MONITOR_KEYS: &[&str] = &[
+    "enabled",
+    "interval",
+    "cpu_usage_warning",
+    "memory_usage_warning",
+    "error_rate_warning",
+    "response_time_warning",
+];
+
+/// Keys of a server's `"pool"` object.
+pub(super) const POOL_KEYS: &[&str] = &["min", "max"];
+
+/// Keys of a server's `"cache"` object (`read_only` is accepted for `readOnly`).
+pub(super) const CACHE_KEYS: &[&str] = &["tools", "ttl", "readOnly", "read_only"];
+
 /// Keys of a server entry that we understand; anything else is logged and ignored.
-const KNOWN_SERVER_KEYS: &[&str] = &[
+pub(super) const KNOWN_SERVER_KEYS: &[&str] = &[
     "command",
     "args",
     "env",
@@ -178,8 +197,8 @@ fn parse_monitor(m: &Map<String, Value>) -> Result<MonitorOverrides, String> {
             }
             other => {
                 return Err(format!(
-                    "unknown key \"monitor.{other}\"; known: enabled, interval, cpu_usage_warning, \
-                     memory_usage_warning, error_rate_warning, response_time_warning"
+                    "unknown key \"monitor.{other}\"; known: {}",
+                    MONITOR_KEYS.join(", ")
                 ));
             }
         }
@@ -373,7 +392,7 @@ fn parse_server(name: &str, entry: &Map<String, Value>) -> Result<Option<ServerC
 }
 
 /// Keys of a server's `"oauth"` object: mcpo's, and no others.
-const OAUTH_KEYS: &[&str] = &[
+pub(super) const OAUTH_KEYS: &[&str] = &[
     "server_url",
     "client_metadata",
     "callback_port",
@@ -530,7 +549,7 @@ fn parse_cache(entry: &Map<String, Value>) -> Result<Option<CacheConfig>, String
         }
         Some(Value::Object(c)) => {
             for key in c.keys() {
-                if !matches!(key.as_str(), "tools" | "ttl" | "readOnly" | "read_only") {
+                if !CACHE_KEYS.contains(&key.as_str()) {
                     return Err(format!(
                         "unknown key \"cache.{key}\"; known: tools, ttl, readOnly"
                     ));

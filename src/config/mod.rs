@@ -16,6 +16,19 @@ pub use file::{ParsedConfig, parse_config_file, parse_config_str, parse_full_con
 pub use settings::{ServeConfig, from_cli};
 pub use tls::TlsSettings;
 
+/// Every key a config file may hold, by the section it sits in (`""` for the top level): the
+/// parser's own lists, so the configuration reference is checked against what is parsed.
+pub fn file_keys() -> [(&'static str, &'static [&'static str]); 6] {
+    [
+        ("", file::TOP_LEVEL_KEYS),
+        ("monitor.", file::MONITOR_KEYS),
+        ("mcpServers.<name>.", file::KNOWN_SERVER_KEYS),
+        ("mcpServers.<name>.pool.", file::POOL_KEYS),
+        ("mcpServers.<name>.cache.", file::CACHE_KEYS),
+        ("mcpServers.<name>.oauth.", file::OAUTH_KEYS),
+    ]
+}
+
 /// Route names that belong to the proxy itself and so cannot be server names.
 pub const RESERVED_NAMES: &[&str] = &[
     "docs",

@@ -8,6 +8,7 @@ mod cli_config;
 mod cli_surface;
 mod concurrency;
 mod demo;
+mod docs_reference;
 mod fake_faults;
 mod hardening;
 mod oauth;
