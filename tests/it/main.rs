@@ -13,6 +13,7 @@ mod fake_faults;
 mod hardening;
 mod oauth;
 mod observability;
+mod openwebui;
 mod proxy_contract;
 mod recovery;
 mod reload;
