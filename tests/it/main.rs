@@ -17,6 +17,7 @@ mod openwebui;
 mod proxy_contract;
 mod recovery;
 mod reload;
+mod rolling;
 mod schema_props;
 mod shutdown;
 mod sse;
