@@ -297,6 +297,16 @@ pub struct ServeArgs {
         default_value_t = 10.0
     )]
     pub drain_timeout: f64,
+    /// Seconds of lame duck after SIGTERM or SIGINT, before the drain: `/readyz` answers 503
+    /// and answers carry `Connection: close` while the proxy goes on accepting and serving, so
+    /// that balancers stop sending before the listener closes. 0 (the default) skips it.
+    #[arg(
+        help_heading = "Timeouts and recovery",
+        long = "shutdown-delay",
+        env = "MCPO_SHUTDOWN_DELAY",
+        default_value_t = 0.0
+    )]
+    pub shutdown_delay: f64,
     /// Attempts per tool call, the first included, when a failure is safe to recover from.
     #[arg(
         help_heading = "Timeouts and recovery",

@@ -203,10 +203,11 @@ async fn serve(config: mcpo::config::ServeConfig) -> anyhow::Result<()> {
         proxy.addr.port(),
         mcpo::cli::version_line(),
     );
-    let token = proxy.shutdown_token();
+    let stop = proxy.shutdown_handle();
     tokio::spawn(async move {
         mcpo::serve::shutdown_signal().await;
-        token.cancel();
+        // A second signal ends the lame duck at once.
+        stop.begin(mcpo::serve::shutdown_signal());
     });
     proxy.wait().await?;
     Ok(())

@@ -63,6 +63,46 @@ impl RunningProxy {
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
     }
+
+    /// What begins a shutdown, to hand to a signal handler while the proxy is awaited.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            state: self.state.clone(),
+            shutdown: self.shutdown.clone(),
+        }
+    }
+}
+
+/// Begins a graceful shutdown of a [`RunningProxy`].
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    state: Arc<AppState>,
+    shutdown: CancellationToken,
+}
+
+impl ShutdownHandle {
+    /// Lame duck for `--shutdown-delay` (`/readyz` 503, still accepting and serving), then the
+    /// drain. `skip` (a second signal, say) ends the lame duck early.
+    pub fn begin(&self, skip: impl Future<Output = ()> + Send + 'static) {
+        let (state, shutdown) = (self.state.clone(), self.shutdown.clone());
+        let delay = state.config.shutdown_delay;
+        state.lame_duck.cancel();
+        if delay.is_zero() {
+            shutdown.cancel();
+            return;
+        }
+        tracing::info!(
+            ?delay,
+            "shutting down: not ready, serving until the delay ends"
+        );
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = skip => {}
+            }
+            shutdown.cancel();
+        });
+    }
 }
 
 /// What a library user adds to a proxy: recovery strategies of their own (replacing the

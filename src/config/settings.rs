@@ -45,6 +45,8 @@ pub struct ServeConfig {
     pub pool_idle: Duration,
     /// How long calls in flight get to finish on shutdown.
     pub drain_timeout: Duration,
+    /// Lame duck after a signal, before the drain (`--shutdown-delay`); zero skips it.
+    pub shutdown_delay: Duration,
     /// Attempts per call, the first included.
     pub max_recovery_attempts: u32,
     /// False gives mcpo's behaviour: no retries, breaker or proactive restarts.
@@ -104,6 +106,7 @@ impl ServeConfig {
             pool_max: 1,
             pool_idle: Duration::from_secs(60),
             drain_timeout: Duration::from_secs(10),
+            shutdown_delay: Duration::ZERO,
             max_recovery_attempts: 3,
             recovery_enabled: true,
             metrics_enabled: true,
@@ -148,6 +151,10 @@ pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
     let connect_timeout = secs("--connect-timeout", args.connect_timeout)?;
     let pool_idle = secs("--pool-idle-timeout", args.pool_idle_timeout)?;
     let drain_timeout = secs("--drain-timeout", args.drain_timeout)?;
+    let shutdown_delay = match args.shutdown_delay {
+        0.0 => Duration::ZERO,
+        d => secs("--shutdown-delay", d)?,
+    };
     let recovery_target = secs("--recovery-target", args.recovery_target)?;
     let cache_default_ttl = secs("--cache-default-ttl", args.cache_default_ttl)?;
     if args.cache_max_size == 0 {
@@ -237,6 +244,7 @@ pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
         pool_max: args.pool_max_connections.max(args.pool_min_connections),
         pool_idle,
         drain_timeout,
+        shutdown_delay,
         max_recovery_attempts: args.max_recovery_attempts,
         recovery_enabled: args.error_recovery_enabled,
         metrics_enabled: args.metrics_enabled,

@@ -376,6 +376,12 @@ pub async fn healthz() -> Response {
 /// Every configured server has been ready at least once and none is down.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let mut reasons = Vec::new();
+    if state.lame_duck.is_cancelled() {
+        reasons.push(
+            "the proxy is shutting down: it finishes the calls it has and should get no new ones"
+                .to_string(),
+        );
+    }
     for u in &state.upstreams() {
         let view = u.view();
         let name = if u.name().is_empty() {

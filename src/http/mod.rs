@@ -57,6 +57,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub monitor: Arc<Monitor>,
     cache: ResultCache,
+    /// Cancelled when a shutdown begins: `/readyz` answers 503 and answers carry
+    /// `Connection: close` from then on, while the listener still accepts.
+    pub lame_duck: tokio_util::sync::CancellationToken,
 }
 
 impl AppState {
@@ -78,6 +81,7 @@ impl AppState {
             fleet,
             metrics,
             monitor,
+            lame_duck: tokio_util::sync::CancellationToken::new(),
         })
     }
 
@@ -155,9 +159,30 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(tools)
         .merge(pages)
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            close_when_lame_duck,
+        ))
         .layer(DefaultBodyLimit::max(body::BODY_LIMIT))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(cors(&state.config.cors_allow_origins))
+}
+
+/// Once a shutdown has begun, every answer asks the client to close its connection, so that
+/// keep-alive connections move to another replica before this one stops accepting.
+async fn close_when_lame_duck(
+    State(state): State<Arc<AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    if state.lame_duck.is_cancelled() {
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 fn cors(origins: &[String]) -> CorsLayer {

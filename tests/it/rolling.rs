@@ -148,8 +148,11 @@ fn drive(
     let load = Arc::new(Load::default());
     let l = load.clone();
     let task = tokio::spawn(async move {
+        // A connection per call: a keep-alive connection to an nginx worker of an older config
+        // can be closed by nginx under a request being sent (nginx's race, not the proxy's).
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(0)
             .build()
             .unwrap();
         let start = Instant::now();
@@ -275,4 +278,60 @@ async fn three_rolling_restarts_under_load_lose_no_call_and_a_sigkill_loses_only
         "{failed_kill} calls failed after a SIGKILL with only {in_flight_at_kill} in flight: {:?}",
         &failed_total[failed_rollout.len()..]
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_with_a_shutdown_delay_reports_not_ready_while_it_still_serves_then_drains() {
+    let mut proxy = Proxy::start(
+        &json!({"mcpServers": {"calc": stdio_fake("calc")}}),
+        &["--shutdown-delay", "3"],
+    );
+    let client = reqwest::Client::new();
+    ready(&client, &proxy).await;
+    // A call that is still running when the lame duck ends must be drained, not cut.
+    let slow = {
+        let (client, url) = (client.clone(), proxy.url("/calc/sleep"));
+        tokio::spawn(async move {
+            let r = client.post(url).json(&json!({"ms": 4000})).send().await?;
+            let status = r.status();
+            Ok::<_, reqwest::Error>((status, r.text().await?))
+        })
+    };
+    common::signal(proxy.pid(), "TERM");
+    let not_ready = eventually(
+        "/readyz says shutting down",
+        Duration::from_secs(10),
+        async || {
+            let r = client.get(proxy.url("/readyz")).send().await.ok()?;
+            (r.status() == 503).then_some(r.text().await.ok()?)
+        },
+    )
+    .await;
+    assert!(not_ready.contains("shutting down"), "{not_ready}");
+    // Still accepting new connections and serving, each answer asking the client to go.
+    let fresh = reqwest::Client::new();
+    let r = fresh
+        .post(proxy.url("/calc/echo"))
+        .json(&json!({"message": "during the lame duck"}))
+        .send()
+        .await
+        .expect("the listener still accepts during the lame duck");
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers().get("connection").map(|v| v.to_str().unwrap()),
+        Some("close")
+    );
+    assert_eq!(r.text().await.unwrap(), "\"during the lame duck\"");
+    let (status, body) = slow.await.unwrap().expect("the call in flight is answered");
+    assert_eq!(status.as_u16(), 200, "{body}");
+    assert!(body.contains("slept 4000 ms"), "{body}");
+    let exit = proxy.proc.child.wait().unwrap();
+    assert!(exit.success(), "{exit:?}");
+
+    let bad = Command::new(common::mcpo_bin())
+        .args(["--shutdown-delay=-1", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--shutdown-delay"));
 }
