@@ -14,6 +14,7 @@ pub mod body;
 mod diagnostics;
 mod docs;
 pub mod error;
+mod mcp;
 mod metrics;
 pub mod respond;
 mod status;
@@ -60,6 +61,8 @@ pub struct AppState {
     /// Cancelled when a shutdown begins: `/readyz` answers 503 and answers carry
     /// `Connection: close` from then on, while the listener still accepts.
     pub lame_duck: tokio_util::sync::CancellationToken,
+    /// The MCP endpoints' services (`/mcp`, `/{server}/mcp`).
+    mcp: mcp::Endpoints,
 }
 
 impl AppState {
@@ -82,6 +85,7 @@ impl AppState {
             metrics,
             monitor,
             lame_duck: tokio_util::sync::CancellationToken::new(),
+            mcp: mcp::Endpoints::default(),
         })
     }
 
@@ -119,7 +123,12 @@ pub fn router(state: Arc<AppState>) -> Router {
     let mut pages = Router::new();
     if state.config.config_mode {
         let prefix = state.config.path_prefix.trim_end_matches('/');
-        tools = tools.route(&format!("{prefix}/{{server}}/{{tool}}"), post(call_tool));
+        tools = tools
+            .route(&format!("{prefix}/{{server}}/{{tool}}"), post(call_tool))
+            .route(
+                &format!("{prefix}/{{server}}/mcp"),
+                get(mcp::one).post(mcp::one).delete(mcp::one),
+            );
         pages = pages
             .route("/openapi.json", get(root_openapi))
             .route("/docs", get(root_docs))
@@ -134,6 +143,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             .route("/openapi.json", get(single_openapi))
             .route("/docs", get(single_docs));
     }
+    // MCP clients call tools: guarded by the key like the tool routes.
+    tools = tools.route("/mcp", get(mcp::all).post(mcp::all).delete(mcp::all));
     // Restarting a server changes state: guarded by the key whenever one is set.
     tools = tools.route(
         "/diagnostics/servers/{server}/restart",
