@@ -413,6 +413,10 @@ pub struct FakeServerArgs {
     /// stdio only: exit this many milliseconds after each handshake (a crash loop).
     #[arg(long = "die-after-ms")]
     pub die_after_ms: Option<u64>,
+    /// Append a line to FILE for every `incr` call as it starts: how often the tool ran,
+    /// across processes (a test that kills the server mid-call reads it).
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for ServeArgs {

@@ -72,6 +72,9 @@ pub struct FakeServer {
     bonus: Arc<std::sync::atomic::AtomicBool>,
     /// The state `incr` changes.
     counter: Arc<std::sync::atomic::AtomicU64>,
+    /// Where each `incr` is also written down (`--journal`): a count that outlives the
+    /// process, for tests that kill it mid-call and must know how often the tool ran.
+    journal: Option<Arc<std::path::PathBuf>>,
     /// The faults in force, shared with the HTTP layer and the stdout writer.
     pub faults: FaultState,
     /// Told whenever the tool list changes, for `subscriptions/listen` (protocol 2026-07-28,
@@ -93,6 +96,7 @@ impl FakeServer {
             cancelled: Arc::new(std::sync::atomic::AtomicU64::new(0)),
             bonus: Arc::new(std::sync::atomic::AtomicBool::new(false)),
             counter: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            journal: None,
             faults,
             list_changed: tokio::sync::broadcast::channel(16).0,
         }
@@ -232,8 +236,11 @@ pub fn tool_definitions() -> Value {
         },
         {
             "name": "incr",
-            "description": "Adds one to this process's counter and returns the new value. Not idempotent: each call changes state.",
-            "inputSchema": {"type": "object", "properties": {}},
+            "description": "Adds one to this process's counter and returns the new value, after working `ms` milliseconds (default 0). Not idempotent: each call changes state.",
+            "inputSchema": {
+                "type": "object",
+                "properties": {"ms": {"type": "integer", "minimum": 0, "maximum": 600000, "description": "Milliseconds to work after counting"}}
+            },
             "annotations": {"readOnlyHint": false, "idempotentHint": false, "openWorldHint": false}
         },
         {
@@ -358,6 +365,19 @@ impl FakeServer {
                     .counter
                     .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
                     + 1;
+                self.journal("incr");
+                let ms = args
+                    .get("ms")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0)
+                    .clamp(0, 600_000) as u64;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(ms)) => {}
+                    _ = cancel.cancelled() => {
+                        self.cancelled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        return Err(cancelled());
+                    }
+                }
                 Ok(text(n.to_string()))
             }
             "fail" => Ok(CallToolResult::error(vec![ContentBlock::text(
@@ -373,6 +393,24 @@ impl FakeServer {
                 ))
             }
             other => Err(invalid(format!("unknown tool '{other}'"))),
+        }
+    }
+}
+
+impl FakeServer {
+    /// Writes `what` down in the journal, if there is one: one line `PID what`, appended with
+    /// a single write so concurrent calls and processes do not interleave.
+    fn journal(&self, what: &str) {
+        let Some(path) = &self.journal else { return };
+        use std::io::Write as _;
+        let line = format!("{} {what}\n", std::process::id());
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path.as_ref())
+            .and_then(|mut f| f.write_all(line.as_bytes()));
+        if let Err(e) = written {
+            tracing::warn!(path = %path.display(), error = %e, "cannot write the journal");
         }
     }
 }
@@ -598,7 +636,8 @@ pub async fn run(args: &crate::cli::FakeServerArgs) -> Result<(), FakeError> {
         other => return Err(FakeError::Transport(other.to_string())),
     };
     let faults = FaultState::new(transport);
-    let server = FakeServer::new(&args.id, faults.clone());
+    let mut server = FakeServer::new(&args.id, faults.clone());
+    server.journal = args.journal.clone().map(Arc::new);
     match transport {
         Transport::Stdio => {
             join_hub(

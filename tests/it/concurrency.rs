@@ -160,37 +160,128 @@ async fn http_sessions_lost_with_16_and_64_in_flight_fail_no_idempotent_call() {
     }
 }
 
-/// A non-idempotent call cut off by an event fails with a 502 that names the event; never
-/// more of them per event than calls were in flight, and the breaker stays closed.
+/// Lines in the fake's journal: how many times `incr` ran, across processes.
+fn journal_lines(path: &std::path::Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
+}
+
+/// Sends `n` concurrent calls of `incr` that each work `ms` milliseconds, waits until all `n` are running
+/// in the server (its journal says so), runs `event`, and returns each call's status and body
+/// (at most `within` after the event; a call still unanswered then fails the test).
+async fn cut_off_incr_calls(
+    proxy: &Proxy,
+    journal: &std::path::Path,
+    n: usize,
+    ms: u64,
+    event: impl AsyncFnOnce(),
+    within: Duration,
+) -> Vec<(u16, String)> {
+    let calls: Vec<_> = (0..n)
+        .map(|_| {
+            let (client, url) = (proxy.client.clone(), proxy.url("/fake/incr"));
+            tokio::spawn(async move {
+                let r = client
+                    .post(url)
+                    .json(&json!({"ms": ms}))
+                    .send()
+                    .await
+                    .unwrap();
+                (r.status().as_u16(), r.text().await.unwrap())
+            })
+        })
+        .collect();
+    eventually("every call running", Duration::from_secs(15), async || {
+        (journal_lines(journal) >= n).then_some(())
+    })
+    .await;
+    event().await;
+    let answers = tokio::time::timeout(within, futures::future::join_all(calls)).await;
+    // How often the tool ran says more than a status when the proxy sent calls again.
+    let ran = journal_lines(journal);
+    assert_eq!(ran, n, "{n} calls cut off, the tool ran {ran} times");
+    let answers =
+        answers.unwrap_or_else(|_| panic!("the cut-off calls were not answered within {within:?}"));
+    answers.into_iter().map(|a| a.unwrap()).collect()
+}
+
+/// A non-idempotent call cut off by an event fails with a 502 that names the event, and is
+/// never sent again: N calls in flight when the child is killed give exactly N 502s, and the
+/// tool ran exactly N times. A lost HTTP session with N in flight runs each call once too.
+/// Then the server serves again, with the breaker closed.
 #[tokio::test]
 async fn non_idempotent_calls_fail_only_when_cut_off_and_say_why() {
-    let workers = 16;
-    let run = stdio_kills(workers, "incr", json!({})).await;
-    run.report("stdio incr, 16 in flight, 3 kills");
-    let failed = run.failed();
-    assert!(
-        failed.len() <= 3 * workers,
-        "{} failures for 3 events with {workers} in flight",
-        failed.len()
-    );
-    for s in &failed {
-        assert_eq!(s.status, 502, "{s:?}");
+    let n = 8;
+    let dir = common::tempdir::TempDir::new();
+
+    // stdio: the child is killed mid-call.
+    let journal = dir.path().join("stdio-journal");
+    let m = marker("cut-incr");
+    let mut server = stdio_fake("cutincr");
+    server["args"]
+        .as_array_mut()
+        .unwrap()
+        .extend([json!("--journal"), json!(journal.display().to_string())]);
+    let config = json!({"mcpServers": {"fake": server}});
+    let proxy = Proxy::start_with_env(&config, &[], &[("MCPO_TEST_MARKER", &m)]);
+    proxy
+        .wait_ok("/fake/openapi.json", Duration::from_secs(30))
+        .await;
+    let kill = async || {
+        let pids = pids_matching("MCPO_TEST_MARKER", &m, "--id cutincr");
+        assert_eq!(pids.len(), 1, "{pids:?}");
+        signal(pids[0], "KILL");
+    };
+    let answers =
+        cut_off_incr_calls(&proxy, &journal, n, 30_000, kill, Duration::from_secs(10)).await;
+    for (status, body) in &answers {
+        assert_eq!(*status, 502, "{body}");
         assert!(
-            s.body.contains("killed by signal 9") && s.body.contains("not sent again"),
-            "{}",
-            s.body
+            body.contains("killed by signal 9") && body.contains("not sent again"),
+            "{body}"
         );
     }
-    assert_eq!(run.diag["breaker_trips"], 0, "the breaker opened");
+    let (status, body) = proxy.post("/fake/incr", json!({})).await;
+    assert_eq!(
+        (status, body),
+        (200, json!(1)),
+        "a new child counts from one"
+    );
+    assert_eq!(journal_lines(&journal), n + 1);
+    let (_, diag) = proxy.get("/diagnostics").await;
+    assert_eq!(
+        diag["servers"]["fake"]["breaker_trips"], 0,
+        "the breaker opened"
+    );
 
-    let run = http_session_losses(workers, "incr", json!({})).await;
-    run.report("HTTP incr, 16 in flight, 3 session losses");
-    let failed = run.failed();
-    assert!(failed.len() <= 3 * workers, "{} failures", failed.len());
-    for s in &failed {
-        assert_eq!(s.status, 502, "{s:?}");
+    // Streamable HTTP: the server forgets the session mid-call. The fake still answers the
+    // calls it was running (its old session's streams stay open), so nothing is cut off: each
+    // call is answered once, run once, and the next call finds a new session.
+    let journal = dir.path().join("http-journal");
+    let fake = FakeHttp::start_with("cutincr", &["--journal", &journal.display().to_string()]);
+    let config = json!({"mcpServers": {"fake": {"type": "streamable-http", "url": fake.url}}});
+    let proxy = Proxy::start(&config, &[]);
+    proxy
+        .wait_ok("/fake/openapi.json", Duration::from_secs(30))
+        .await;
+    let lose = async || fake.fault(json!({"kind": "session-loss"})).await;
+    let answers =
+        cut_off_incr_calls(&proxy, &journal, n, 3000, lose, Duration::from_secs(10)).await;
+    for (status, body) in &answers {
+        assert_eq!(*status, 200, "{body}");
     }
-    assert_eq!(run.diag["breaker_trips"], 0, "the breaker opened");
+    let (status, body) = proxy.post("/fake/incr", json!({})).await;
+    assert_eq!(
+        (status, body),
+        (200, json!(n + 1)),
+        "the same process counts on"
+    );
+    let (_, diag) = proxy.get("/diagnostics").await;
+    assert_eq!(
+        diag["servers"]["fake"]["breaker_trips"], 0,
+        "the breaker opened"
+    );
 }
 
 /// With a pool, one member's death ejects that member only: the others keep serving.
