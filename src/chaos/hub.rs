@@ -301,7 +301,8 @@ fn handle(shared: &Shared, id: u64, tx: &mpsc::UnboundedSender<HubMessage>, mess
             );
             push_snapshot(&mut state, &server);
         }
-        FakeMessage::Decide { req, fault } => {
+        FakeMessage::Call { .. } | FakeMessage::Applied { .. } => {}
+        FakeMessage::Decide { req, fault, .. } => {
             let server = state
                 .conns
                 .get(&id)
@@ -397,7 +398,12 @@ mod tests {
             }
             let mut applied = Vec::new();
             for req in 0..40 {
-                let ask = serde_json::to_string(&FakeMessage::Decide { req, fault: 0 }).unwrap();
+                let ask = serde_json::to_string(&FakeMessage::Decide {
+                    req,
+                    fault: 0,
+                    request: None,
+                })
+                .unwrap();
                 w.write_all(format!("{ask}\n").as_bytes()).await.unwrap();
                 match next(&mut lines).await {
                     HubMessage::Decision { req: r, apply } => {

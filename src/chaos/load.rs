@@ -4,7 +4,8 @@
 //! (no coordinated omission: a closed loop would send fewer requests exactly while the proxy
 //! struggles, and the numbers would look better than what users see). Each request has the
 //! client deadline of the scenario; one with no answer by then is hung. Every request is
-//! recorded.
+//! recorded with the time it was meant to leave and the time it left: latency runs from the
+//! first (wrk2's rule), and the difference, the send lag, shows a harness that fell behind.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,10 +14,12 @@ use std::time::Duration;
 use rand::RngExt as _;
 use rand::SeedableRng as _;
 use rand::rngs::ChaCha8Rng;
+use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::answers;
 use super::scenario::{CallSpec, LoadSpec};
 use super::verdict::{Outcome, RequestRecord};
 
@@ -79,8 +82,27 @@ pub struct LoadPlan {
     pub end: Duration,
 }
 
+/// Whether a failed send was the harness's own limit (out of file descriptors), not the
+/// proxy's doing.
+fn harness_limit(e: &reqwest::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && matches!(io.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+        {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
 /// Sends the plan's load, then waits for the answers (each bounded by the client deadline).
 /// Stops sending early, and drops requests in flight, when `stop` is cancelled.
+///
+/// Every request gets arguments unique to it and is checked against the answer it must get
+/// (`answers`). A request due while `load.max_in_flight` are unanswered is not sent and is
+/// recorded as `not-sent`, as is one that failed for want of file descriptors.
 pub async fn drive(
     client: reqwest::Client,
     plan: LoadPlan,
@@ -98,6 +120,7 @@ pub async fn drive(
     let mut picker = CallPicker::new(&load.calls, seed);
     let calls = Arc::new(load.calls);
     let interval = Duration::from_secs_f64(1.0 / load.rate.max(0.001));
+    let slots = Arc::new(Semaphore::new(load.max_in_flight.max(1)));
     let mut tasks = JoinSet::new();
     let mut records = Vec::new();
     let mut id = 0u64;
@@ -111,6 +134,30 @@ pub async fn drive(
             _ = stop.cancelled() => break,
         }
         let call = picker.pick();
+        let request_id = id;
+        id += 1;
+        let intended_at = at.saturating_duration_since(clock);
+        let not_sent = RequestRecord {
+            id: request_id,
+            call,
+            intended_at,
+            sent_at: clock.elapsed(),
+            answered_at: None,
+            status: None,
+            outcome: Outcome::NotSent,
+        };
+        let spec = &calls[call];
+        // The parser refuses calls whose answers cannot be checked, so this only fails for a
+        // plan built by hand; such a request is the harness's failure, never the proxy's.
+        let Ok((args, expected)) = answers::prepare(&spec.tool, &spec.args, request_id) else {
+            records.push(not_sent);
+            continue;
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            counters.failed.fetch_add(1, Ordering::Relaxed);
+            records.push(not_sent);
+            continue;
+        };
         let (client, base, calls, counters) = (
             client.clone(),
             base.clone(),
@@ -118,37 +165,41 @@ pub async fn drive(
             counters.clone(),
         );
         let deadline = load.deadline;
-        let request_id = id;
         tasks.spawn(async move {
+            let _slot = slot;
             let spec = &calls[call];
             let url = format!("{}/{}", base.trim_end_matches('/'), spec.route());
             let sent_at = clock.elapsed();
             counters.sent.fetch_add(1, Ordering::Relaxed);
             counters.in_flight.fetch_add(1, Ordering::Relaxed);
-            let sent = client
-                .post(&url)
-                .timeout(deadline)
-                .json(&spec.args)
-                .send()
-                .await;
+            let sent = client.post(&url).timeout(deadline).json(&args).send().await;
             let (status, outcome) = match sent {
                 Ok(response) => {
                     let status = response.status();
                     // The answer counts once its body has arrived (or failed to).
                     let body = response.bytes().await;
-                    match body {
-                        Ok(_) if status.is_success() => (Some(status.as_u16()), Outcome::Success),
-                        Ok(_) => (Some(status.as_u16()), Outcome::HttpError),
-                        Err(e) if e.is_timeout() => (Some(status.as_u16()), Outcome::Hung),
-                        Err(_) => (Some(status.as_u16()), Outcome::ConnectError),
-                    }
+                    let outcome = match body {
+                        Ok(body) if status.is_success() => {
+                            if answers::is_right(&expected, &body) {
+                                Outcome::Success
+                            } else {
+                                Outcome::WrongAnswer
+                            }
+                        }
+                        Ok(_) => Outcome::HttpError,
+                        Err(e) if e.is_timeout() => Outcome::Hung,
+                        Err(_) => Outcome::ConnectError,
+                    };
+                    (Some(status.as_u16()), outcome)
                 }
                 Err(e) if e.is_timeout() => (None, Outcome::Hung),
+                Err(e) if harness_limit(&e) => (None, Outcome::NotSent),
                 Err(_) => (None, Outcome::ConnectError),
             };
-            let answered_at = (outcome != Outcome::Hung).then(|| clock.elapsed());
+            let answered_at =
+                (!matches!(outcome, Outcome::Hung | Outcome::NotSent)).then(|| clock.elapsed());
             counters.in_flight.fetch_sub(1, Ordering::Relaxed);
-            if outcome != Outcome::Hung {
+            if answered_at.is_some() {
                 counters.answered.fetch_add(1, Ordering::Relaxed);
             }
             if outcome == Outcome::Success {
@@ -162,13 +213,13 @@ pub async fn drive(
             RequestRecord {
                 id: request_id,
                 call,
+                intended_at,
                 sent_at,
                 answered_at,
                 status,
                 outcome,
             }
         });
-        id += 1;
         // Collect finished requests as we go so the set does not grow with the run.
         while let Some(done) = tasks.try_join_next() {
             if let Ok(record) = done {

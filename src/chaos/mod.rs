@@ -20,6 +20,7 @@
 //! [`scenario::parse_scenario_file`] reading its one file. The runtime talks to the proxy only
 //! over HTTP, as a user would: it never imports `http`, `upstream` or `serve`.
 
+pub mod answers;
 pub mod hub;
 pub mod load;
 pub mod procs;

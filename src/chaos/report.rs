@@ -63,13 +63,20 @@ pub struct TimelineBucket {
     pub http_error: u64,
     pub hung: u64,
     pub connect_error: u64,
+    pub wrong_answer: u64,
+    pub not_sent: u64,
     /// Nearest-rank p99 latency of the answered requests sent in the bucket.
     pub p99: Option<Duration>,
 }
 
 impl TimelineBucket {
     pub fn total(&self) -> u64 {
-        self.success + self.http_error + self.hung + self.connect_error
+        self.success
+            + self.http_error
+            + self.hung
+            + self.connect_error
+            + self.wrong_answer
+            + self.not_sent
     }
 
     pub fn count(&self, outcome: Outcome) -> u64 {
@@ -78,6 +85,8 @@ impl TimelineBucket {
             Outcome::HttpError => self.http_error,
             Outcome::Hung => self.hung,
             Outcome::ConnectError => self.connect_error,
+            Outcome::WrongAnswer => self.wrong_answer,
+            Outcome::NotSent => self.not_sent,
         }
     }
 }
@@ -93,7 +102,11 @@ impl Timeline {
     pub fn from_records(records: &[RequestRecord], run_len: Duration) -> Timeline {
         let bucket_ms = Self::BUCKET.as_millis();
         let index = |t: Duration| usize::try_from(t.as_millis() / bucket_ms).unwrap_or(usize::MAX);
-        let last_sent = records.iter().map(|r| r.sent_at).max().unwrap_or_default();
+        let last_sent = records
+            .iter()
+            .map(|r| r.intended_at)
+            .max()
+            .unwrap_or_default();
         let count = index(run_len.saturating_sub(Duration::from_nanos(1)))
             .max(index(last_sent))
             .saturating_add(1)
@@ -106,13 +119,15 @@ impl Timeline {
             .collect();
         let mut latencies: Vec<Vec<Duration>> = vec![Vec::new(); count];
         for r in records {
-            let i = index(r.sent_at).min(count - 1);
+            let i = index(r.intended_at).min(count - 1);
             let b = &mut buckets[i];
             match r.outcome {
                 Outcome::Success => b.success += 1,
                 Outcome::HttpError => b.http_error += 1,
                 Outcome::Hung => b.hung += 1,
                 Outcome::ConnectError => b.connect_error += 1,
+                Outcome::WrongAnswer => b.wrong_answer += 1,
+                Outcome::NotSent => b.not_sent += 1,
             }
             if let Some(latency) = r.latency() {
                 latencies[i].push(latency);
@@ -233,6 +248,8 @@ pub fn to_json(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> Value {
                 "http_error": b.http_error,
                 "hung": b.hung,
                 "connect_error": b.connect_error,
+                "wrong_answer": b.wrong_answer,
+                "not_sent": b.not_sent,
                 "p99_ms": b.p99.map(ms),
             })
         })
@@ -258,6 +275,7 @@ pub fn to_json(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> Value {
                 "hung_requests": slo.hung_requests,
                 "leaked_processes": slo.leaked_processes,
                 "p99_latency_ms": slo.p99_latency.map(ms),
+                "wrong_answers": slo.wrong_answers,
             },
         },
         "run": {
@@ -275,6 +293,8 @@ pub fn to_json(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> Value {
             "http_errors": http_errors,
             "hung": t.hung,
             "connect_errors": t.connect_errors,
+            "wrong_answers": t.wrong_answers,
+            "not_sent": t.not_sent,
             "outside_windows": t.outside,
             "outside_windows_success": t.outside_success,
             "success_rate": verdict.success_rate,
@@ -465,6 +485,8 @@ fn outcome_colour(o: Outcome) -> &'static str {
         Outcome::HttpError => "#e8913a",
         Outcome::Hung => "#8b5cc7",
         Outcome::ConnectError => "#d64545",
+        Outcome::WrongAnswer => "#b8336a",
+        Outcome::NotSent => "#8a8f98",
     }
 }
 
@@ -645,6 +667,8 @@ pub fn to_html(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> String 
     );
     rows.push(("hung".to_string(), t.hung));
     rows.push(("connect error".to_string(), t.connect_errors));
+    rows.push(("wrong answer (2xx)".to_string(), t.wrong_answers));
+    rows.push(("not sent (harness)".to_string(), t.not_sent));
     rows.push((
         "sent outside fault windows and recovery".to_string(),
         t.outside,
@@ -1036,6 +1060,7 @@ slo:
         RequestRecord {
             id,
             call: 0,
+            intended_at: ms(sent),
             sent_at: ms(sent),
             answered_at: answered.map(ms),
             status: match outcome {

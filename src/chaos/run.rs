@@ -124,6 +124,10 @@ pub async fn run(
         opts.target.as_deref().unwrap_or("mcpo serve")
     ));
 
+    // A low soft limit on open files would turn the harness's own sockets into "proxy
+    // connect errors"; the hard limit is ours to take.
+    let fd_limit = procs::raise_fd_limit();
+    tracing::debug!(?fd_limit, "open-file limit for the run");
     let clock = Instant::now();
     let hub = Hub::start(seed, clock)
         .await

@@ -168,7 +168,15 @@ pub struct LoadSpec {
     pub calls: Vec<CallSpec>,
     /// Client-side deadline of each request; a request without an answer by then is hung.
     pub deadline: Duration,
+    /// The harness's cap on requests in flight: a request due while this many are unanswered
+    /// is `not-sent` (the harness's limit, never the proxy's fault) and makes the run invalid.
+    pub max_in_flight: usize,
 }
+
+/// `load.max_in_flight` when the file does not say: far above what the shipped scenarios
+/// need (rate x deadline), and within the file descriptors of a default Linux session once
+/// the soft limit is raised to the hard one.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 2000;
 
 /// One kind of request the load sends: `POST /{server}/{tool}` with `args` as the body.
 #[derive(Debug, Clone, PartialEq)]
@@ -348,6 +356,9 @@ pub struct SloSpec {
     pub leaked_processes: u64,
     /// Maximum p99 latency over requests outside every disturbed interval.
     pub p99_latency: Option<Duration>,
+    /// Maximum number of 2xx answers without the right answer; 0 unless the file says
+    /// otherwise, and never excluded by any window.
+    pub wrong_answers: u64,
 }
 
 /// Why a scenario file was rejected.
@@ -988,7 +999,7 @@ impl Parser<'_> {
     }
 
     fn load(&self, f: &Field<'_, '_>, servers: &[ServerSpec]) -> Result<LoadSpec> {
-        let m = self.fields(f, &["rate", "calls", "deadline"])?;
+        let m = self.fields(f, &["rate", "calls", "deadline", "max_in_flight"])?;
         let rate_field = self.require(&m, "rate")?;
         let calls_field = self.require(&m, "calls")?;
         let rate = self.number(rate_field)?;
@@ -1011,10 +1022,23 @@ impl Parser<'_> {
             .map(|d| self.duration(d, Bound::Positive))
             .transpose()?
             .unwrap_or(DEFAULT_CLIENT_DEADLINE);
+        let max_in_flight = match m.get("max_in_flight") {
+            None => DEFAULT_MAX_IN_FLIGHT,
+            Some(f) => {
+                let n = self.unsigned(f)?;
+                usize::try_from(n)
+                    .ok()
+                    .filter(|n| (1..=100_000).contains(n))
+                    .ok_or_else(|| {
+                        self.field_error(f, format!("must be from 1 to 100000, found {n}"))
+                    })?
+            }
+        };
         Ok(LoadSpec {
             rate,
             calls,
             deadline,
+            max_in_flight,
         })
     }
 
@@ -1055,6 +1079,11 @@ impl Parser<'_> {
                 }
             },
         };
+        // Every answer is checked, so the harness must know what this call's answer is.
+        if let Err(e) = super::answers::check_call(tool, &args) {
+            let f = m.get("args").unwrap_or(tool_field);
+            return Err(self.field_error(f, e.to_string()));
+        }
         let weight = match m.get("weight") {
             None => 1,
             Some(w) => {
@@ -1534,6 +1563,7 @@ impl Parser<'_> {
                 "hung_requests",
                 "leaked_processes",
                 "p99_latency",
+                "wrong_answers",
             ],
         )?;
         let recovery_rate = m.get("recovery_rate").map(|r| self.share(r)).transpose()?;
@@ -1568,6 +1598,11 @@ impl Parser<'_> {
                 .get("p99_latency")
                 .map(|r| self.duration(r, Bound::Positive))
                 .transpose()?,
+            wrong_answers: m
+                .get("wrong_answers")
+                .map(|r| self.unsigned(r))
+                .transpose()?
+                .unwrap_or(0),
         })
     }
 }
@@ -1603,7 +1638,7 @@ load:
   rate: 50
   calls:
     - {tool: flaky/echo, args: {message: hi}, weight: 3}
-    - {tool: local/add, args: {a: 1, b: 2.5, list: [true, null]}}
+    - {tool: local/add, args: {a: 1, b: 2, list: [true, 2.5, null]}}
   deadline: 15s
 faults:
   - {at: 10s, for: 10s, server: flaky, kind: http-error, status: 500, probability: 0.8}
@@ -1713,7 +1748,7 @@ slo:
         assert_eq!(s.load.calls[1].weight, 1);
         assert_eq!(
             Json::Object(s.load.calls[1].args.clone()),
-            serde_json::json!({"a": 1, "b": 2.5, "list": [true, null]})
+            serde_json::json!({"a": 1, "b": 2, "list": [true, 2.5, null]})
         );
 
         // One http-error window, three crashes (expanded), one latency window.
@@ -1759,6 +1794,7 @@ slo:
                 hung_requests: 0,
                 leaked_processes: 0,
                 p99_latency: Some(Duration::from_secs(2)),
+                wrong_answers: 0,
             }
         );
     }
@@ -2056,7 +2092,7 @@ slo:
         );
         rejects(&no_servers, 5, "servers", "at least one server");
         let no_calls = edit(
-            "  calls:\n    - {tool: flaky/echo, args: {message: hi}, weight: 3}\n    - {tool: local/add, args: {a: 1, b: 2.5, list: [true, null]}}\n",
+            "  calls:\n    - {tool: flaky/echo, args: {message: hi}, weight: 3}\n    - {tool: local/add, args: {a: 1, b: 2, list: [true, 2.5, null]}}\n",
             "  calls: []\n",
         );
         rejects(&no_calls, 18, "load.calls", "at least one call");

@@ -40,30 +40,40 @@ const SHARE_EPSILON: f64 = 1e-9;
 /// How one request ended, as the load driver classified it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Outcome {
-    /// HTTP 2xx.
+    /// HTTP 2xx whose body carries the right answer for this request (see `answers`).
     Success,
+    /// HTTP 2xx with any other body: a foreign answer, garbage passed on, a made-up body.
+    /// Always a failure, never excluded by any window.
+    WrongAnswer,
     /// Any other HTTP status.
     HttpError,
     /// No answer by the client deadline.
     Hung,
     /// No HTTP answer at all: connection refused or reset.
     ConnectError,
+    /// The harness could not send it (its own cap on requests in flight, its file
+    /// descriptors): never the proxy's fault, and it makes the run invalid.
+    NotSent,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 4] = [
+    pub const ALL: [Outcome; 6] = [
         Outcome::Success,
+        Outcome::WrongAnswer,
         Outcome::HttpError,
         Outcome::Hung,
         Outcome::ConnectError,
+        Outcome::NotSent,
     ];
 
     pub fn label(self) -> &'static str {
         match self {
             Outcome::Success => "success",
+            Outcome::WrongAnswer => "wrong answer",
             Outcome::HttpError => "http error",
             Outcome::Hung => "hung",
             Outcome::ConnectError => "connect error",
+            Outcome::NotSent => "not sent",
         }
     }
 }
@@ -74,7 +84,10 @@ pub struct RequestRecord {
     pub id: u64,
     /// Index into `load.calls`.
     pub call: usize,
-    /// Since the start of the run.
+    /// When the open-loop schedule meant it to leave, since the start of the run; latency is
+    /// timed from here (wrk2's rule), so a harness that falls behind cannot hide its lag.
+    pub intended_at: Duration,
+    /// When it really left.
     pub sent_at: Duration,
     /// When the answer (or the connection failure) arrived; `None` for hung requests.
     pub answered_at: Option<Duration>,
@@ -86,15 +99,23 @@ pub struct RequestRecord {
 impl RequestRecord {
     /// Whether the proxy gave an HTTP answer.
     pub fn answered(&self) -> bool {
-        matches!(self.outcome, Outcome::Success | Outcome::HttpError) && self.answered_at.is_some()
+        matches!(
+            self.outcome,
+            Outcome::Success | Outcome::WrongAnswer | Outcome::HttpError
+        ) && self.answered_at.is_some()
     }
 
-    /// Time to the HTTP answer, for answered requests.
+    /// Time from the intended send time to the HTTP answer, for answered requests.
     pub fn latency(&self) -> Option<Duration> {
         if !self.answered() {
             return None;
         }
-        self.answered_at.map(|a| a.saturating_sub(self.sent_at))
+        self.answered_at.map(|a| a.saturating_sub(self.intended_at))
+    }
+
+    /// How late the harness sent it.
+    pub fn send_lag(&self) -> Duration {
+        self.sent_at.saturating_sub(self.intended_at)
     }
 }
 
@@ -207,6 +228,10 @@ pub struct Totals {
     pub http_errors: BTreeMap<u16, u64>,
     pub hung: u64,
     pub connect_errors: u64,
+    /// 2xx answers without the right answer in them.
+    pub wrong_answers: u64,
+    /// Requests the harness could not send.
+    pub not_sent: u64,
     /// Requests sent outside every disturbed interval: the success rate's denominator.
     pub outside: u64,
     /// Successes among them.
@@ -308,6 +333,8 @@ impl Verdict {
                 }
                 Outcome::Hung => totals.hung += 1,
                 Outcome::ConnectError => totals.connect_errors += 1,
+                Outcome::WrongAnswer => totals.wrong_answers += 1,
+                Outcome::NotSent => totals.not_sent += 1,
             }
             if r.answered() {
                 totals.answered += 1;
@@ -391,6 +418,15 @@ impl Verdict {
             measured: totals.hung.to_string(),
             passed: totals.hung <= input.slo.hung_requests,
             note: None,
+        });
+        slos.push(SloResult {
+            name: "wrong_answers".into(),
+            target: format!("<= {}", input.slo.wrong_answers),
+            measured: totals.wrong_answers.to_string(),
+            passed: totals.wrong_answers <= input.slo.wrong_answers,
+            note: (totals.wrong_answers > 0).then(|| {
+                "2xx answers that did not carry the right answer for their request".to_string()
+            }),
         });
         slos.push(SloResult {
             name: "leaked_processes".into(),
@@ -624,6 +660,7 @@ mod tests {
         RequestRecord {
             id,
             call: 0,
+            intended_at: ms(sent),
             sent_at: ms(sent),
             answered_at: answered.map(ms),
             status,
@@ -662,6 +699,7 @@ mod tests {
             hung_requests: 0,
             leaked_processes: 0,
             p99_latency: None,
+            wrong_answers: 0,
         }
     }
 
@@ -950,6 +988,7 @@ mod tests {
                 RequestRecord {
                     id: 0,
                     call,
+                    intended_at: ms(sent),
                     sent_at: ms(sent),
                     answered_at: answered.map(ms),
                     status,

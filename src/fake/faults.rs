@@ -265,6 +265,7 @@ impl FaultState {
             let asked = link.out.send(FakeMessage::Decide {
                 req,
                 fault: fault.index,
+                request: None,
             });
             if asked.is_err() {
                 link.pending.remove(&req);
@@ -511,7 +512,7 @@ mod tests {
             tokio::spawn(async move {
                 let mut asked = Vec::new();
                 for apply in [true, false] {
-                    if let Some(FakeMessage::Decide { req, fault }) = rx.recv().await {
+                    if let Some(FakeMessage::Decide { req, fault, .. }) = rx.recv().await {
                         asked.push((req, fault));
                         state.resolve(req, apply);
                     }

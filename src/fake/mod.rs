@@ -135,7 +135,10 @@ pub fn tool_definitions() -> Value {
             "description": "Works for the given number of milliseconds, then says so. The server does one such piece of work at a time; further calls queue behind it.",
             "inputSchema": {
                 "type": "object",
-                "properties": {"ms": {"type": "integer", "minimum": 0, "maximum": 600000, "description": "Milliseconds to wait"}},
+                "properties": {
+                    "ms": {"type": "integer", "minimum": 0, "maximum": 600000, "description": "Milliseconds to wait"},
+                    "tag": {"type": "string", "maxLength": 64, "description": "Optional text repeated in the answer, in brackets"}
+                },
                 "required": ["ms"]
             },
             "annotations": {"readOnlyHint": true, "idempotentHint": true, "openWorldHint": false}
@@ -145,7 +148,10 @@ pub fn tool_definitions() -> Value {
             "description": "Waits the given number of milliseconds, then says so. Unlike `slow`, any number of these run at once: each only holds its call open.",
             "inputSchema": {
                 "type": "object",
-                "properties": {"ms": {"type": "integer", "minimum": 0, "maximum": 600000, "description": "Milliseconds to wait"}},
+                "properties": {
+                    "ms": {"type": "integer", "minimum": 0, "maximum": 600000, "description": "Milliseconds to wait"},
+                    "tag": {"type": "string", "maxLength": 64, "description": "Optional text repeated in the answer, in brackets"}
+                },
                 "required": ["ms"]
             },
             "annotations": {"readOnlyHint": true, "idempotentHint": true, "openWorldHint": false}
@@ -280,6 +286,14 @@ fn int_arg(args: &Map<String, Value>, key: &str) -> Result<i64, ErrorData> {
         .ok_or_else(|| invalid(format!("argument '{key}' must be an integer")))
 }
 
+/// ` [TAG]` when the call has a `tag` (the chaos harness makes answers unique with it).
+fn tag_suffix(args: &Map<String, Value>) -> String {
+    args.get("tag")
+        .and_then(Value::as_str)
+        .map(|t| format!(" [{t}]"))
+        .unwrap_or_default()
+}
+
 fn str_arg<'a>(args: &'a Map<String, Value>, key: &str) -> Result<&'a str, ErrorData> {
     args.get(key)
         .and_then(Value::as_str)
@@ -310,7 +324,7 @@ impl FakeServer {
                         return Err(ErrorData::new(ErrorCode(-32800), "request cancelled", None));
                     }
                 }
-                Ok(text(format!("slept {ms} ms")))
+                Ok(text(format!("slept {ms} ms{}", tag_suffix(args))))
             }
             "slow" => {
                 let ms = int_arg(args, "ms")?.clamp(0, 600_000) as u64;
@@ -323,8 +337,9 @@ impl FakeServer {
                     }
                 }
                 Ok(text(format!(
-                    "slept {ms} ms in process {}",
-                    std::process::id()
+                    "slept {ms} ms in process {}{}",
+                    std::process::id(),
+                    tag_suffix(args)
                 )))
             }
             "measure_shape" => {

@@ -33,7 +33,63 @@ pub enum FakeMessage {
         transport: String,
     },
     /// A request met per-request fault `fault` (its index in the run); should it apply?
-    Decide { req: u64, fault: usize },
+    /// `request` is the harness request the call belongs to, when its arguments say
+    /// ([`request_of`]), so that the draw is keyed by the request and not by arrival order.
+    Decide {
+        req: u64,
+        fault: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request: Option<u64>,
+    },
+    /// A `tools/call` arrived (the delivery ledger counts them per instance).
+    Call {
+        tool: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request: Option<u64>,
+    },
+    /// Fault `fault` changed what this instance did: a request it answered differently, a
+    /// start it delayed or refused.
+    Applied {
+        fault: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        request: Option<u64>,
+    },
+}
+
+/// The stride of `add`'s first operand: request `id` sends `a + (id + 1) * ADD_STRIDE`, so that
+/// every sum is unique and the request can be read back from `a`.
+pub const ADD_STRIDE: i64 = 1_000_000;
+
+/// The marker of harness request `id` in arguments and answers: `r<id>`.
+pub fn tag_of(id: u64) -> String {
+    format!("r{id}")
+}
+
+/// The harness request a tool call belongs to, read from the markers its arguments carry
+/// (see `chaos::answers`); `None` for calls the harness did not make unique.
+pub fn request_of(tool: &str, args: &serde_json::Map<String, serde_json::Value>) -> Option<u64> {
+    let tag = |s: &str| s.strip_prefix('r').and_then(|n| n.parse::<u64>().ok());
+    match tool {
+        "echo" => {
+            let message = args.get("message")?.as_str()?;
+            let inner = message.strip_suffix(']')?;
+            let (_, t) = inner.rsplit_once(" [")?;
+            tag(t)
+        }
+        "add" => {
+            let a = args.get("a")?.as_i64()?;
+            let n = a.div_euclid(ADD_STRIDE);
+            // `a` was the scenario's operand (under the stride) plus (id + 1) strides.
+            let n = if a.rem_euclid(ADD_STRIDE) >= ADD_STRIDE / 2 {
+                n + 1
+            } else {
+                n
+            };
+            u64::try_from(n).ok()?.checked_sub(1)
+        }
+        "slow" | "sleep" => tag(args.get("tag")?.as_str()?),
+        _ => None,
+    }
 }
 
 /// A message from the hub to a fake.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::{mcpo_bin, tempdir::TempDir};
 use mcpo::chaos::load::{LoadCounters, LoadPlan, drive};
 use mcpo::chaos::scenario::parse_scenario_str;
-use mcpo::chaos::verdict::{FaultEvent, Outcome, Verdict, VerdictInput};
+use mcpo::chaos::verdict::{FaultEvent, Outcome, RequestRecord, Verdict, VerdictInput};
 use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -123,7 +123,7 @@ async fn verdict_on_a_scripted_endpoint_matches_the_hand_computed_one() {
         .mount(&server)
         .await;
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(Value::from("ok")))
+        .respond_with(echo_answer)
         .with_priority(2)
         .mount(&server)
         .await;
@@ -217,6 +217,122 @@ slo:
     );
 }
 
+/// What mcpo answers to a call of the fake's `echo`: the message, as a JSON string.
+fn echo_answer(request: &wiremock::Request) -> ResponseTemplate {
+    let args: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+    ResponseTemplate::new(200).set_body_json(args["message"].clone())
+}
+
+/// Drives `seconds` of `rate` requests of `s/echo` against `base` and judges them with no
+/// fault and the default SLOs.
+async fn drive_echo(base: String, rate: u32, seconds: u32) -> (Vec<RequestRecord>, Verdict) {
+    let scenario = parse_scenario_str(
+        &format!(
+            "name: echo
+duration: {seconds}s
+servers:
+  - name: s
+    transport: streamable-http
+load:
+  rate: {rate}
+  calls: [{{tool: s/echo, args: {{message: x}}}}]
+  deadline: 2s
+slo:
+  success_rate: 0.99
+"
+        ),
+        "echo.yaml",
+    )
+    .unwrap();
+    let clock = Instant::now();
+    let records = drive(
+        reqwest::Client::new(),
+        LoadPlan {
+            base,
+            load: scenario.load.clone(),
+            seed: 1,
+            clock,
+            start: clock,
+            end: scenario.duration,
+        },
+        Arc::new(LoadCounters::default()),
+        CancellationToken::new(),
+    )
+    .await;
+    let verdict = Verdict::evaluate(&VerdictInput {
+        slo: &scenario.slo,
+        calls: &scenario.load.calls,
+        events: &[],
+        records: &records,
+        leaked_processes: 0,
+    });
+    (records, verdict)
+}
+
+/// Defect 1 of issue 13: a "proxy" that answers `200 "ok"` to everything, calling no server,
+/// passed every scenario, because any 2xx was a success. Now a 2xx must carry the right answer
+/// for its request, and one that does not is a wrong answer, which fails the run.
+#[tokio::test]
+async fn a_2xx_without_the_right_answer_is_a_wrong_answer_and_fails_the_run() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(Value::from("ok")))
+        .mount(&server)
+        .await;
+    let (records, verdict) = drive_echo(server.uri(), 20, 1).await;
+    assert_eq!(records.len(), 20);
+    assert!(
+        records.iter().all(|r| r.outcome == Outcome::WrongAnswer),
+        "{records:?}"
+    );
+    assert_eq!(verdict.totals.wrong_answers, 20);
+    assert!(!verdict.passed());
+    let wrong = verdict
+        .slos
+        .iter()
+        .find(|s| s.name == "wrong_answers")
+        .unwrap();
+    assert!(!wrong.passed, "{wrong:?}");
+    assert_eq!(verdict.success_rate, Some(0.0));
+}
+
+/// A proxy that answers each request with the result of the one before (a mixed-up pool,
+/// a cache keyed wrongly) gives 2xx answers that are right for another request: wrong.
+#[tokio::test]
+async fn an_answer_meant_for_another_request_is_wrong() {
+    let server = MockServer::start().await;
+    let previous = Arc::new(std::sync::Mutex::new(Value::from("x [r0]")));
+    Mock::given(method("POST"))
+        .respond_with(move |request: &wiremock::Request| {
+            let args: Value = serde_json::from_slice(&request.body).unwrap_or_default();
+            let mut last = previous.lock().unwrap();
+            let answer = std::mem::replace(&mut *last, args["message"].clone());
+            ResponseTemplate::new(200).set_body_json(answer)
+        })
+        .mount(&server)
+        .await;
+    let (records, verdict) = drive_echo(server.uri(), 20, 1).await;
+    // The first request happens to get its own answer (the mock's first remembered one).
+    assert_eq!(records[0].outcome, Outcome::Success);
+    assert!(
+        records[1..]
+            .iter()
+            .all(|r| r.outcome == Outcome::WrongAnswer),
+        "{records:?}"
+    );
+    assert_eq!(verdict.totals.wrong_answers, 19);
+    assert!(!verdict.passed());
+    // The same endpoint giving each request its own answer passes.
+    let honest = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(echo_answer)
+        .mount(&honest)
+        .await;
+    let (records, verdict) = drive_echo(honest.uri(), 20, 1).await;
+    assert!(records.iter().all(|r| r.outcome == Outcome::Success));
+    assert!(verdict.passed());
+}
+
 /// A request with no answer by the client's deadline is hung, and fails the SLO.
 #[tokio::test]
 async fn a_request_past_its_deadline_is_hung() {
@@ -228,7 +344,7 @@ async fn a_request_past_its_deadline_is_hung() {
         .mount(&server)
         .await;
     Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
+        .respond_with(echo_answer)
         .with_priority(2)
         .mount(&server)
         .await;
@@ -240,7 +356,7 @@ servers:
     transport: stdio
 load:
   rate: 5
-  calls: [{tool: s/echo, args: {}}]
+  calls: [{tool: s/echo, args: {message: x}}]
   deadline: 500ms
 slo:
   hung_requests: 0

@@ -182,7 +182,7 @@ async fn serve_fake(stream: TcpStream, state: Arc<Mutex<HubState>>) {
     });
     while let Ok(Some(l)) = lines.next_line().await {
         match serde_json::from_str(&l) {
-            Ok(FakeMessage::Decide { req, fault }) => {
+            Ok(FakeMessage::Decide { req, fault, .. }) => {
                 let apply = {
                     let mut s = state.lock().unwrap();
                     s.decides.push((req, fault));
