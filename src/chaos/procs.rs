@@ -294,5 +294,5 @@ pub fn raise_fd_limit() -> Option<u64> {
             }
         }
     }
-    Some(limit.rlim_cur as u64)
+    Some(limit.rlim_cur)
 }
