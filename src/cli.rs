@@ -77,7 +77,11 @@ pub fn version_line() -> String {
 #[derive(Debug, Clone, Args)]
 pub struct ChaosArgs {
     /// The scenario file (YAML), e.g. fault-scenarios/500-storm.yaml.
-    pub file: PathBuf,
+    #[arg(required_unless_present = "example")]
+    pub file: Option<PathBuf>,
+    /// Print an annotated example scenario (valid as it is) and exit.
+    #[arg(long, conflicts_with = "file")]
+    pub example: bool,
     /// Run against another mcpo-compatible proxy: a shell command in which `{config}` and
     /// `{port}` are replaced, e.g. "mcpo --port {port} --config {config}".
     #[arg(long)]

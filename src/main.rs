@@ -87,12 +87,21 @@ async fn run(command: Command) -> ExitCode {
 
 async fn chaos(args: mcpo::cli::ChaosArgs) -> ExitCode {
     use mcpo::chaos::run::{ChaosOptions, RunError, run};
+    if args.example {
+        print!("{}", mcpo::chaos::EXAMPLE);
+        return ExitCode::SUCCESS;
+    }
+    // clap requires the file unless --example is given.
+    let Some(file) = args.file else {
+        eprintln!("mcpo chaos: error: give a scenario file (or --example)");
+        return ExitCode::from(2);
+    };
     if args.check {
-        return match mcpo::chaos::scenario::parse_scenario_file(&args.file) {
+        return match mcpo::chaos::scenario::parse_scenario_file(&file) {
             Ok(s) => {
                 println!(
                     "{}: valid ({} servers, {} fault events, {})",
-                    args.file.display(),
+                    file.display(),
                     s.servers.len(),
                     s.faults.len(),
                     mcpo::chaos::verdict::format_duration(s.duration)
@@ -106,7 +115,7 @@ async fn chaos(args: mcpo::cli::ChaosArgs) -> ExitCode {
         };
     }
     let opts = ChaosOptions {
-        file: args.file,
+        file,
         target: args.target,
         report: args.report,
         junit: args.junit,

@@ -20,6 +20,9 @@
 //! [`scenario::parse_scenario_file`] reading its one file. The runtime talks to the proxy only
 //! over HTTP, as a user would: it never imports `http`, `upstream` or `serve`.
 
+/// An annotated scenario, valid as it is: what `mcpo chaos --example` prints.
+pub const EXAMPLE: &str = include_str!("example.yaml");
+
 pub mod answers;
 pub mod hub;
 pub mod load;

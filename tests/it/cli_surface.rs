@@ -125,3 +125,22 @@ async fn healthcheck_exits_by_the_answer_and_the_start_line_names_the_version() 
         "{line}"
     );
 }
+
+#[test]
+fn chaos_example_prints_an_annotated_scenario_that_passes_check() {
+    let out = mcpo(&["chaos", "--example"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    assert!(
+        text.lines().filter(|l| l.contains('#')).count() > 10,
+        "not annotated:\n{text}"
+    );
+    let dir = common::tempdir::TempDir::new();
+    let path = dir.path().join("example.yaml");
+    std::fs::write(&path, &text).unwrap();
+    let check = mcpo(&["chaos", "--check", &path.display().to_string()]);
+    assert!(check.status.success(), "{check:?}");
+    assert!(stdout(&check).contains("valid"), "{check:?}");
+    // Without a file or --example, the command line is invalid.
+    assert_eq!(mcpo(&["chaos"]).status.code(), Some(2));
+}
