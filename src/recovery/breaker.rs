@@ -301,9 +301,13 @@ mod tests {
         assert_eq!(b.state(), BreakerState::Closed);
         fail(&b, 1)?;
         assert_eq!(b.state(), BreakerState::Open);
-        let wait = b.admit().err();
-        assert!(wait.is_some_and(|w| w <= Duration::from_millis(500)));
-        tokio::time::advance(Duration::from_millis(501)).await;
+        // Open for exactly `open_for` (the clock is paused): refused until then, not after.
+        assert_eq!(b.admit().err(), Some(Duration::from_millis(500)));
+        tokio::time::advance(Duration::from_millis(499)).await;
+        assert_eq!(b.admit().err(), Some(Duration::from_millis(1)));
+        assert_eq!(b.state(), BreakerState::Open);
+        tokio::time::advance(Duration::from_millis(2)).await;
+        assert_eq!(b.state(), BreakerState::HalfOpen);
         let probe = b.admit()?;
         // Only one probe at a time.
         assert!(b.admit().is_err());
@@ -337,11 +341,15 @@ mod tests {
             b.admit()?.release();
         }
         assert_eq!(b.state(), BreakerState::Closed);
-        // Five sessions that died right after connecting: a crash loop opens the breaker.
-        for _ in 0..5 {
+        // Five sessions that died right after connecting: a crash loop opens the breaker; four
+        // do not.
+        for _ in 0..4 {
             b.record_event(false);
         }
+        assert_eq!(b.state(), BreakerState::Closed);
+        b.record_event(false);
         assert_eq!(b.state(), BreakerState::Open);
+        assert_eq!(b.trips(), 1);
         // Another early death while open keeps it open past the original time.
         tokio::time::advance(Duration::from_millis(400)).await;
         b.record_event(false);

@@ -24,29 +24,59 @@ const STDERR_TAIL: usize = 20;
 /// ever ending a line must not grow the proxy's memory.
 const STDERR_LINE: usize = 4096;
 
-/// The next line of `reader` (lossy UTF-8), at most [`STDERR_LINE`] bytes of it; `None` at the
-/// end or on an error.
-async fn read_bounded_line(reader: &mut BufReader<tokio::process::ChildStderr>) -> Option<String> {
-    use tokio::io::AsyncBufReadExt as _;
-    let mut line = Vec::new();
-    loop {
-        let buf = reader.fill_buf().await.ok()?;
-        if buf.is_empty() {
-            return (!line.is_empty()).then(|| String::from_utf8_lossy(&line).into_owned());
+/// Cuts a child's stderr into lines of at most [`STDERR_LINE`] bytes, while reading: a line
+/// that reaches the limit is handed on at once and the rest of it, up to its newline, is read
+/// and dropped. So a child that writes without ever ending a line costs a bounded buffer, and
+/// its pipe keeps draining (it never blocks on a full stderr).
+struct LineCutter<R> {
+    reader: R,
+    /// The current line was cut: drop what comes until its end.
+    skipping: bool,
+}
+
+impl<R: tokio::io::AsyncBufRead + Unpin> LineCutter<R> {
+    fn new(reader: R) -> Self {
+        LineCutter {
+            reader,
+            skipping: false,
         }
-        let (chunk, done) = match buf.iter().position(|&b| b == b'\n') {
-            Some(i) => (&buf[..i], Some(i + 1)),
-            None => (buf, None),
-        };
-        let room = STDERR_LINE.saturating_sub(line.len());
-        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        let used = done.unwrap_or(buf.len());
-        reader.consume(used);
-        if done.is_some() {
-            if line.last() == Some(&b'\r') {
-                line.pop();
+    }
+
+    /// The next line (lossy UTF-8), at most [`STDERR_LINE`] bytes of it; `None` at the end or
+    /// on an error.
+    async fn next_line(&mut self) -> Option<String> {
+        use tokio::io::AsyncBufReadExt as _;
+        let mut line = Vec::new();
+        loop {
+            let buf = self.reader.fill_buf().await.ok()?;
+            if buf.is_empty() {
+                return (!line.is_empty()).then(|| String::from_utf8_lossy(&line).into_owned());
             }
-            return Some(String::from_utf8_lossy(&line).into_owned());
+            let newline = buf.iter().position(|&b| b == b'\n');
+            if self.skipping {
+                let used = newline.map_or(buf.len(), |i| i + 1);
+                self.reader.consume(used);
+                self.skipping = newline.is_none();
+                continue;
+            }
+            let chunk = &buf[..newline.unwrap_or(buf.len())];
+            let room = STDERR_LINE - line.len();
+            if chunk.len() >= room && !(chunk.len() == room && newline.is_some()) {
+                // The line reaches the limit here: hand it on now, drop the rest later.
+                line.extend_from_slice(&chunk[..room]);
+                self.reader.consume(room);
+                self.skipping = true;
+                return Some(String::from_utf8_lossy(&line).into_owned());
+            }
+            line.extend_from_slice(chunk);
+            let used = newline.map_or(buf.len(), |i| i + 1);
+            self.reader.consume(used);
+            if newline.is_some() {
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                return Some(String::from_utf8_lossy(&line).into_owned());
+            }
         }
     }
 }
@@ -116,8 +146,8 @@ impl ChildProcess {
             let tail = stderr_tail.clone();
             let server = server.to_string();
             tokio::spawn(async move {
-                let mut reader = BufReader::new(stderr);
-                while let Some(line) = read_bounded_line(&mut reader).await {
+                let mut lines = LineCutter::new(BufReader::new(stderr));
+                while let Some(line) = lines.next_line().await {
                     tracing::info!(target: "mcpo::upstream::stderr", server = %server, "{line}");
                     if let Ok(mut tail) = tail.lock() {
                         if tail.len() == STDERR_TAIL {
@@ -384,6 +414,44 @@ mod tests {
         );
         assert_eq!(tail[0].len(), STDERR_LINE);
         assert_eq!(tail[1], "done");
+    }
+
+    /// An endless line (a reader that never ends and never writes a newline) is cut at the
+    /// limit while it is read: the first line comes back, and reading on keeps draining it.
+    /// Reading the whole line before cutting it would never return (and grow without bound).
+    #[tokio::test]
+    async fn an_endless_line_is_cut_while_it_is_read() {
+        let endless = tokio::io::BufReader::new(tokio::io::repeat(b'x'));
+        let mut lines = LineCutter::new(endless);
+        let first = tokio::time::timeout(Duration::from_secs(5), lines.next_line()).await;
+        let first = first.expect("an endless line was not cut while read");
+        assert_eq!(first.as_deref().map(str::len), Some(STDERR_LINE));
+        // The rest of it is dropped as it comes: no second line, ever.
+        let second = tokio::time::timeout(Duration::from_millis(200), lines.next_line()).await;
+        assert!(second.is_err(), "{second:?}");
+    }
+
+    /// Lines at, below and above the limit, and the one after a cut line.
+    #[tokio::test]
+    async fn lines_are_cut_at_the_limit_and_the_next_one_is_whole() {
+        let exact = "a".repeat(STDERR_LINE);
+        let over = "b".repeat(STDERR_LINE + 10);
+        let text = format!("short\r\n{exact}\n{over}\nafter\nlast");
+        // A small buffer, so lines span many reads.
+        let reader = tokio::io::BufReader::with_capacity(7, text.as_bytes());
+        let mut lines = LineCutter::new(reader);
+        let mut got = Vec::new();
+        while let Some(line) = lines.next_line().await {
+            got.push(line);
+        }
+        let expected = [
+            "short".to_string(),
+            exact,
+            "b".repeat(STDERR_LINE),
+            "after".into(),
+            "last".into(),
+        ];
+        assert_eq!(got, expected);
     }
 
     #[tokio::test]

@@ -15,6 +15,7 @@ mod mcp_endpoint;
 mod oauth;
 mod observability;
 mod openwebui;
+mod promises;
 mod proxy_contract;
 mod recovery;
 mod reload;

@@ -83,6 +83,166 @@ async fn cache_reuses_results_coalesces_misses_and_keeps_no_errors() {
     );
 }
 
+/// `post_full` with extra request headers.
+async fn post_with_headers(
+    proxy: &Proxy,
+    path: &str,
+    body: Value,
+    headers: &[(&str, &str)],
+) -> (u16, Option<String>, Value) {
+    let mut request = proxy.client.post(proxy.url(path)).json(&body);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let r = request.send().await.unwrap();
+    let status = r.status().as_u16();
+    let cache = r
+        .headers()
+        .get("x-mcpo-cache")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    (status, cache, r.json().await.unwrap_or(Value::Null))
+}
+
+/// What the cache key holds and when entries stop being served: forwarded headers are part
+/// of the key (one user's answer is never served to another); `readOnly` caches the tools that
+/// declare `readOnlyHint` and no others; entries expire after their TTL; a restart from the
+/// API and a changed tool list start a new epoch; arguments over 64 KiB are not cached.
+#[tokio::test]
+async fn cache_keys_hold_headers_expire_and_follow_epochs() {
+    let fake = FakeHttp::start("cache-keys");
+    let config = json!({"mcpServers": {"fake": {"type": "streamable-http", "url": fake.url,
+        "client_header_forwarding": {"enabled": true, "whitelist": ["X-User-*"]},
+        "cache": {"tools": ["request_meta"], "readOnly": true, "ttl": 2}}}});
+    let proxy = Proxy::start(&config, &[]);
+    proxy
+        .wait_ok("/fake/openapi.json", Duration::from_secs(30))
+        .await;
+
+    // Headers: the same call for two users is two entries.
+    let alice = [("X-User-Id", "alice")];
+    let bob = [("X-User-Id", "bob")];
+    let (_, c1, a1) = post_with_headers(&proxy, "/fake/request_meta", json!({}), &alice).await;
+    let (_, c2, a2) = post_with_headers(&proxy, "/fake/request_meta", json!({}), &alice).await;
+    let (_, c3, b1) = post_with_headers(&proxy, "/fake/request_meta", json!({}), &bob).await;
+    assert_eq!((c1.as_deref(), c2.as_deref()), (Some("miss"), Some("hit")));
+    assert_eq!(a1, a2);
+    assert_eq!(
+        c3.as_deref(),
+        Some("miss"),
+        "bob was served alice's answer: {b1}"
+    );
+    assert!(
+        b1.to_string().contains("bob") && !b1.to_string().contains("alice"),
+        "{b1}"
+    );
+
+    // readOnly: `whoami` declares readOnlyHint (cached though not listed); `incr` does not.
+    let (_, c1, _) = post_full(&proxy, "/fake/whoami", json!({})).await;
+    let (_, c2, _) = post_full(&proxy, "/fake/whoami", json!({})).await;
+    assert_eq!((c1.as_deref(), c2.as_deref()), (Some("miss"), Some("hit")));
+    let (_, c, n1) = post_full(&proxy, "/fake/incr", json!({})).await;
+    let (_, _, n2) = post_full(&proxy, "/fake/incr", json!({})).await;
+    assert_eq!(c, None, "incr is not cacheable");
+    assert_eq!(
+        n2.as_u64(),
+        n1.as_u64().map(|n| n + 1),
+        "incr was served from a cache"
+    );
+
+    // Expiry: a hit now, a miss once the 2 s TTL has passed.
+    let body = json!({"a": 40, "b": 2});
+    assert_eq!(
+        post_full(&proxy, "/fake/add", body.clone())
+            .await
+            .1
+            .as_deref(),
+        Some("miss")
+    );
+    let cached_at = std::time::Instant::now();
+    assert_eq!(
+        post_full(&proxy, "/fake/add", body.clone())
+            .await
+            .1
+            .as_deref(),
+        Some("hit")
+    );
+    eventually("the entry expires", Duration::from_secs(10), async || {
+        (post_full(&proxy, "/fake/add", body.clone())
+            .await
+            .1
+            .as_deref()
+            == Some("miss"))
+        .then_some(())
+    })
+    .await;
+    assert!(
+        cached_at.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        cached_at.elapsed()
+    );
+
+    // A restart from the API: what was cached before is not served after, at once.
+    let body = json!({"a": 1, "b": 1});
+    post_full(&proxy, "/fake/add", body.clone()).await;
+    assert_eq!(
+        post_full(&proxy, "/fake/add", body.clone())
+            .await
+            .1
+            .as_deref(),
+        Some("hit")
+    );
+    let r = proxy
+        .client
+        .post(proxy.url("/diagnostics/servers/fake/restart"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let (status, c, _) = post_full(&proxy, "/fake/add", body.clone()).await;
+    assert_eq!(
+        (status, c.as_deref()),
+        (200, Some("miss")),
+        "served from before the restart"
+    );
+
+    // A changed tool list: a new epoch once the proxy has the new list.
+    assert_eq!(
+        post_full(&proxy, "/fake/add", body.clone())
+            .await
+            .1
+            .as_deref(),
+        Some("hit")
+    );
+    let (status, _) = proxy.post("/fake/toggle_bonus", json!({})).await;
+    assert_eq!(status, 200);
+    eventually("the new tool list", Duration::from_secs(10), async || {
+        let (_, doc) = proxy.get("/fake/openapi.json").await;
+        doc["paths"]["/bonus"].is_object().then_some(())
+    })
+    .await;
+    assert_eq!(
+        post_full(&proxy, "/fake/add", body.clone())
+            .await
+            .1
+            .as_deref(),
+        Some("miss"),
+        "served from before the tool list changed"
+    );
+
+    // A key over 64 KiB is not cached: each call goes upstream.
+    let big = json!({"message": "x".repeat(70 * 1024)});
+    let before = fake.stats().await["tool_calls"].as_u64().unwrap();
+    for _ in 0..2 {
+        let (status, c, _) = post_full(&proxy, "/fake/echo", big.clone()).await;
+        assert_eq!((status, c), (200, None));
+    }
+    assert_eq!(
+        fake.stats().await["tool_calls"].as_u64().unwrap() - before,
+        2
+    );
+}
+
 /// Acceptance 3: the Prometheus output parses with Python's `prometheus_client` parser and its
 /// counts equal the JSON's for the same run.
 #[tokio::test]
@@ -254,21 +414,18 @@ async fn child_kills_are_counted_as_episodes_with_their_durations() {
             .wait_ok("/fake/openapi.json", Duration::from_secs(30))
             .await;
         let needle = format!("--id {id}");
-        for _ in 0..3 {
+        for kill in 0..3u64 {
             let (status, _) = proxy.post("/fake/echo", json!({"message": "x"})).await;
             if recovery {
                 assert_eq!(status, 200);
             }
             let pids = pids_matching("MCPO_TEST_MARKER", &m, &needle);
-            if let Some(pid) = pids.first() {
-                signal(*pid, "KILL");
-            }
-            // Wait until the proxy has seen the death, then call again.
+            assert_eq!(pids.len(), 1, "one live child before kill {kill}: {pids:?}");
+            signal(pids[0], "KILL");
+            // Wait until the proxy has seen this death (not an earlier one), then call again.
             eventually("the death is seen", Duration::from_secs(10), async || {
                 let (_, d) = proxy.get("/diagnostics").await;
-                (d["servers"]["fake"]["status"] != "ready"
-                    || d["servers"]["fake"]["restarts"].as_u64()? > 0)
-                    .then_some(())
+                (d["servers"]["fake"]["restarts"].as_u64()? > kill).then_some(())
             })
             .await;
             if recovery {
@@ -288,7 +445,9 @@ async fn child_kills_are_counted_as_episodes_with_their_durations() {
         if recovery {
             assert_eq!(episodes["total"], 3, "{metrics}");
             assert_eq!(metrics["error_recovery"]["recovery_success_rate"], 1.0);
-            for e in episodes["recent"].as_array().unwrap() {
+            let recent = episodes["recent"].as_array().unwrap();
+            assert_eq!(recent.len(), 3, "{metrics}");
+            for e in recent {
                 assert_eq!(e["ended"], true, "{e}");
                 let d = e["duration_seconds"].as_f64().unwrap();
                 assert!(d > 0.0 && d < 10.0, "{e}");

@@ -272,65 +272,152 @@ async fn server_down_at_start_comes_up_without_a_restart() {
     assert_eq!((status, body), (200, json!("up")));
 }
 
+/// Upstream tool calls the fake saw since `before` (its stats).
+fn tool_calls_since(before: &Value, after: &Value) -> u64 {
+    after["tool_calls"].as_u64().unwrap() - before["tool_calls"].as_u64().unwrap()
+}
+
+/// A storm of 500s on one tool while another keeps succeeding: the breaker stays closed, so
+/// what bounds the retries is the retry budget (20% of all requests, plus its starting ten),
+/// not the breaker. Each failing call would like two retries; the budget grants fewer.
 #[tokio::test]
-async fn storm_of_500s_opens_the_breaker_without_amplification() {
+async fn storm_of_500s_retries_within_the_budget() {
     let fake = FakeHttp::start("storm");
     let config = json!({"mcpServers": {"flaky": {"type": "streamable-http", "url": fake.url, "timeout": 5}}});
     let proxy = Proxy::start(&config, &[]);
     proxy
         .wait_ok("/flaky/openapi.json", Duration::from_secs(30))
         .await;
-    let before = fake.stats().await;
-
-    let storm_at = Duration::from_secs(2);
-    let storm_for = Duration::from_secs(10);
-    let inject = async {
-        tokio::time::sleep(storm_at).await;
-        fake.fault(
-            json!({"kind": "http-error", "status": 500, "probability": 0.8,
-            "for_ms": storm_for.as_millis() as u64}),
-        )
+    fake.fault(json!({"kind": "http-error", "status": 500, "tools": ["add"]}))
         .await;
-    };
-    let echo_url = proxy.url("/flaky/echo");
-    let load = open_loop(
+    let before = fake.stats().await;
+    let load_for = Duration::from_secs(6);
+    let (echo_url, add_url) = (proxy.url("/flaky/echo"), proxy.url("/flaky/add"));
+    let echoes = open_loop(
         &proxy.client,
         &echo_url,
         json!({"message": "s"}),
-        50,
-        Duration::from_secs(15),
+        60,
+        load_for,
     );
-    let (shots, ()) = tokio::join!(load, inject);
-    let after = fake.stats().await;
-    let upstream_calls =
-        after["tool_calls"].as_u64().unwrap() - before["tool_calls"].as_u64().unwrap();
-    let client_calls = shots.len() as u64;
+    let adds = open_loop(
+        &proxy.client,
+        &add_url,
+        json!({"a": 1, "b": 2}),
+        10,
+        load_for,
+    );
+    let (echoes, adds) = tokio::join!(echoes, adds);
+    let upstream = tool_calls_since(&before, &fake.stats().await);
+    let client = (echoes.len() + adds.len()) as u64;
+    let retries = upstream - client;
+    let budget = 10 + client / 5;
     eprintln!(
-        "storm: {upstream_calls} upstream tool calls for {client_calls} client requests ({:.3}x)",
-        upstream_calls as f64 / client_calls as f64
+        "storm: {} echo and {} add calls, {upstream} upstream tool calls: {retries} retries, budget {budget}, wanted {}",
+        echoes.len(),
+        adds.len(),
+        2 * adds.len()
     );
     assert!(
-        upstream_calls as f64 <= client_calls as f64 * 1.2,
-        "upstream saw {upstream_calls} tool calls for {client_calls} client requests"
+        retries <= budget,
+        "{retries} retries for {client} requests (budget {budget})"
     );
-    // The breaker opened: some calls were answered at once with 503 and Retry-After.
-    let fast_503 = shots
-        .iter()
-        .filter(|s| s.status == 503 && s.body.contains("circuit breaker"))
-        .count();
-    assert!(fast_503 > 0, "the breaker never opened");
-    // Before the storm everything succeeded; from 1 s after it ended, everything succeeded.
-    let storm_end = storm_at + storm_for;
-    for s in &shots {
-        if s.sent < storm_at || s.sent > storm_end + Duration::from_secs(1) {
+    assert!(
+        (retries as usize) < 2 * adds.len(),
+        "every failing call was retried twice: the budget did not bind"
+    );
+    for s in &echoes {
+        assert_eq!(s.status, 200, "{s:?}");
+    }
+    for s in &adds {
+        assert_eq!(s.status, 502, "{s:?}");
+    }
+    let (_, diag) = proxy.get("/diagnostics").await;
+    assert_eq!(diag["servers"]["flaky"]["breaker_trips"], 0, "{diag}");
+}
+
+/// `MCPO_MAX_RECOVERY_ATTEMPTS` bounds the attempts of one call, end to end: with 2, each
+/// call that meets a 500 reaches the server exactly twice (the budget has room for more).
+#[tokio::test]
+async fn max_recovery_attempts_bounds_each_call() {
+    let fake = FakeHttp::start("attempts");
+    let config = json!({"mcpServers": {"flaky": {"type": "streamable-http", "url": fake.url, "timeout": 5}}});
+    let proxy = Proxy::start_with_env(&config, &[], &[("MCPO_MAX_RECOVERY_ATTEMPTS", "2")]);
+    proxy
+        .wait_ok("/flaky/openapi.json", Duration::from_secs(30))
+        .await;
+    fake.fault(json!({"kind": "http-error", "status": 500, "tools": ["add"]}))
+        .await;
+    for _ in 0..3 {
+        let before = fake.stats().await;
+        let (status, body) = proxy.post("/flaky/add", json!({"a": 1, "b": 2})).await;
+        assert_eq!(status, 502, "{body}");
+        assert_eq!(tool_calls_since(&before, &fake.stats().await), 2);
+        // Successes in between keep the breaker closed and refill the budget.
+        for _ in 0..5 {
             assert_eq!(
-                s.status, 200,
-                "outside the storm at {:?}: {}",
-                s.sent, s.body
+                proxy.post("/flaky/echo", json!({"message": "x"})).await.0,
+                200
             );
         }
-        assert_ne!(s.status, 0, "a request got no answer: {s:?}");
     }
+}
+
+/// A server failing every call opens the breaker: then calls are answered at once with 503
+/// and `Retry-After`, without reaching the server, and the trip is counted.
+#[tokio::test]
+async fn an_open_breaker_answers_503_with_retry_after_at_once() {
+    let fake = FakeHttp::start("breaker");
+    let config = json!({"mcpServers": {"flaky": {"type": "streamable-http", "url": fake.url, "timeout": 10}}});
+    let proxy = Proxy::start(&config, &[]);
+    proxy
+        .wait_ok("/flaky/openapi.json", Duration::from_secs(30))
+        .await;
+    // Every call fails, and slowly: one that reached the server would take over 2 s.
+    fake.fault(json!({"kind": "http-error", "status": 500}))
+        .await;
+    fake.fault(json!({"kind": "latency", "ms": 2000})).await;
+    let mut breaker_503 = None;
+    for _ in 0..10 {
+        let before = fake.stats().await;
+        let t = Instant::now();
+        let r = proxy
+            .client
+            .post(proxy.url("/flaky/echo"))
+            .json(&json!({"message": "x"}))
+            .send()
+            .await
+            .unwrap();
+        let elapsed = t.elapsed();
+        let status = r.status().as_u16();
+        let retry_after = r
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = r.text().await.unwrap();
+        if status == 503 && body.contains("circuit breaker") {
+            breaker_503 = Some((
+                elapsed,
+                retry_after,
+                tool_calls_since(&before, &fake.stats().await),
+            ));
+            break;
+        }
+    }
+    let (elapsed, retry_after, reached) = breaker_503.expect("the breaker never opened");
+    assert_eq!(
+        retry_after.as_deref(),
+        Some("1"),
+        "open for 0.5 s, rounded up"
+    );
+    assert_eq!(reached, 0, "a refused call reached the server");
+    assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
+    let (_, diag) = proxy.get("/diagnostics").await;
+    assert!(
+        diag["servers"]["flaky"]["breaker_trips"].as_u64().unwrap() >= 1,
+        "{diag}"
+    );
 }
 
 #[tokio::test]

@@ -50,9 +50,10 @@ async fn servers_follow_the_file_and_the_unchanged_one_is_not_touched() {
             .await;
     }
     let keep_pid = pid_of(&m, "rl-keep").await;
-    // A long call to the server that will not change, in flight across every reload.
-    let long_call = {
-        let (client, url) = (proxy.client.clone(), proxy.url("/keep/slow"));
+    // A long call to each server, in flight across the reload: the kept one's must be left
+    // alone, the removed and the replaced ones' must be let finish (drained), not cut.
+    let long_call = |server: &str| {
+        let (client, url) = (proxy.client.clone(), proxy.url(&format!("/{server}/slow")));
         tokio::spawn(async move {
             let r = client
                 .post(url)
@@ -63,7 +64,22 @@ async fn servers_follow_the_file_and_the_unchanged_one_is_not_touched() {
             (r.status().as_u16(), r.text().await.unwrap())
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let long_calls: Vec<_> = ["keep", "change", "remove"]
+        .into_iter()
+        .map(|s| (s, long_call(s)))
+        .collect();
+    eventually(
+        "the long calls are in flight",
+        Duration::from_secs(10),
+        async || {
+            let (_, diag) = proxy.get("/diagnostics").await;
+            ["keep", "change", "remove"]
+                .iter()
+                .all(|s| diag["servers"][s]["pool"]["members"][0]["in_flight"] == 1)
+                .then_some(())
+        },
+    )
+    .await;
 
     // Add one, change one, remove one.
     let changed_at = Instant::now();
@@ -117,10 +133,12 @@ async fn servers_follow_the_file_and_the_unchanged_one_is_not_touched() {
     assert_eq!(status, 200);
     assert_eq!(pid_of(&m, "rl-keep").await, keep_pid);
 
-    // The long call on the unchanged server finished normally.
-    let (status, body) = long_call.await.unwrap();
-    assert_eq!(status, 200, "{body}");
-    assert!(body.contains("slept 4000 ms"), "{body}");
+    // The long calls finished normally, on every server.
+    for (server, call) in long_calls {
+        let (status, body) = call.await.unwrap();
+        assert_eq!(status, 200, "{server}: {body}");
+        assert!(body.contains("slept 4000 ms"), "{server}: {body}");
+    }
     // Still exactly one error line (the broken file was not re-reported, nothing else failed).
     let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(

@@ -12,14 +12,17 @@ async fn stop_with(signal: &str) {
     let marker = format!("{signal}-{}", std::process::id());
     let (ev_cmd, ev_args) = everything_stdio();
     let (time_cmd, time_args) = time_server();
-    // `sh -c` puts a grandchild under the proxy's child, like npx and uvx do.
+    // `sh -c` puts a grandchild under the proxy's child, like npx and uvx do. The `sleep` under
+    // "detached" reads no stdin and is not the proxy's child: neither the closed pipe nor
+    // PR_SET_PDEATHSIG ends it, only the proxy stopping the server's process group does.
     let config = json!({"mcpServers": {
         "everything": {"command": ev_cmd, "args": ev_args},
         "time": {"command": time_cmd, "args": time_args},
         "wrapped": {"command": "sh", "args": ["-c", format!("{} fake-server --transport stdio; exit 0", mcpo_bin())]},
+        "detached": {"command": "sh", "args": ["-c", format!("sleep 1000 </dev/null & exec {} fake-server --transport stdio", mcpo_bin())]},
     }});
     let mut proxy = Proxy::start_with_env(&config, &[], &[("MCPO_TEST_MARKER", &marker)]);
-    for server in ["everything", "time", "wrapped"] {
+    for server in ["everything", "time", "wrapped", "detached"] {
         proxy
             .wait_ok(&format!("/{server}/openapi.json"), Duration::from_secs(60))
             .await;
@@ -27,9 +30,9 @@ async fn stop_with(signal: &str) {
     let (status, _) = proxy.post("/wrapped/echo", json!({"message": "x"})).await;
     assert_eq!(status, 200);
     let children = processes_with_env("MCPO_TEST_MARKER", &marker);
-    // The proxy itself, three servers and the wrapped server's grandchild.
+    // The proxy itself, four servers, the wrapped server's grandchild and the sleep.
     assert!(
-        children.len() >= 5,
+        children.len() >= 7,
         "expected the proxy and its servers, found {children:?}"
     );
 
