@@ -377,41 +377,46 @@ async fn an_open_breaker_answers_503_with_retry_after_at_once() {
     fake.fault(json!({"kind": "http-error", "status": 500}))
         .await;
     fake.fault(json!({"kind": "latency", "ms": 2000})).await;
-    let mut breaker_503 = None;
+    // Calls until one meets the open breaker (possibly on a retry, after reaching the server).
+    let mut opened = false;
     for _ in 0..10 {
-        let before = fake.stats().await;
-        let t = Instant::now();
-        let r = proxy
-            .client
-            .post(proxy.url("/flaky/echo"))
-            .json(&json!({"message": "x"}))
-            .send()
-            .await
-            .unwrap();
-        let elapsed = t.elapsed();
-        let status = r.status().as_u16();
-        let retry_after = r
-            .headers()
-            .get("retry-after")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        let body = r.text().await.unwrap();
-        if status == 503 && body.contains("circuit breaker") {
-            breaker_503 = Some((
-                elapsed,
-                retry_after,
-                tool_calls_since(&before, &fake.stats().await),
-            ));
+        let (status, body) = proxy.post("/flaky/echo", json!({"message": "x"})).await;
+        if status == 503 && body.to_string().contains("circuit breaker") {
+            opened = true;
             break;
         }
     }
-    let (elapsed, retry_after, reached) = breaker_503.expect("the breaker never opened");
+    assert!(opened, "the breaker never opened");
+    // The next call, while it is open: refused at once, never sent.
+    let before = fake.stats().await;
+    let t = Instant::now();
+    let r = proxy
+        .client
+        .post(proxy.url("/flaky/echo"))
+        .json(&json!({"message": "x"}))
+        .send()
+        .await
+        .unwrap();
+    let elapsed = t.elapsed();
+    let status = r.status().as_u16();
+    let retry_after = r
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let body = r.text().await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("circuit breaker"), "{body}");
     assert_eq!(
         retry_after.as_deref(),
         Some("1"),
         "open for 0.5 s, rounded up"
     );
-    assert_eq!(reached, 0, "a refused call reached the server");
+    assert_eq!(
+        tool_calls_since(&before, &fake.stats().await),
+        0,
+        "a refused call reached the server"
+    );
     assert!(elapsed < Duration::from_secs(1), "{elapsed:?}");
     let (_, diag) = proxy.get("/diagnostics").await;
     assert!(
