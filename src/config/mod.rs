@@ -219,6 +219,34 @@ pub enum Transport {
         url: String,
         headers: BTreeMap<String, String>,
     },
+    /// A server in the same process, reached over an in-memory byte stream (newline-delimited
+    /// JSON-RPC, as over stdio) that the connector opens for each session. No config file can
+    /// name it: it exists so that `benches/` can measure the whole request path without a
+    /// process or a socket in it, and so that a library user can embed a server.
+    InMemory(InMemoryConnector),
+}
+
+/// Opens one in-memory connection per session: the proxy speaks MCP on the stream it returns,
+/// the server on the other end of the `tokio::io::duplex` pair.
+#[derive(Clone)]
+pub struct InMemoryConnector(std::sync::Arc<dyn Fn() -> tokio::io::DuplexStream + Send + Sync>);
+
+impl InMemoryConnector {
+    pub fn new(connect: impl Fn() -> tokio::io::DuplexStream + Send + Sync + 'static) -> Self {
+        InMemoryConnector(std::sync::Arc::new(connect))
+    }
+
+    /// A new connection (called from inside the runtime: the connector may spawn the server).
+    pub fn connect(&self) -> tokio::io::DuplexStream {
+        (self.0)()
+    }
+}
+
+/// Two connectors are the same server only if they are the same connector (a reload keeps it).
+impl PartialEq for InMemoryConnector {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// Keys shown, values hidden.
@@ -256,6 +284,7 @@ impl std::fmt::Debug for Transport {
                 .field("url", &crate::redact::origin(url))
                 .field("headers", &KeysOnly(headers))
                 .finish(),
+            Transport::InMemory(_) => f.write_str("InMemory"),
         }
     }
 }
@@ -267,6 +296,7 @@ impl Transport {
             Transport::Stdio { .. } => "stdio",
             Transport::StreamableHttp { .. } => "streamable-http",
             Transport::Sse { .. } => "sse",
+            Transport::InMemory(_) => "in-memory",
         }
     }
 }

@@ -237,6 +237,18 @@ impl Session {
                 })?;
                 (running, None)
             }
+            Transport::InMemory(connector) => {
+                let running = handler
+                    .serve(tokio::io::split(connector.connect()))
+                    .await
+                    .map_err(|e| {
+                        fail(format!(
+                            "in-memory MCP handshake failed: {}",
+                            super::classify::root_cause(&e)
+                        ))
+                    })?;
+                (running, None)
+            }
         };
         let peer = running.peer().clone();
         let cancel = running.cancellation_token();
