@@ -18,7 +18,8 @@
 # - each proxy's RSS at idle and its peak under the c=64 run, its CPU time per 1,000 calls
 #   (c=16), and the time from its start to the first answered call with 1, 10 and 50 servers.
 #
-# DURATION (seconds per run, default 8), OUT (default bench-results). Every process runs under
+# DURATION (seconds per run, default 8), OUT (default bench-results), BUILD=0 (measure the
+# binaries already built). Every process runs under
 # `nice`; the proxies and fakes it starts are stopped on exit.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +38,8 @@ if [ ! -x "$venv/bin/mcpo" ]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check 'mcpo==0.0.20' 'mcp<2' 'fastapi<0.129'
 fi
 py=$(cd "$venv/bin" && pwd)/mcpo
-"${nice[@]}" cargo build --release --quiet --bins --examples
+# BUILD=0 measures the binaries already in the target directory.
+[ "${BUILD:-1}" = 0 ] || "${nice[@]}" cargo build --release --quiet --bins --examples
 target=${CARGO_TARGET_DIR:-$root/target}
 bin=$target/release/mcpo
 limit=$target/release/examples/limit
