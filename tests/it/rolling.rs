@@ -33,11 +33,16 @@ impl Balancer {
             generation: 0,
         };
         b.write(replicas);
-        b.child = Command::new(nginx())
-            .args(["-p", &dir.display().to_string(), "-c", "nginx.conf"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start nginx");
+        // Its own process group: the master and every worker it forks, whatever the
+        // generation, are ended together.
+        b.child = std::os::unix::process::CommandExt::process_group(
+            Command::new(nginx())
+                .args(["-p", &dir.display().to_string(), "-c", "nginx.conf"])
+                .stdout(Stdio::null()),
+            0,
+        )
+        .spawn()
+        .expect("start nginx");
         b
     }
 
@@ -85,10 +90,35 @@ impl Balancer {
 }
 
 impl Drop for Balancer {
+    // SIGTERM, not SIGKILL: nginx's master stops its workers itself on TERM; killed outright,
+    // it would leave them running (and holding whatever descriptors they inherited).
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let workers = descendants(self.child.id());
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let _ = self.child.wait();
+        for pid in workers {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
     }
+}
+
+/// Every child of `pid`, over all its threads.
+fn descendants(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+        for task in tasks.flatten() {
+            let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            found.extend(
+                list.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+    }
+    found
 }
 
 fn nginx() -> &'static str {
@@ -257,6 +287,17 @@ async fn three_rolling_restarts_under_load_lose_no_call_and_a_sigkill_loses_only
     stop.store(true, Ordering::SeqCst);
     task.await.unwrap();
     let failed_total = load.failed.lock().unwrap().clone();
+    let workers = descendants(lb.child.id());
+    assert!(!workers.is_empty(), "nginx has no workers?");
+    drop(lb);
+    for pid in workers {
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.contains(") Z ")),
+            "nginx worker {pid} outlived the test's balancer"
+        );
+    }
     let failed_kill = failed_total.len() - failed_rollout.len();
     eprintln!(
         "rolling restart: 9 replacements in {rollout:?}, {during_rollout} calls, {} failed, p99 {rollout_p99:?}; \
