@@ -249,7 +249,11 @@ async fn three_rolling_restarts_under_load_lose_no_call_and_a_sigkill_loses_only
     let url = format!("http://127.0.0.1:{}/calc/sleep", lb.port);
     let (load, task) = drive(url, 100, stop.clone());
     let rollout_start = Instant::now();
-    for _round in 0..3 {
+    // Three rounds at least, and more (up to ten) until the load has been big enough to judge:
+    // a fast machine rolls three rounds in under 3 s.
+    let mut round = 0;
+    while round < 3 || (load.sent.load(Ordering::SeqCst) <= 300 && round < 10) {
+        round += 1;
         for slot in 0..replicas.len() {
             // Readiness goes false: the balancer stops sending to it...
             let others: Vec<u16> = replicas
@@ -300,7 +304,7 @@ async fn three_rolling_restarts_under_load_lose_no_call_and_a_sigkill_loses_only
     }
     let failed_kill = failed_total.len() - failed_rollout.len();
     eprintln!(
-        "rolling restart: 9 replacements in {rollout:?}, {during_rollout} calls, {} failed, p99 {rollout_p99:?}; \
+        "rolling restart: {round} rounds of 3 replacements in {rollout:?}, {during_rollout} calls, {} failed, p99 {rollout_p99:?}; \
          SIGKILL: {failed_kill} failed with {in_flight_at_kill} in flight over all replicas",
         failed_rollout.len()
     );
