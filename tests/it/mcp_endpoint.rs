@@ -11,22 +11,6 @@ use std::process::{Command, Stdio};
 use common::{Proxy, stdio_fake, venv_python};
 use serde_json::{Value, json};
 
-/// The children of `pid`, over all its threads (tokio spawns children from worker threads).
-fn children(pid: u32) -> Vec<u32> {
-    let mut found = Vec::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
-        .unwrap()
-        .flatten()
-    {
-        let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-        found.extend(
-            list.split_whitespace()
-                .filter_map(|p| p.parse::<u32>().ok()),
-        );
-    }
-    found
-}
-
 /// Runs the SDK client against `url`, SIGKILLing the proxy's one child when it pauses.
 fn session_across_a_crash(proxy: &Proxy, url: &str) -> (Value, u32, u32) {
     let mut client = Command::new(venv_python())
@@ -47,7 +31,7 @@ fn session_across_a_crash(proxy: &Proxy, url: &str) -> (Value, u32, u32) {
         "PAUSED",
         "the client did not get through its first call"
     );
-    let killed = children(proxy.pid());
+    let killed = common::children(proxy.pid());
     assert_eq!(killed.len(), 1, "one upstream child: {killed:?}");
     common::signal(killed[0], "KILL");
     writeln!(client.stdin.take().unwrap(), "go").unwrap();
@@ -57,7 +41,7 @@ fn session_across_a_crash(proxy: &Proxy, url: &str) -> (Value, u32, u32) {
         client.wait().unwrap().success(),
         "client failed; printed {line}"
     );
-    let now = children(proxy.pid());
+    let now = common::children(proxy.pid());
     assert_eq!(now.len(), 1, "{now:?}");
     (serde_json::from_str(&line).unwrap(), killed[0], now[0])
 }

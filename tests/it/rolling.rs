@@ -26,16 +26,10 @@ struct Balancer {
 impl Balancer {
     fn start(dir: &Path, replicas: &[u16]) -> Balancer {
         let port = free_port();
-        let mut b = Balancer {
-            child: Command::new("true").spawn().unwrap(),
-            dir: dir.to_path_buf(),
-            port,
-            generation: 0,
-        };
-        b.write(replicas);
+        write_config(dir, port, 1, replicas);
         // Its own process group: the master and every worker it forks, whatever the
         // generation, are ended together.
-        b.child = std::os::unix::process::CommandExt::process_group(
+        let child = std::os::unix::process::CommandExt::process_group(
             Command::new(nginx())
                 .args(["-p", &dir.display().to_string(), "-c", "nginx.conf"])
                 .stdout(Stdio::null()),
@@ -43,31 +37,17 @@ impl Balancer {
         )
         .spawn()
         .expect("start nginx");
-        b
+        Balancer {
+            child,
+            dir: dir.to_path_buf(),
+            port,
+            generation: 1,
+        }
     }
 
-    /// The config: `replicas` as the upstream, and `/__generation` answering which config the
-    /// workers run (so the test can await a reload instead of sleeping through it).
     fn write(&mut self, replicas: &[u16]) {
         self.generation += 1;
-        let servers: String = replicas
-            .iter()
-            .map(|p| format!("    server 127.0.0.1:{p} max_fails=1 fail_timeout=30s;\n"))
-            .collect();
-        let conf = format!(
-            "daemon off;\nworker_processes 1;\nerror_log {dir}/error.log warn;\npid {dir}/nginx.pid;\n\
-             events {{ worker_connections 1024; }}\n\
-             http {{\n  access_log off;\n  client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n\
-             fastcgi_temp_path {dir}/fcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n  scgi_temp_path {dir}/scgi;\n\
-             upstream mcpo {{\n{servers}  }}\n\
-             server {{\n    listen 127.0.0.1:{port};\n\
-             location = /__generation {{ return 200 \"{generation}\"; }}\n\
-             location / {{ proxy_pass http://mcpo; proxy_next_upstream error timeout; }}\n  }}\n}}\n",
-            dir = self.dir.display(),
-            port = self.port,
-            generation = self.generation,
-        );
-        std::fs::write(self.dir.join("nginx.conf"), conf).unwrap();
+        write_config(&self.dir, self.port, self.generation, replicas);
     }
 
     /// Applies `replicas` and returns once new requests go by the new config. Requests that an
@@ -83,42 +63,46 @@ impl Balancer {
         let master = self.child.id();
         eventually("nginx reloaded", Duration::from_secs(20), async || {
             let now = client.get(&url).send().await.ok()?.text().await.ok()?;
-            (now == want && children_of(master) >= 1).then_some(())
+            (now == want && !common::children(master).is_empty()).then_some(())
         })
         .await;
     }
 }
 
-impl Drop for Balancer {
-    // SIGTERM, not SIGKILL: nginx's master stops its workers itself on TERM; killed outright,
-    // it would leave them running (and holding whatever descriptors they inherited).
-    fn drop(&mut self) {
-        let workers = descendants(self.child.id());
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-        for pid in workers {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-        }
-    }
+/// The config: `replicas` as the upstream, and `/__generation` answering which config the
+/// workers run (so the test can await a reload instead of sleeping through it).
+fn write_config(dir: &Path, port: u16, generation: u32, replicas: &[u16]) {
+    let servers: String = replicas
+        .iter()
+        .map(|p| format!("    server 127.0.0.1:{p} max_fails=1 fail_timeout=30s;\n"))
+        .collect();
+    let conf = format!(
+        "daemon off;\nworker_processes 1;\nerror_log {dir}/error.log warn;\npid {dir}/nginx.pid;\n\
+         events {{ worker_connections 1024; }}\n\
+         http {{\n  access_log off;\n  client_body_temp_path {dir}/body;\n  proxy_temp_path {dir}/proxy;\n\
+         fastcgi_temp_path {dir}/fcgi;\n  uwsgi_temp_path {dir}/uwsgi;\n  scgi_temp_path {dir}/scgi;\n\
+         upstream mcpo {{\n{servers}  }}\n\
+         server {{\n    listen 127.0.0.1:{port};\n\
+         location = /__generation {{ return 200 \"{generation}\"; }}\n\
+         location / {{ proxy_pass http://mcpo; proxy_next_upstream error timeout; }}\n  }}\n}}\n",
+        dir = dir.display(),
+        port = port,
+        generation = generation,
+    );
+    std::fs::write(dir.join("nginx.conf"), conf).unwrap();
 }
 
-/// Every child of `pid`, over all its threads.
-fn descendants(pid: u32) -> Vec<u32> {
-    let mut found = Vec::new();
-    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        for task in tasks.flatten() {
-            let list = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-            found.extend(
-                list.split_whitespace()
-                    .filter_map(|p| p.parse::<u32>().ok()),
-            );
-        }
+impl Drop for Balancer {
+    // The whole process group, TERM first: nginx's master stops its workers itself on TERM;
+    // killed outright, it would leave them running (holding whatever descriptors they
+    // inherited).
+    fn drop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        let _ = self.child.wait();
+        // A worker of an older generation still finishing its requests goes too.
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
     }
-    found
 }
 
 fn nginx() -> &'static str {
@@ -134,12 +118,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-fn children_of(pid: u32) -> usize {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .map(|s| s.split_whitespace().count())
-        .unwrap_or(0)
 }
 
 fn replica() -> Proxy {
@@ -291,7 +269,7 @@ async fn three_rolling_restarts_under_load_lose_no_call_and_a_sigkill_loses_only
     stop.store(true, Ordering::SeqCst);
     task.await.unwrap();
     let failed_total = load.failed.lock().unwrap().clone();
-    let workers = descendants(lb.child.id());
+    let workers = common::children(lb.child.id());
     assert!(!workers.is_empty(), "nginx has no workers?");
     drop(lb);
     for pid in workers {

@@ -404,6 +404,16 @@ pub fn rss_kib(pid: u32) -> u64 {
 
 /// Direct children of `pid` that are zombies (exited but never reaped).
 pub fn zombie_children(pid: u32) -> Vec<u32> {
+    children_where(pid, |state| state == "Z")
+}
+
+/// The living children of `pid` (started from any of its threads).
+pub fn children(pid: u32) -> Vec<u32> {
+    children_where(pid, |state| state != "Z")
+}
+
+/// The children of `pid` whose /proc state letter passes `keep`.
+fn children_where(pid: u32, keep: impl Fn(&str) -> bool) -> Vec<u32> {
     let mut found = Vec::new();
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return found;
@@ -419,7 +429,7 @@ pub fn zombie_children(pid: u32) -> Vec<u32> {
         let mut fields = rest.split_whitespace();
         let state = fields.next().unwrap_or_default();
         let ppid: u32 = fields.next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        if ppid == pid && state == "Z" {
+        if ppid == pid && keep(state) {
             found.push(child);
         }
     }
