@@ -114,12 +114,29 @@ impl IntoResponse for ApiError {
 
 /// How each class of upstream failure is answered.
 fn upstream_response(failure: &Failure, server: &str, tool: &str) -> Response {
+    let (status, body, retry_after) = upstream_answer(failure, server, tool);
+    let mut response = (status, axum::Json(body)).into_response();
+    if let Some(secs) = retry_after
+        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    response
+}
+
+/// The status, JSON body and `Retry-After` seconds of a failed call, shared by the OpenAPI
+/// routes and the MCP endpoint so that the two never word a failure differently.
+pub(crate) fn upstream_answer(
+    failure: &Failure,
+    server: &str,
+    tool: &str,
+) -> (StatusCode, Value, Option<u64>) {
     let target = if server.is_empty() {
         format!("'{tool}'")
     } else {
         format!("'{server}/{tool}'")
     };
-    let (status, body, retry_after): (StatusCode, Value, Option<u64>) = match failure {
+    let (status, body, retry_after) = match failure {
         Failure::Tool { message } => (
             StatusCode::INTERNAL_SERVER_ERROR,
             json!({"detail": {"message": message}}),
@@ -211,11 +228,5 @@ fn upstream_response(failure: &Failure, server: &str, tool: &str) -> Response {
             Some(1),
         ),
     };
-    let mut response = (status, axum::Json(body)).into_response();
-    if let Some(secs) = retry_after
-        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
-    {
-        response.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    response
+    (status, body, retry_after)
 }

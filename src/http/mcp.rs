@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt as _;
 
 use super::AppState;
-use super::error::ApiError;
+use super::error::upstream_answer;
 use crate::catalog::ToolEntry;
 use crate::metrics::RequestClass;
 use crate::upstream::{Failure, Upstream};
@@ -231,7 +231,7 @@ impl ServerHandler for McpFront {
             Ok(result) => serde_json::from_value::<CallToolResult>(result)
                 .map(Into::into)
                 .map_err(|e| ErrorData::internal_error(format!("the server's result: {e}"), None)),
-            Err(failure) => Err(error_of(failure, upstream.name(), &tool.name).await),
+            Err(failure) => Err(error_of(failure, upstream.name(), &tool.name)),
         }
     }
 }
@@ -253,9 +253,9 @@ impl McpFront {
 }
 
 /// A failed call as a JSON-RPC error: the server's own error as it came, anything else as an
-/// internal error whose message is the one the OpenAPI routes give (read from that answer, so
-/// the two front ends can never word a failure differently), with the HTTP status it maps to.
-async fn error_of(failure: Failure, server: &str, tool: &str) -> ErrorData {
+/// internal error with the message the OpenAPI routes give and, in `data`, the HTTP status it
+/// maps to there.
+fn error_of(failure: Failure, server: &str, tool: &str) -> ErrorData {
     if let Failure::JsonRpc {
         code,
         message,
@@ -264,23 +264,14 @@ async fn error_of(failure: Failure, server: &str, tool: &str) -> ErrorData {
     {
         return ErrorData::new(ErrorCode(code), message, data);
     }
+    let (status, body, retry_after) = upstream_answer(&failure, server, tool);
     let label = failure.label();
-    let response = ApiError::upstream(failure, server, tool).into_response();
-    let status = response.status().as_u16();
-    let retry_after = response
-        .headers()
-        .get(http::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let body = axum::body::to_bytes(response.into_body(), 64 * 1024)
-        .await
-        .unwrap_or_default();
-    let message = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| v["detail"]["message"].as_str().map(String::from))
+    let message = body["detail"]["message"]
+        .as_str()
+        .map(String::from)
         .unwrap_or_else(|| format!("the call failed ({label})"));
     ErrorData::internal_error(
         message,
-        Some(json!({"status": status, "class": label, "retryAfter": retry_after})),
+        Some(json!({"status": status.as_u16(), "class": label, "retryAfter": retry_after})),
     )
 }
