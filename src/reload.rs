@@ -24,41 +24,41 @@ const DEBOUNCE: Duration = Duration::from_millis(250);
 
 /// Watches `path` until `stop`, applying each valid change to `fleet`. `running` is the
 /// server list the fleet was started with.
+///
+/// The path is kept as given and read through on every change, never canonicalised once: a
+/// Kubernetes ConfigMap mounts `config.json -> ..data/config.json` with `..data` a symlink that
+/// the kubelet swaps atomically, so the file the path resolves to changes while the path's own
+/// directory only sees `..data` replaced. Both the path's directory and the directory its
+/// target is in now are watched; the second is re-resolved after every event.
 pub async fn watch(
     path: PathBuf,
     fleet: Arc<Fleet>,
     running: Vec<ServerConfig>,
     stop: CancellationToken,
 ) {
-    let file = match path.canonicalize() {
+    let file = match std::path::absolute(&path) {
         Ok(p) => p,
         Err(e) => {
             tracing::error!(file = %path.display(), error = %e, "hot reload: cannot resolve the config file; not watching it");
             return;
         }
     };
-    let (Some(dir), Some(name)) = (
-        file.parent().map(PathBuf::from),
-        file.file_name().map(|n| n.to_owned()),
-    ) else {
+    let Some(dir) = file.parent().map(PathBuf::from) else {
         return;
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(8);
-    let watched_name = name.clone();
     let debouncer = notify_debouncer_full::new_debouncer(
         DEBOUNCE,
         None,
         move |result: notify_debouncer_full::DebounceEventResult| {
             let touched = match result {
                 // Reading the file is an event too (access); only changes count, or each read
-                // would schedule the next.
-                Ok(events) => events.iter().any(|e| {
-                    !matches!(e.event.kind, notify::EventKind::Access(_))
-                        && e.event
-                            .paths
-                            .iter()
-                            .any(|p| p.file_name() == Some(watched_name.as_os_str()))
-                }),
+                // would schedule the next. Any change in a watched directory may be the one
+                // that matters (a symlink on the way to the file swapped), so the file is read
+                // again and applied only if its servers differ from the running ones.
+                Ok(events) => events
+                    .iter()
+                    .any(|e| !matches!(e.event.kind, notify::EventKind::Access(_))),
                 Err(_) => true,
             };
             if touched {
@@ -78,6 +78,34 @@ pub async fn watch(
         tracing::error!(dir = %dir.display(), error = %e, "hot reload: cannot watch the config's directory");
         return;
     }
+    // The directory the symlinks lead to, when that is another one.
+    let mut target_dir: Option<PathBuf> = None;
+    let mut follow_target = |debouncer: &mut notify_debouncer_full::Debouncer<_, _>| {
+        let now = file
+            .canonicalize()
+            .ok()
+            .and_then(|f| f.parent().map(PathBuf::from))
+            .filter(|d| dir.canonicalize().ok().as_ref() != Some(d));
+        if now == target_dir {
+            return;
+        }
+        if let Some(old) = target_dir.take() {
+            // It may be gone already (the kubelet removes the old data directory).
+            let _ = debouncer.unwatch(&old);
+        }
+        if let Some(new) = now {
+            match debouncer.watch(&new, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    tracing::debug!(dir = %new.display(), "hot reload: watching the directory the config file links to");
+                    target_dir = Some(new);
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %new.display(), error = %e, "hot reload: cannot watch the directory the config file links to; edits made there in place are not seen");
+                }
+            }
+        }
+    };
+    follow_target(&mut debouncer);
     tracing::info!(file = %file.display(), "hot reload: watching the config file");
     let mut running = running;
     let mut last_error: Option<String> = None;
@@ -86,6 +114,8 @@ pub async fn watch(
             event = rx.recv() => if event.is_none() { return },
             _ = stop.cancelled() => return,
         }
+        follow_target(&mut debouncer);
+        tracing::debug!(file = %file.display(), "hot reload: a change near the config file; reading it");
         let parsed = {
             let file = file.clone();
             tokio::task::spawn_blocking(move || parse_config_file(&file)).await

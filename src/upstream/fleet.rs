@@ -56,6 +56,9 @@ struct Running {
     tokens: HashMap<usize, CancellationToken>,
 }
 
+/// How long past a call's deadline a retired server waits for its answer.
+const RETIRE_GRACE: Duration = Duration::from_secs(1);
+
 /// The running upstreams and their supervisors.
 pub struct Fleet {
     current: RwLock<Arc<FleetView>>,
@@ -144,16 +147,26 @@ impl Fleet {
         upstream
     }
 
-    /// Stops `upstream` once its calls in flight are done, or after the drain timeout.
+    /// Stops `upstream` once its calls in flight are done. A call in flight on a removed or
+    /// replaced server has its own deadline, which it is let run to: the drain timeout is for
+    /// shutdown, when the whole process must end; a reload ends nothing a client is owed. So
+    /// the wait is bounded by the longest any call may still run (the server's deadline, with a
+    /// second's grace for the answer to arrive), or the drain timeout if that is longer.
     fn retire(&self, upstream: Arc<Upstream>, running: &mut Running) {
         let Some(token) = running.tokens.remove(&key(&upstream)) else {
             return;
         };
-        let drain = self.drain;
+        let bound = self
+            .drain
+            .max(upstream.longest_call().saturating_add(RETIRE_GRACE));
         running.set.spawn(async move {
-            let deadline = tokio::time::Instant::now() + drain;
+            let deadline = tokio::time::Instant::now() + bound;
             // A call's end is not an event the pool publishes; look every 50 ms.
-            while upstream.in_flight() > 0 && tokio::time::Instant::now() < deadline {
+            // A shutdown (the parent token) ends the wait: the drain timeout governs then.
+            while upstream.in_flight() > 0
+                && tokio::time::Instant::now() < deadline
+                && !token.is_cancelled()
+            {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             token.cancel();

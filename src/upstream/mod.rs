@@ -264,6 +264,11 @@ impl Upstream {
         self.shared.call_timeout()
     }
 
+    /// The longest a call started now may run (its deadline).
+    pub fn longest_call(&self) -> Duration {
+        self.shared.call_timeout()
+    }
+
     fn members(&self) -> Vec<Arc<Member>> {
         self.members.read().map(|m| m.clone()).unwrap_or_default()
     }

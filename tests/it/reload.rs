@@ -149,3 +149,118 @@ async fn servers_follow_the_file_and_the_unchanged_one_is_not_touched() {
         "{text}"
     );
 }
+
+/// Lays out `dir` as Kubernetes mounts a ConfigMap: the data in a timestamped directory,
+/// `..data` a symlink to it, and `config.json` a symlink through `..data`. Each call makes a
+/// new data directory and swaps `..data` atomically (a new link renamed over the old one),
+/// then removes the old directory, as the kubelet does.
+fn configmap_publish(dir: &Path, generation: u32, config: &Value) {
+    use std::os::unix::fs::symlink;
+    let data = format!("..2026_12_02_{generation:02}");
+    std::fs::create_dir(dir.join(&data)).unwrap();
+    std::fs::write(
+        dir.join(&data).join("config.json"),
+        serde_json::to_vec_pretty(config).unwrap(),
+    )
+    .unwrap();
+    let old = std::fs::read_link(dir.join("..data")).ok();
+    symlink(&data, dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    if !dir.join("config.json").exists() {
+        symlink("..data/config.json", dir.join("config.json")).unwrap();
+    }
+    if let Some(old) = old {
+        std::fs::remove_dir_all(dir.join(old)).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_configmap_swap_is_followed() {
+    let m = marker("reload-cm");
+    let dir = common::tempdir::TempDir::new();
+    configmap_publish(
+        dir.path(),
+        1,
+        &json!({"mcpServers": {"first": stdio_fake("cm-first")}}),
+    );
+    let config = dir.path().join("config.json");
+    let config = config.to_str().unwrap();
+    let proxy = Proxy::start_args(
+        &["--config", config, "--hot-reload"],
+        &[("MCPO_TEST_MARKER", &m)],
+    );
+    proxy
+        .wait_ok("/first/openapi.json", Duration::from_secs(30))
+        .await;
+
+    // Twice: the first swap proves the watch follows `..data`, the second that it still does
+    // after the directory it first resolved to is gone.
+    for (generation, name) in [(2, "second"), (3, "third")] {
+        configmap_publish(
+            dir.path(),
+            generation,
+            &json!({"mcpServers": {"first": stdio_fake("cm-first"), name: stdio_fake(name)}}),
+        );
+        eventually(
+            &format!("{name} appears"),
+            Duration::from_secs(15),
+            async || (proxy.get(&format!("/{name}/openapi.json")).await.0 == 200).then_some(()),
+        )
+        .await;
+    }
+    assert_eq!(proxy.get("/second/openapi.json").await.0, 404);
+    let (status, body) = proxy.post("/first/echo", json!({"message": "kept"})).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn a_changed_server_lets_its_calls_run_to_their_deadline_not_the_drain_timeout() {
+    let m = marker("reload-deadline");
+    let v1 = json!({"mcpServers": {"change": stdio_fake("rd-a")}});
+    let proxy = Proxy::start_with_env(
+        &v1,
+        &["--hot-reload", "--drain-timeout", "1"],
+        &[("MCPO_TEST_MARKER", &m)],
+    );
+    let path = proxy.config_path.clone().unwrap();
+    proxy
+        .wait_ok("/change/openapi.json", Duration::from_secs(30))
+        .await;
+    let call = {
+        let (client, url) = (proxy.client.clone(), proxy.url("/change/slow"));
+        tokio::spawn(async move {
+            let r = client
+                .post(url)
+                .json(&json!({"ms": 4000}))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    };
+    eventually("the call is in flight", Duration::from_secs(10), async || {
+        let (_, diag) = proxy.get("/diagnostics").await;
+        (diag["servers"]["change"]["pool"]["members"][0]["in_flight"] == 1).then_some(())
+    })
+    .await;
+    save_by_rename(
+        &path,
+        &json!({"mcpServers": {"change": stdio_fake("rd-b")}}),
+    );
+    eventually("the server is replaced", Duration::from_secs(10), async || {
+        let (_, who) = proxy.post("/change/whoami", json!({})).await;
+        (who["id"] == "rd-b").then_some(())
+    })
+    .await;
+    // The drain timeout (1 s) is for shutdown; a call on a replaced server has its own
+    // deadline (60 s) and must be let finish.
+    let (status, body) = call.await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("slept 4000 ms"), "{body}");
+    eventually("the old child is gone", Duration::from_secs(10), async || {
+        pids_matching("MCPO_TEST_MARKER", &m, "--id rd-a")
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+}
