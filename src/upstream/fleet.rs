@@ -5,7 +5,7 @@
 //! a call), so a call keeps the upstream it started on even if that server is removed or
 //! replaced meanwhile. [`Fleet::apply`] brings the running set to a new list of servers:
 //! added ones are started, removed ones stop taking calls at once and are stopped once their
-//! calls in flight are done (bounded by the drain timeout), changed ones are replaced the same
+//! calls in flight are done (each let run to its own deadline; see `retire`), changed ones are replaced the same
 //! way, and unchanged ones are not touched at all (same sessions, same children).
 
 use std::collections::HashMap;
