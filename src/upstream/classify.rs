@@ -170,7 +170,9 @@ fn classify_reqwest(error: &reqwest::Error) -> Failure {
             },
         };
     }
-    if error.is_connect() {
+    // A refused redirect (see `http_client::redirect_policy`) is a setting to fix, said as
+    // the reason the server cannot be reached, not as a closed connection.
+    if error.is_connect() || error.is_redirect() {
         Failure::Connect {
             detail: connect_phrase(error),
         }

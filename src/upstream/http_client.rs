@@ -19,10 +19,53 @@ use rmcp::transport::streamable_http_client::{
 };
 
 /// `reqwest::Client` plus lost-session detection.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct SessionAwareClient {
     inner: reqwest::Client,
 }
+
+impl SessionAwareClient {
+    /// A client that follows redirects only within the endpoint's origin (see
+    /// [`redirect_policy`]).
+    pub fn new() -> Result<Self, reqwest::Error> {
+        Ok(SessionAwareClient {
+            inner: reqwest::Client::builder()
+                .redirect(redirect_policy())
+                .build()?,
+        })
+    }
+}
+
+/// Redirects an MCP endpoint may take before the request fails (reqwest's default is 10).
+const MAX_REDIRECTS: usize = 5;
+
+/// The redirect policy of every HTTP client that talks to an MCP server: a redirect is
+/// followed only to the origin (scheme, host, port) the request started at. reqwest strips
+/// `Authorization` and cookies on a cross-origin redirect but keeps every other header, and
+/// servers are configured with `x-api-key` and the like: following a 307 to another origin
+/// would hand those to whatever the server points at. An endpoint that moved to another
+/// origin is a config change for the operator, so the error says where it pointed.
+pub fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first();
+        let same_origin = first.is_some_and(|f| f.origin() == attempt.url().origin());
+        if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+        } else if same_origin {
+            attempt.follow()
+        } else {
+            let to = crate::redact::host_port(attempt.url().as_str());
+            attempt.error(CrossOriginRedirect(to))
+        }
+    })
+}
+
+/// A redirect to another origin, refused; the target's host and port only.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the server redirected to another origin ({0}); not followed, so that the configured headers are not sent there: point the config at the new URL if it is right"
+)]
+pub struct CrossOriginRedirect(String);
 
 type PostResult = Result<StreamableHttpPostResponse, StreamableHttpError<reqwest::Error>>;
 

@@ -174,11 +174,15 @@ impl Session {
                             .await
                     }
                     None => {
+                        let client =
+                            super::http_client::SessionAwareClient::new().map_err(|e| {
+                                fail(format!(
+                                    "cannot set up an HTTP client: {}",
+                                    super::classify::root_cause(&e)
+                                ))
+                            })?;
                         handler
-                            .serve(StreamableHttpClientTransport::with_client(
-                                super::http_client::SessionAwareClient::default(),
-                                config,
-                            ))
+                            .serve(StreamableHttpClientTransport::with_client(client, config))
                             .await
                     }
                 };

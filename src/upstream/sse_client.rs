@@ -133,6 +133,7 @@ impl SseClientTransport {
             map.insert(name, value);
         }
         let http = reqwest::Client::builder()
+            .redirect(super::http_client::redirect_policy())
             .connect_timeout(CONNECT_WITHIN)
             .tcp_nodelay(true)
             .build()

@@ -25,3 +25,4 @@ mod shutdown;
 mod sse;
 mod tls;
 mod transports;
+mod upstream_redirects;

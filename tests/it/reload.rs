@@ -238,29 +238,41 @@ async fn a_changed_server_lets_its_calls_run_to_their_deadline_not_the_drain_tim
             (r.status().as_u16(), r.text().await.unwrap())
         })
     };
-    eventually("the call is in flight", Duration::from_secs(10), async || {
-        let (_, diag) = proxy.get("/diagnostics").await;
-        (diag["servers"]["change"]["pool"]["members"][0]["in_flight"] == 1).then_some(())
-    })
+    eventually(
+        "the call is in flight",
+        Duration::from_secs(10),
+        async || {
+            let (_, diag) = proxy.get("/diagnostics").await;
+            (diag["servers"]["change"]["pool"]["members"][0]["in_flight"] == 1).then_some(())
+        },
+    )
     .await;
     save_by_rename(
         &path,
         &json!({"mcpServers": {"change": stdio_fake("rd-b")}}),
     );
-    eventually("the server is replaced", Duration::from_secs(10), async || {
-        let (_, who) = proxy.post("/change/whoami", json!({})).await;
-        (who["id"] == "rd-b").then_some(())
-    })
+    eventually(
+        "the server is replaced",
+        Duration::from_secs(10),
+        async || {
+            let (_, who) = proxy.post("/change/whoami", json!({})).await;
+            (who["id"] == "rd-b").then_some(())
+        },
+    )
     .await;
     // The drain timeout (1 s) is for shutdown; a call on a replaced server has its own
     // deadline (60 s) and must be let finish.
     let (status, body) = call.await.unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("slept 4000 ms"), "{body}");
-    eventually("the old child is gone", Duration::from_secs(10), async || {
-        pids_matching("MCPO_TEST_MARKER", &m, "--id rd-a")
-            .is_empty()
-            .then_some(())
-    })
+    eventually(
+        "the old child is gone",
+        Duration::from_secs(10),
+        async || {
+            pids_matching("MCPO_TEST_MARKER", &m, "--id rd-a")
+                .is_empty()
+                .then_some(())
+        },
+    )
     .await;
 }

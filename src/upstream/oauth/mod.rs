@@ -100,6 +100,8 @@ pub enum OAuthError {
     Store(#[from] store::StoreError),
     #[error("OAuth: the authorization URL has no state")]
     NoState,
+    #[error("cannot set up an HTTP client: {0}")]
+    HttpClient(#[source] reqwest::Error),
 }
 
 /// An rmcp auth error in words: its own message (said to be about OAuth) and, when it
@@ -203,7 +205,10 @@ impl ServerAuth {
         match self.authorized_manager(prepare_within).await {
             Ok(manager) => {
                 self.state.send_replace(AuthState::Authorized);
-                let client = AuthClient::new(SessionAwareClient::default(), manager);
+                let client = AuthClient::new(
+                    SessionAwareClient::new().map_err(OAuthError::HttpClient)?,
+                    manager,
+                );
                 *slot = Some(client.clone());
                 Ok(client)
             }
