@@ -221,12 +221,19 @@ pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
     let monitor = monitor_settings(args, &servers.monitor)?;
     let servers = servers.servers;
     let tls = super::tls::from_flags(args.ssl_certfile.as_deref(), args.ssl_keyfile.as_deref())?;
+    if args.api_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
+        // As in mcpo, an empty key means no key; but an empty value is more often a secret
+        // that a template or an orchestrator failed to fill in than a choice, so say it.
+        tracing::warn!(
+            "--api-key / MCPO_API_KEY is set but empty: the proxy runs WITHOUT authentication; unset it to silence this, or give it a value"
+        );
+    }
     Ok(ServeConfig {
         host: args.host.clone(),
         port: args.port,
         cors_allow_origins: args.cors_allow_origins.clone(),
         tls,
-        api_key: args.api_key.clone().filter(|k| !k.is_empty()),
+        api_key: args.api_key.clone().filter(|k| !k.trim().is_empty()),
         strict_auth: args.strict_auth,
         title: args.name.clone(),
         description: args.description.clone(),

@@ -206,3 +206,24 @@ async fn mcpo_log_level_sets_the_level_and_the_flag_wins() {
         "DEBUG lines despite --log-level WARNING"
     );
 }
+
+/// `MCPO_API_KEY=""` means no key, as in mcpo, but it is said at start-up: an empty value is
+/// more often a secret a template failed to fill in than a choice (issue 14, finding 12).
+#[tokio::test]
+async fn an_empty_api_key_is_warned_about_and_means_no_key() {
+    let config = serde_json::json!({"mcpServers": {"demo": common::stdio_fake("empty-key")}});
+    let (proxy, log) = common::Proxy::start_logged(&config, &[], &[("MCPO_API_KEY", "")]);
+    proxy
+        .wait_ok("/demo/openapi.json", std::time::Duration::from_secs(30))
+        .await;
+    let (status, _) = proxy
+        .post("/demo/echo", serde_json::json!({"message": "open"}))
+        .await;
+    assert_eq!(status, 200);
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("WARN") && l.contains("WITHOUT authentication")),
+        "{text}"
+    );
+}
