@@ -30,6 +30,20 @@ async fn pid_of(m: &str, id: &str) -> u32 {
     .await
 }
 
+/// A `slow` call of `ms` to `server`, sent now and answered in its own task.
+fn slow_call(proxy: &Proxy, server: &str, ms: u64) -> tokio::task::JoinHandle<(u16, String)> {
+    let (client, url) = (proxy.client.clone(), proxy.url(&format!("/{server}/slow")));
+    tokio::spawn(async move {
+        let r = client
+            .post(url)
+            .json(&json!({"ms": ms}))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    })
+}
+
 #[tokio::test]
 async fn servers_follow_the_file_and_the_unchanged_one_is_not_touched() {
     let m = marker("reload");
@@ -52,21 +66,9 @@ async fn servers_follow_the_file_and_the_unchanged_one_is_not_touched() {
     let keep_pid = pid_of(&m, "rl-keep").await;
     // A long call to each server, in flight across the reload: the kept one's must be left
     // alone, the removed and the replaced ones' must be let finish (drained), not cut.
-    let long_call = |server: &str| {
-        let (client, url) = (proxy.client.clone(), proxy.url(&format!("/{server}/slow")));
-        tokio::spawn(async move {
-            let r = client
-                .post(url)
-                .json(&json!({"ms": 4000}))
-                .send()
-                .await
-                .unwrap();
-            (r.status().as_u16(), r.text().await.unwrap())
-        })
-    };
     let long_calls: Vec<_> = ["keep", "change", "remove"]
         .into_iter()
-        .map(|s| (s, long_call(s)))
+        .map(|s| (s, slow_call(&proxy, s, 4000)))
         .collect();
     eventually(
         "the long calls are in flight",
@@ -226,18 +228,7 @@ async fn a_changed_server_lets_its_calls_run_to_their_deadline_not_the_drain_tim
     proxy
         .wait_ok("/change/openapi.json", Duration::from_secs(30))
         .await;
-    let call = {
-        let (client, url) = (proxy.client.clone(), proxy.url("/change/slow"));
-        tokio::spawn(async move {
-            let r = client
-                .post(url)
-                .json(&json!({"ms": 4000}))
-                .send()
-                .await
-                .unwrap();
-            (r.status().as_u16(), r.text().await.unwrap())
-        })
-    };
+    let call = slow_call(&proxy, "change", 4000);
     eventually(
         "the call is in flight",
         Duration::from_secs(10),
