@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 
 use super::scenario::{FaultKind, FaultSpec, Scenario};
 use super::verdict::{
-    EventResult, Outcome, Percentiles, RequestRecord, Verdict, format_duration, format_share,
-    format_window, render_table,
+    EventResult, LatencyReport, Outcome, Percentiles, RequestRecord, Totals, Verdict,
+    format_duration, format_share, format_window, render_table,
 };
 
 /// What the runtime knows about a run beyond the request records.
@@ -192,14 +192,35 @@ fn iso_time(unix_ms: u64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-/// The JSON report: the verdict, its numbers and everything needed to replay the run.
-pub fn to_json(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> Value {
-    let t = &verdict.totals;
+/// The counts of a set of requests, as the report's `summary` and `servers` show them.
+fn totals_json(t: &Totals, success_rate: Option<f64>, latency: &LatencyReport) -> Value {
     let http_errors: serde_json::Map<String, Value> = t
         .http_errors
         .iter()
         .map(|(status, n)| (status.to_string(), json!(n)))
         .collect();
+    json!({
+        "sent": t.sent,
+        "answered": t.answered,
+        "success": t.success,
+        "http_errors": http_errors,
+        "hung": t.hung,
+        "connect_errors": t.connect_errors,
+        "wrong_answers": t.wrong_answers,
+        "not_sent": t.not_sent,
+        "outside_windows": t.outside,
+        "outside_windows_success": t.outside_success,
+        "success_rate": success_rate,
+        "latency": {
+            "all": percentiles_json(latency.all),
+            "outside_windows": percentiles_json(latency.outside),
+        },
+    })
+}
+
+/// The JSON report: the verdict, its numbers and everything needed to replay the run.
+pub fn to_json(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> Value {
+    let t = &verdict.totals;
     let events: Vec<Value> = verdict
         .events
         .iter()
@@ -220,7 +241,9 @@ pub fn to_json(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> Value {
                 "recovery_time_ms": e.recovery_time.map(ms),
                 "recovered": e.recovered,
                 "recovered_by_request": e.recovered_by,
-                "disturbed_until_ms": e.disturbed_until.map(ms),
+                "clock_from_ms": ms(e.clock_from),
+                "judged_with": e.judged_with,
+                "disturbed_until_ms": ms(e.disturbed_until),
             })
         })
         .collect();
@@ -255,6 +278,9 @@ pub fn to_json(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> Value {
         })
         .collect();
     let slo = &scenario.slo;
+    let mut summary = totals_json(t, verdict.success_rate, &verdict.latency);
+    summary["recovery_rate"] = json!(verdict.recovery_rate);
+    summary["events"] = json!(verdict.events.len());
     json!({
         "format": "mcpo-chaos-report/1",
         "passed": verdict.passed(),
@@ -286,25 +312,12 @@ pub fn to_json(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> Value {
             "duration_actual_ms": ms(run.duration_actual),
             "partial": run.partial,
         },
-        "summary": {
-            "sent": t.sent,
-            "answered": t.answered,
-            "success": t.success,
-            "http_errors": http_errors,
-            "hung": t.hung,
-            "connect_errors": t.connect_errors,
-            "wrong_answers": t.wrong_answers,
-            "not_sent": t.not_sent,
-            "outside_windows": t.outside,
-            "outside_windows_success": t.outside_success,
-            "success_rate": verdict.success_rate,
-            "recovery_rate": verdict.recovery_rate,
-            "events": verdict.events.len(),
-            "latency": {
-                "all": percentiles_json(verdict.latency.all),
-                "outside_windows": percentiles_json(verdict.latency.outside),
-            },
-        },
+        "summary": summary,
+        "servers": verdict.servers.iter().map(|s| {
+            let mut v = totals_json(&s.totals, s.success_rate, &s.latency);
+            v["name"] = json!(s.name);
+            v
+        }).collect::<Vec<_>>(),
         "slos": verdict.slos.iter().map(|s| json!({
             "name": s.name,
             "target": s.target,
@@ -681,6 +694,7 @@ pub fn to_html(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> String 
         );
     }
     h.push_str("</tbody>\n</table>\n");
+    h.push_str(&servers_html(verdict));
     h.push_str("<table style=\"margin-top:14px\">\n<thead><tr><th>latency</th><th>answered</th><th>p50</th><th>p90</th><th>p99</th><th>max</th></tr></thead>\n<tbody>\n");
     for (label, p) in [
         ("all requests", verdict.latency.all),
@@ -717,6 +731,47 @@ pub fn to_html(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> String 
             .map_or_else(|| "not measurable".to_string(), format_share),
         format_share(verdict.recovery_rate)
     );
+    h
+}
+
+/// Outcomes per server: a fault on one server that breaks another shows here.
+fn servers_html(verdict: &Verdict) -> String {
+    let mut h = String::from(
+        "<table style=\"margin-top:14px\">\n<thead><tr><th>server</th><th>sent</th><th>success</th><th>HTTP error</th><th>hung</th><th>connect error</th><th>wrong answer</th><th>not sent</th><th>success outside faults</th><th>p99</th></tr></thead>\n<tbody>\n",
+    );
+    for s in &verdict.servers {
+        let t = &s.totals;
+        let rate = s.success_rate.map_or_else(
+            || "not measurable".to_string(),
+            |r| {
+                format!(
+                    "{} ({} of {})",
+                    format_share(r),
+                    t.outside_success,
+                    t.outside
+                )
+            },
+        );
+        let p99 = s
+            .latency
+            .all
+            .map_or_else(|| "-".to_string(), |p| format_duration(p.p99));
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            crate::html::escape(&s.name),
+            t.sent,
+            t.success,
+            t.http_error_count(),
+            t.hung,
+            t.connect_errors,
+            t.wrong_answers,
+            t.not_sent,
+            crate::html::escape(&rate),
+            crate::html::escape(&p99)
+        );
+    }
+    h.push_str("</tbody>\n</table>\n");
     h
 }
 
@@ -1166,6 +1221,15 @@ slo:
         assert_eq!(events[0]["probability"], 0.8);
         assert_eq!(events[1]["kind"], "crash");
         assert_eq!(events[1]["recovery_time_ms"], Value::Null);
+        // The crash excuses [3000, 3500] only: an unrecovered event is bounded.
+        assert_eq!(events[1]["disturbed_until_ms"], 3500.0);
+        assert_eq!(events[1]["clock_from_ms"], 3000.0);
+        let servers = j["servers"].as_array().unwrap();
+        assert_eq!(servers.len(), 1);
+        assert_eq!(servers[0]["name"], "flaky");
+        assert_eq!(servers[0]["sent"], 80);
+        assert_eq!(servers[0]["outside_windows"], 48);
+        assert_eq!(servers[0]["outside_windows_success"], 39);
         assert_eq!(j["decisions"].as_array().unwrap().len(), 20);
         assert_eq!(j["decisions"][0]["applied"], false);
         assert_eq!(j["timeline"]["buckets"].as_array().unwrap().len(), 40);
@@ -1232,17 +1296,21 @@ slo:
             "{case_names:?}"
         );
         // The window recovers after 20 ms; the crash never does, so recovery_rate is 50% and
-        // fails, and the crash's event fails with it. Outside [1000, 2020] and [3000, end) all 39
-        // requests succeed, so success_rate holds; nothing hung or leaked.
+        // fails, and the crash's event fails with it. The crash excuses only recovery_within
+        // (500 ms) after it: outside [1000, 2020] and [3000, 3500] are 39 successes and the 9
+        // refused requests sent from 3550 on, so success_rate fails too; nothing hung or leaked.
         let failed: Vec<&str> = verdict
             .slos
             .iter()
             .filter(|s| !s.passed)
             .map(|s| s.name.as_str())
             .collect();
-        assert_eq!(failed, ["recovery_rate"]);
-        assert_eq!(verdict.totals.outside, 39);
-        assert_eq!(failures, 2, "{xml}");
+        assert_eq!(failed, ["recovery_rate", "success_rate"]);
+        assert_eq!(
+            (verdict.totals.outside, verdict.totals.outside_success),
+            (48, 39)
+        );
+        assert_eq!(failures, 3, "{xml}");
         assert_eq!(errors, 1, "the interrupted run is an error case");
         assert!(xml.contains("storm &lt;&amp;&gt; &quot;quoted&quot; &apos;single&apos;"));
         assert_eq!(
@@ -1276,6 +1344,10 @@ slo:
             "one recovery marker: the crash never recovers"
         );
         assert!(html.contains("#1 not recovered"));
+        assert!(
+            html.contains("<tr><td>flaky</td><td class=\"num\">80</td>"),
+            "a row per server"
+        );
         assert!(html.contains("class=\"badge\">FAIL<"));
         assert!(html.contains("class=\"p99\""));
         // Every element the page opens, it closes: a cheap well-formedness check of the tags
