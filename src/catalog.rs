@@ -4,11 +4,17 @@
 //! disabled ones), each with its input validator compiled, and the server's identity. The
 //! OpenAPI document is generated from it lazily and kept, so the request path never converts a
 //! schema or compiles a validator.
+//!
+//! Every tool is measured against [`crate::bounds`] before its schema is compiled: a tool over
+//! a bound is withheld (listed in [`ToolCatalog::withheld`], shown in `/diagnostics`) and the
+//! server's other tools are served.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
+
+use crate::bounds::{self, SchemaShape};
 
 /// One exposed tool.
 #[derive(Debug)]
@@ -22,6 +28,8 @@ pub struct ToolEntry {
     /// `None` when the schema could not be compiled (for example a remote `$ref`); the request
     /// is then passed through and the server validates it.
     pub validator: Option<Arc<jsonschema::Validator>>,
+    /// How deep validating against `input_schema` recurses (see [`bounds::SchemaShape`]).
+    pub input_shape: SchemaShape,
 }
 
 impl ToolEntry {
@@ -63,6 +71,33 @@ impl ToolEntry {
     }
 }
 
+/// Where validating one instance against a tool's schema may run (see [`crate::bounds`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValidationStack {
+    /// On the calling thread.
+    Inline,
+    /// On a thread with a big stack ([`bounds::run_deep`]).
+    Deep,
+    /// Nowhere: the instance nests too deep for the schema's recursion.
+    Refused,
+}
+
+impl ToolEntry {
+    /// Where to validate an instance of `instance_depth` levels (as [`bounds::text_depth`] or
+    /// [`bounds::value_depth`] count them). `instance_depth` is only asked for when the schema
+    /// is cyclic: otherwise the depth of the instance does not matter.
+    pub fn validation_stack(&self, instance_depth: impl FnOnce() -> usize) -> ValidationStack {
+        if !self.input_shape.cyclic {
+            return ValidationStack::Inline;
+        }
+        match self.input_shape.validation_cost(instance_depth()) {
+            cost if cost <= bounds::INLINE_COST => ValidationStack::Inline,
+            cost if cost <= bounds::MAX_COST => ValidationStack::Deep,
+            _ => ValidationStack::Refused,
+        }
+    }
+}
+
 /// Identity of the server as it introduced itself in `initialize`.
 #[derive(Debug, Clone, Default)]
 pub struct ServerIdentity {
@@ -74,12 +109,50 @@ pub struct ServerIdentity {
     pub protocol_version: String,
 }
 
+/// What the proxy takes in of one server's listing at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListingLimits {
+    /// Tools served per server; the rest are withheld.
+    pub max_tools: usize,
+    /// Bytes of tool JSON (names, descriptions, schemas) per server; tools past it are
+    /// withheld.
+    pub max_bytes: usize,
+}
+
+impl Default for ListingLimits {
+    fn default() -> Self {
+        ListingLimits {
+            max_tools: 1_000,
+            max_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// A listed tool that is not served, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Withheld {
+    pub tool: String,
+    pub reason: String,
+}
+
+/// A server's raw `tools/list` result: the tools taken (at most the limit) and how many more
+/// the server listed.
+#[derive(Debug, Default)]
+pub struct Listing {
+    pub tools: Vec<Value>,
+    pub beyond_limit: usize,
+}
+
 /// The tools of one server at one point in time.
 #[derive(Debug)]
 pub struct ToolCatalog {
     pub server: ServerIdentity,
     tools: Vec<Arc<ToolEntry>>,
     by_name: HashMap<String, usize>,
+    /// Tools listed but not served because they are over a bound.
+    pub withheld: Vec<Withheld>,
+    /// Tools listed beyond [`ListingLimits::max_tools`], not even looked at.
+    pub beyond_limit: usize,
     /// The generated OpenAPI document as served (JSON bytes), built on first request. An
     /// async cell: concurrent first requests wait without blocking a worker thread.
     pub openapi: tokio::sync::OnceCell<bytes::Bytes>,
@@ -87,9 +160,20 @@ pub struct ToolCatalog {
 
 impl ToolCatalog {
     /// Builds the catalog from the raw `tools/list` result (tools as JSON, as listed).
-    pub fn new(server: ServerIdentity, listed: Vec<Value>, disabled: &BTreeSet<String>) -> Self {
-        let mut tools = Vec::with_capacity(listed.len());
-        let mut by_name = HashMap::with_capacity(listed.len());
+    pub fn new(
+        server: ServerIdentity,
+        listing: Listing,
+        disabled: &BTreeSet<String>,
+        limits: ListingLimits,
+    ) -> Self {
+        let Listing {
+            tools: listed,
+            mut beyond_limit,
+        } = listing;
+        let mut tools = Vec::with_capacity(listed.len().min(limits.max_tools));
+        let mut by_name = HashMap::with_capacity(listed.len().min(limits.max_tools));
+        let mut withheld = Vec::new();
+        let mut bytes = 0usize;
         for raw in listed {
             let Some(name) = raw.get("name").and_then(Value::as_str).map(str::to_string) else {
                 tracing::warn!(server = %server.name, "a listed tool has no name; skipped");
@@ -102,6 +186,33 @@ impl ToolCatalog {
                 tracing::warn!(server = %server.name, tool = %name, "tool listed twice; the first one is kept");
                 continue;
             }
+            if tools.len() >= limits.max_tools {
+                beyond_limit += 1;
+                continue;
+            }
+            // Measured before anything recursive (compiling, converting) touches it.
+            let size = match bounds::measure_tool(&raw) {
+                Ok(size) => size,
+                Err(excess) => {
+                    withheld.push(Withheld {
+                        tool: name,
+                        reason: excess.to_string(),
+                    });
+                    continue;
+                }
+            };
+            let total = bytes.saturating_add(size.bytes);
+            if total > limits.max_bytes {
+                withheld.push(Withheld {
+                    tool: name,
+                    reason: format!(
+                        "the server's listing is over {} bytes by this tool (MCPO_MAX_LISTING_BYTES)",
+                        limits.max_bytes
+                    ),
+                });
+                continue;
+            }
+            bytes = total;
             let input_schema = raw
                 .get("inputSchema")
                 .cloned()
@@ -124,13 +235,24 @@ impl ToolCatalog {
                 annotations: raw.get("annotations").cloned().filter(Value::is_object),
                 input_schema,
                 validator,
+                input_shape: size.input,
                 name,
             }));
+        }
+        for w in &withheld {
+            tracing::warn!(server = %server.name, tool = %w.tool, reason = %w.reason,
+                "a listed tool is withheld: it is over the proxy's bounds on tool listings");
+        }
+        if beyond_limit > 0 {
+            tracing::warn!(server = %server.name, served = tools.len(), withheld = beyond_limit,
+                "the server lists more tools than MCPO_MAX_TOOLS; the rest are withheld");
         }
         ToolCatalog {
             server,
             tools,
             by_name,
+            withheld,
+            beyond_limit,
             openapi: tokio::sync::OnceCell::new(),
         }
     }
@@ -164,7 +286,15 @@ mod tests {
             json!({"name": "c"}),
         ];
         let disabled = BTreeSet::from(["c".to_string()]);
-        let catalog = ToolCatalog::new(ServerIdentity::default(), listed, &disabled);
+        let catalog = ToolCatalog::new(
+            ServerIdentity::default(),
+            Listing {
+                tools: listed,
+                beyond_limit: 0,
+            },
+            &disabled,
+            ListingLimits::default(),
+        );
         let names: Vec<_> = catalog.tools().iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
         assert!(catalog.tool("a").is_some_and(|t| t.takes_no_arguments()));
@@ -178,8 +308,62 @@ mod tests {
             json!({"name": "r", "annotations": {"readOnlyHint": true}}),
             json!({"name": "w", "annotations": {"readOnlyHint": false}}),
         ];
-        let catalog = ToolCatalog::new(ServerIdentity::default(), listed, &BTreeSet::new());
+        let catalog = ToolCatalog::new(
+            ServerIdentity::default(),
+            Listing {
+                tools: listed,
+                beyond_limit: 0,
+            },
+            &BTreeSet::new(),
+            ListingLimits::default(),
+        );
         assert!(catalog.tool("r").is_some_and(|t| t.is_idempotent()));
         assert!(catalog.tool("w").is_some_and(|t| !t.is_idempotent()));
+    }
+
+    #[test]
+    fn tools_over_a_bound_are_withheld_and_the_rest_served() {
+        let mut chain = serde_json::Map::new();
+        for i in 0..20_000 {
+            chain.insert(
+                format!("d{i}"),
+                json!({"$ref": format!("#/$defs/d{}", i + 1)}),
+            );
+        }
+        let listed = vec![
+            json!({"name": "chain", "inputSchema": {"$defs": chain, "$ref": "#/$defs/d0"}}),
+            json!({"name": "ok", "inputSchema": {"type": "object"}}),
+            json!({"name": "big", "description": "x".repeat(600)}),
+            json!({"name": "late"}),
+            json!({"name": "later"}),
+        ];
+        let catalog = ToolCatalog::new(
+            ServerIdentity::default(),
+            Listing {
+                tools: listed,
+                beyond_limit: 7,
+            },
+            &BTreeSet::new(),
+            ListingLimits {
+                max_tools: 2,
+                max_bytes: 500,
+            },
+        );
+        let names: Vec<_> = catalog.tools().iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["ok", "late"]);
+        let withheld: Vec<_> = catalog.withheld.iter().map(|w| w.tool.as_str()).collect();
+        assert_eq!(withheld, ["chain", "big"]);
+        assert!(
+            catalog.withheld[0].reason.contains("$ref"),
+            "{:?}",
+            catalog.withheld
+        );
+        assert!(
+            catalog.withheld[1].reason.contains("bytes"),
+            "{:?}",
+            catalog.withheld
+        );
+        // "later" is over max_tools, on top of the 7 the listing did not take.
+        assert_eq!(catalog.beyond_limit, 8);
     }
 }

@@ -245,6 +245,24 @@ pub struct ServeArgs {
     /// Watch the config file and apply changes without a restart.
     #[arg(help_heading = "Servers", long = "hot-reload")]
     pub hot_reload: bool,
+    /// Tools served per server at most; a server that lists more has the rest withheld (named
+    /// in /diagnostics).
+    #[arg(
+        help_heading = "Limits",
+        long = "max-tools",
+        env = "MCPO_MAX_TOOLS",
+        default_value_t = 1000
+    )]
+    pub max_tools: usize,
+    /// Bytes of tool definitions (names, descriptions, schemas) served per server at most;
+    /// tools past it are withheld.
+    #[arg(
+        help_heading = "Limits",
+        long = "max-listing-bytes",
+        env = "MCPO_MAX_LISTING_BYTES",
+        default_value_t = 8 * 1024 * 1024
+    )]
+    pub max_listing_bytes: usize,
     /// DEBUG, INFO, WARNING, ERROR or CRITICAL [default: INFO]. The flag wins over
     /// MCPO_LOG_LEVEL, which wins over LOG_LEVEL (mcpo's variable).
     #[arg(help_heading = "Logging", long = "log-level", env = "MCPO_LOG_LEVEL")]
@@ -421,6 +439,10 @@ pub struct FakeServerArgs {
     /// across processes (a test that kills the server mid-call reads it).
     #[arg(long, value_name = "FILE")]
     pub journal: Option<std::path::PathBuf>,
+    /// Also list the tools in FILE (a JSON array of tool definitions, listed as they are):
+    /// for tests that feed a proxy odd or hostile listings. Calling them is an unknown tool.
+    #[arg(long = "extra-tools", value_name = "FILE")]
+    pub extra_tools: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for ServeArgs {

@@ -3,6 +3,7 @@
 //! The library holds every subsystem; `src/main.rs` is only the command-line edge.
 //! See `ARCHITECTURE.md` for the map of modules and the invariants between them.
 
+pub mod bounds;
 pub mod cache;
 pub mod catalog;
 pub mod chaos;

@@ -137,6 +137,7 @@ pub async fn start_with(
         pool_min: config.pool_min,
         pool_max: config.pool_max,
         pool_idle: config.pool_idle,
+        listing: config.listing,
         ..UpstreamSettings::default()
     };
     let policy = if config.recovery_enabled {

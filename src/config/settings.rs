@@ -55,6 +55,8 @@ pub struct ServeConfig {
     pub recovery_target: Duration,
     pub cache_max_size: u64,
     pub cache_default_ttl: Duration,
+    /// What one server's tool listing may hold.
+    pub listing: crate::catalog::ListingLimits,
     pub monitor: crate::monitor::MonitorSettings,
     /// Watch the config file and apply server changes without a restart.
     pub hot_reload: bool,
@@ -113,6 +115,7 @@ impl ServeConfig {
             recovery_target: Duration::from_secs(10),
             cache_max_size: 1000,
             cache_default_ttl: Duration::from_secs(300),
+            listing: crate::catalog::ListingLimits::default(),
             monitor: crate::monitor::MonitorSettings::default(),
             hot_reload: false,
         }
@@ -159,6 +162,15 @@ pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
     let cache_default_ttl = secs("--cache-default-ttl", args.cache_default_ttl)?;
     if args.cache_max_size == 0 {
         return Err(flag("--cache-max-size", "must be at least 1".into()));
+    }
+    if args.max_tools == 0 {
+        return Err(flag("--max-tools", "must be at least 1".into()));
+    }
+    if args.max_listing_bytes < 1024 {
+        return Err(flag(
+            "--max-listing-bytes",
+            format!("must be at least 1024, found {}", args.max_listing_bytes),
+        ));
     }
     if !(1..=64).contains(&args.pool_min_connections) {
         return Err(flag(
@@ -258,6 +270,10 @@ pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
         recovery_target,
         cache_max_size: args.cache_max_size,
         cache_default_ttl,
+        listing: crate::catalog::ListingLimits {
+            max_tools: args.max_tools,
+            max_bytes: args.max_listing_bytes,
+        },
         monitor,
         hot_reload: args.hot_reload,
     })

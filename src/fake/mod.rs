@@ -55,6 +55,8 @@ pub enum FakeError {
     Mcp(String),
     #[error("refusing to start: a refuse fault is in force for {id:?}")]
     Refused { id: String },
+    #[error("--extra-tools {path}: {message}")]
+    ExtraTools { path: String, message: String },
 }
 
 /// The fake server's handler.
@@ -100,6 +102,21 @@ impl FakeServer {
             faults,
             list_changed: tokio::sync::broadcast::channel(16).0,
         }
+    }
+}
+
+impl FakeServer {
+    /// Adds the tools of a JSON file (an array of tool definitions) to the listing.
+    fn list_extra_tools(&mut self, path: &std::path::Path) -> Result<(), FakeError> {
+        let fail = |message: String| FakeError::ExtraTools {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| fail(e.to_string()))?;
+        let extra: Vec<rmcp::model::Tool> =
+            serde_json::from_str(&text).map_err(|e| fail(e.to_string()))?;
+        Arc::make_mut(&mut self.tools).tools.extend(extra);
+        Ok(())
     }
 }
 
@@ -653,6 +670,9 @@ pub async fn run(args: &crate::cli::FakeServerArgs) -> Result<(), FakeError> {
     let faults = FaultState::new(transport);
     let mut server = FakeServer::new(&args.id, faults.clone());
     server.journal = args.journal.clone().map(Arc::new);
+    if let Some(path) = &args.extra_tools {
+        server.list_extra_tools(path)?;
+    }
     match transport {
         Transport::Stdio => {
             join_hub(

@@ -117,6 +117,9 @@ fn findings(
         }
         _ => {}
     }
+    if let Some(catalog) = upstream.catalog() {
+        withheld_issues(name, &catalog, &mut issues);
+    }
     if view.breaker != BreakerState::Closed {
         issues.push(format!(
             "the circuit breaker of '{name}' is {}",
@@ -205,6 +208,32 @@ fn findings(
         ));
     }
     (issues, recs)
+}
+
+/// Tools listed withheld issues at most; the rest are summed up.
+const WITHHELD_LISTED: usize = 20;
+
+/// One issue per tool the proxy does not serve because it is over a bound on listings.
+fn withheld_issues(name: &str, catalog: &crate::catalog::ToolCatalog, issues: &mut Vec<String>) {
+    for w in catalog.withheld.iter().take(WITHHELD_LISTED) {
+        issues.push(format!(
+            "tool '{}' of server '{name}' is withheld: {}; the server's other tools are served",
+            w.tool, w.reason
+        ));
+    }
+    if catalog.withheld.len() > WITHHELD_LISTED {
+        issues.push(format!(
+            "{} more tools of server '{name}' are withheld for being over the proxy's bounds",
+            catalog.withheld.len() - WITHHELD_LISTED
+        ));
+    }
+    if catalog.beyond_limit > 0 {
+        issues.push(format!(
+            "server '{name}' lists {} tools more than the {} served (MCPO_MAX_TOOLS); they are withheld",
+            catalog.beyond_limit,
+            catalog.tools().len()
+        ));
+    }
 }
 
 fn server_report(upstream: &Upstream, privileged: bool) -> Value {

@@ -28,7 +28,7 @@ use tower::ServiceExt as _;
 
 use super::AppState;
 use super::error::upstream_answer;
-use crate::catalog::ToolEntry;
+use crate::catalog::{ToolEntry, ValidationStack};
 use crate::metrics::RequestClass;
 use crate::upstream::{Failure, Upstream};
 
@@ -207,11 +207,27 @@ impl ServerHandler for McpFront {
         let arguments = request.arguments.unwrap_or_default();
         if let Some(validator) = &tool.validator {
             let instance = Value::Object(arguments.clone());
-            let errors: Vec<String> = validator
-                .iter_errors(&instance)
-                .take(MAX_ERRORS)
-                .map(|e| format!("{}: {e}", e.instance_path()))
-                .collect();
+            let stack = tool.validation_stack(|| crate::bounds::value_depth(&instance));
+            let check = {
+                let validator = validator.clone();
+                move || -> Vec<String> {
+                    validator
+                        .iter_errors(&instance)
+                        .take(MAX_ERRORS)
+                        .map(|e| format!("{}: {e}", e.instance_path()))
+                        .collect()
+                }
+            };
+            let errors = match stack {
+                ValidationStack::Inline => check(),
+                ValidationStack::Deep => crate::bounds::run_deep(check)
+                    .await
+                    .map_err(|e| ErrorData::internal_error(format!("validation: {e}"), None))?,
+                ValidationStack::Refused => vec![
+                    "the arguments nest too deep to be checked against this tool's recursive schema"
+                        .to_string(),
+                ],
+            };
             if !errors.is_empty() {
                 self.record(&upstream, &tool, RequestClass::Invalid, started);
                 return Err(ErrorData::invalid_params(

@@ -33,7 +33,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 
 use crate::cache::{CacheKey, NotCached, ResultCache, canonical_json};
-use crate::catalog::{ToolCatalog, ToolEntry};
+use crate::catalog::{ToolCatalog, ToolEntry, ValidationStack};
 use crate::config::ServeConfig;
 use crate::metrics::{Metrics, RequestClass};
 use crate::monitor::Monitor;
@@ -401,6 +401,24 @@ async fn read_arguments(
     body: Body,
 ) -> Result<serde_json::Map<String, Value>, ApiError> {
     let body = body::read(headers, body, &state.body_budget).await?;
+    let mut depth = 0;
+    let stack = tool.validation_stack(|| {
+        depth = crate::bounds::text_depth(&body.bytes);
+        depth
+    });
+    if stack == ValidationStack::Refused {
+        return Err(ApiError::Validation(vec![FieldError::too_deep(depth)]));
+    }
+    if stack == ValidationStack::Deep {
+        let tool = tool.clone();
+        return crate::bounds::run_deep(move || {
+            let arguments = checked_arguments(&tool, &body.bytes);
+            drop(body);
+            arguments
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("validation thread failed: {e}")))?;
+    }
     if body.bytes.len() > INLINE_BODY {
         let tool = tool.clone();
         tokio::task::spawn_blocking(move || {

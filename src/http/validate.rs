@@ -60,6 +60,18 @@ impl FieldError {
         )
     }
 
+    /// The body nests deeper than the tool's recursive schema can be checked to.
+    pub fn too_deep(depth: usize) -> Self {
+        FieldError::new(
+            "value_error",
+            vec![json!("body")],
+            format!(
+                "The arguments nest {depth} levels deep, too deep to be checked against this tool's recursive schema; send them less deeply nested"
+            ),
+            Value::Null,
+        )
+    }
+
     /// The body is missing but the tool needs arguments.
     pub fn body_missing() -> Self {
         FieldError::new(

@@ -285,6 +285,7 @@ impl Member {
                         &self.shared.config,
                         &settings.stdio_env,
                         settings.connect_timeout,
+                        settings.listing,
                         oauth,
                     );
                     tokio::select! {
@@ -493,7 +494,7 @@ impl Member {
         let mut next_idle_check = Instant::now() + idle_check;
         let mut ping: Pending<'_, (Result<(), Failure>, &'static str)> = None;
         let refresh_within = self.shared.settings.connect_timeout.min(REFRESH_TIMEOUT);
-        let mut refresh: Pending<'_, Result<Vec<serde_json::Value>, String>> = None;
+        let mut refresh: Pending<'_, Result<crate::catalog::Listing, String>> = None;
         loop {
             tokio::select! {
                 reason = session.died() => return SessionEnd::failed(reason),
@@ -517,14 +518,14 @@ impl Member {
                     }
                 }
                 _ = session.tools_changed.notified(), if refresh.is_none() => {
-                    refresh = Some(Box::pin(session.list_tools(name, refresh_within)));
+                    refresh = Some(Box::pin(session.list_tools(name, refresh_within, self.shared.settings.listing.max_tools)));
                 }
                 listed = until_done(&mut refresh) => {
                     refresh = None;
                     match listed {
-                        Ok(tools) => {
+                        Ok(listing) => {
                             let identity = self.shared.catalog().map(|c| c.server.clone()).unwrap_or_default();
-                            let catalog = ToolCatalog::new(identity, tools, &self.shared.config.disabled_tools);
+                            let catalog = ToolCatalog::new(identity, listing, &self.shared.config.disabled_tools, self.shared.settings.listing);
                             tracing::info!(server = %name, tools = catalog.tools().len(), "tool list changed");
                             self.shared.publish_catalog(Arc::new(catalog));
                         }

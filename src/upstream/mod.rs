@@ -95,6 +95,8 @@ pub struct UpstreamSettings {
     pub idle_ping_every: Duration,
     pub breaker: BreakerConfig,
     pub retry_ratio: f64,
+    /// What a server's tool listing may hold (`MCPO_MAX_TOOLS`, `MCPO_MAX_LISTING_BYTES`).
+    pub listing: crate::catalog::ListingLimits,
 }
 
 impl Default for UpstreamSettings {
@@ -110,6 +112,7 @@ impl Default for UpstreamSettings {
             idle_ping_every: Duration::from_secs(30),
             breaker: BreakerConfig::default(),
             retry_ratio: 0.2,
+            listing: crate::catalog::ListingLimits::default(),
         }
     }
 }

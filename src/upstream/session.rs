@@ -19,7 +19,7 @@ use super::child::{ChildProcess, ChildState};
 use super::classify::{Failure, classify_service_error, classify_transport};
 use super::oauth::OAuthHttpClient;
 use super::sse_client::SseError;
-use crate::catalog::{ServerIdentity, ToolCatalog};
+use crate::catalog::{Listing, ListingLimits, ServerIdentity, ToolCatalog};
 use crate::config::{ServerConfig, Transport};
 
 /// How long a `subscriptions/listen` may take to be acknowledged.
@@ -29,6 +29,8 @@ const EXIT_REPORT_GRACE: Duration = Duration::from_millis(100);
 
 /// Pages of `tools/list` followed at most.
 const MAX_TOOL_PAGES: usize = 100;
+/// Tools kept past `max_tools` while listing, for disabled tools the catalog then drops.
+const MAX_TOOL_SLACK: usize = 100;
 
 /// Our side of the MCP conversation: identifies the proxy and hears list changes.
 #[derive(Clone)]
@@ -95,6 +97,7 @@ impl Session {
         server: &ServerConfig,
         stdio_env: &BTreeMap<String, String>,
         list_within: Duration,
+        limits: ListingLimits,
         oauth: Option<OAuthHttpClient>,
     ) -> Result<(Session, ToolCatalog), ConnectError> {
         let tools_changed = Arc::new(Notify::new());
@@ -298,8 +301,11 @@ impl Session {
             tools_changed,
         };
         subscribe_to_list_changes(&session, &server.name);
-        let catalog = match session.list_tools(&server.name, list_within).await {
-            Ok(tools) => ToolCatalog::new(identity, tools, &server.disabled_tools),
+        let catalog = match session
+            .list_tools(&server.name, list_within, limits.max_tools)
+            .await
+        {
+            Ok(listing) => ToolCatalog::new(identity, listing, &server.disabled_tools, limits),
             Err(e) => {
                 let message = format!("tools/list failed: {e}");
                 session.close().await;
@@ -311,10 +317,16 @@ impl Session {
 
     /// Lists every tool, following pagination, as raw JSON, within `within` for all pages.
     /// A server that keeps handing out cursors (or repeats one) is cut off after
-    /// [`MAX_TOOL_PAGES`] pages rather than followed for ever.
-    pub async fn list_tools(&self, server: &str, within: Duration) -> Result<Vec<Value>, String> {
+    /// [`MAX_TOOL_PAGES`] pages rather than followed for ever. Tools past `max_tools` are
+    /// counted, not kept (the disabled ones among them too, which is the safe side).
+    pub async fn list_tools(
+        &self,
+        server: &str,
+        within: Duration,
+        max_tools: usize,
+    ) -> Result<Listing, String> {
         let listing = async {
-            let mut tools = Vec::new();
+            let mut listing = Listing::default();
             let mut cursor: Option<String> = None;
             for _ in 0..MAX_TOOL_PAGES {
                 let params = PaginatedRequestParams::default().with_cursor(cursor.take());
@@ -322,13 +334,20 @@ impl Session {
                     tracing::debug!(server, error = %e, "tools/list failed");
                     classify_service_error(&e).describe()
                 })?;
-                tools.extend(
+                // A little room past the limit, so disabled tools do not crowd out the rest.
+                let room = max_tools
+                    .saturating_add(MAX_TOOL_SLACK)
+                    .saturating_sub(listing.tools.len());
+                let listed = page.tools.len();
+                listing.tools.extend(
                     page.tools
                         .into_iter()
+                        .take(room)
                         .filter_map(|t| serde_json::to_value(t).ok()),
                 );
+                listing.beyond_limit += listed.saturating_sub(room);
                 match page.next_cursor {
-                    None => return Ok(tools),
+                    None => return Ok(listing),
                     Some(next) => cursor = Some(next),
                 }
             }
@@ -337,7 +356,7 @@ impl Session {
                 pages = MAX_TOOL_PAGES,
                 "tools/list kept paginating; the listing was cut off"
             );
-            Ok(tools)
+            Ok(listing)
         };
         tokio::time::timeout(within, listing)
             .await

@@ -11,6 +11,7 @@ mod demo;
 mod docs_reference;
 mod fake_faults;
 mod hardening;
+mod hostile;
 mod mcp_endpoint;
 mod oauth;
 mod observability;

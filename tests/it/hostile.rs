@@ -1,0 +1,232 @@
+//! The hostile-input issue: upstreams and clients that try to take the proxy down, each tried
+//! from outside against the real binary. Every test here failed on the code before its fix.
+
+use crate::common;
+
+use std::time::Duration;
+
+use common::{Proxy, mcpo_bin, tempdir::TempDir};
+use serde_json::{Value, json};
+
+/// A chain of `n` definitions, each a `$ref` to the next under `nest` levels of `allOf`.
+fn ref_chain(n: usize, nest: usize) -> Value {
+    let mut defs = serde_json::Map::new();
+    for i in 0..n {
+        let mut inner = if i + 1 < n {
+            json!({"$ref": format!("#/$defs/d{}", i + 1)})
+        } else {
+            json!({"type": "string"})
+        };
+        for _ in 0..nest {
+            inner = json!({"allOf": [inner]});
+        }
+        defs.insert(format!("d{i}"), inner);
+    }
+    json!({"type": "object", "properties": {"x": {"$ref": "#/$defs/d0"}}, "$defs": defs})
+}
+
+/// A config with one stdio fake, `evil`, that also lists the tools in `extra`.
+fn evil_config(dir: &TempDir, extra: &Value) -> Value {
+    let path = dir.path().join("extra-tools.json");
+    std::fs::write(&path, serde_json::to_vec(extra).unwrap()).unwrap();
+    json!({"mcpServers": {"evil": {"command": mcpo_bin(), "args": [
+        "fake-server", "--transport", "stdio", "--id", "evil",
+        "--extra-tools", path.display().to_string()]}}})
+}
+
+/// Finding 1: a tool whose input schema is a chain of 20,000 `$ref`s made one `POST
+/// /evil/chain` overflow a worker's stack in validation: "fatal runtime error: stack overflow,
+/// aborting", every server down with it. Now the tool is withheld (named in `/diagnostics`),
+/// the server's other tools are served, and a recursive schema that is within the bounds is
+/// validated however deep the client nests its arguments (on a thread with a big stack).
+#[tokio::test]
+async fn finding_1_a_ref_chain_is_withheld_and_the_rest_is_served() {
+    let dir = TempDir::new();
+    // A tree: each node's `kids` are nodes, through a chain of 40 definitions.
+    let mut tree = ref_chain(40, 5);
+    tree["$defs"]["d39"] = json!({"type": "object", "properties": {"x": {"$ref": "#/$defs/d0"}}});
+    let extra = json!([
+        {"name": "chain", "inputSchema": ref_chain(20_000, 0)},
+        {"name": "reaching", "inputSchema": ref_chain(200, 10)},
+        {"name": "tree", "inputSchema": tree},
+    ]);
+    let proxy = Proxy::start(&evil_config(&dir, &extra), &[]);
+    let doc = proxy
+        .wait_ok("/evil/openapi.json", Duration::from_secs(30))
+        .await;
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.contains_key("/echo") && paths.contains_key("/tree"));
+    assert!(!paths.contains_key("/chain") && !paths.contains_key("/reaching"));
+
+    for tool in ["chain", "reaching"] {
+        let (status, body) = proxy
+            .post(&format!("/evil/{tool}"), json!({"x": "a"}))
+            .await;
+        assert_eq!(status, 404, "{tool}: {body}");
+    }
+    // As deep as serde_json lets a body nest: 120 levels of the tree's recursion.
+    let mut deep = json!("leaf");
+    for _ in 0..120 {
+        deep = json!({ "x": deep });
+    }
+    let (status, body) = proxy.post("/evil/tree", deep).await;
+    // The fake does not implement `tree`, so it answers with an error; what matters is that
+    // the proxy validated (the leaf is not an object: 422) and is still there.
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = proxy.post("/evil/echo", json!({"message": "hi"})).await;
+    assert_eq!((status, body.as_str()), (200, Some("hi")), "{body}");
+
+    let (_, diagnostics) = proxy.get("/diagnostics").await;
+    let issues = diagnostics["issues"].to_string();
+    assert!(
+        issues.contains("tool 'chain' of server 'evil' is withheld")
+            && issues.contains("more than 256 schema references")
+            && issues.contains("tool 'reaching' of server 'evil' is withheld")
+            && issues.contains("levels deep through nesting and $ref chains"),
+        "{issues}"
+    );
+}
+
+/// Finding 1, as a property: hostile listings (deep, wide, cyclic through keywords that descend
+/// into the instance or not, long `$ref` chains, references to the root) go through what the
+/// proxy does with a listing (the catalog's bounds and compiled validators, the OpenAPI
+/// conversion, validation of deep arguments on the stack the proxy picks for them) on threads
+/// with the stack of a tokio worker (2 MiB). A stack overflow aborts this test binary; an
+/// answer over the limits fails the property. The budget is fixed (cases below).
+#[test]
+fn hostile_listings_never_overflow_a_stack() {
+    use mcpo::bounds::{BIG_STACK, value_depth};
+    use mcpo::catalog::{Listing, ListingLimits, ServerIdentity, ToolCatalog, ValidationStack};
+    use mcpo::http::validate::{MAX_ERRORS, validate_lax};
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    const WORKER_STACK: usize = 2 * 1024 * 1024;
+    let defs = 1usize..40;
+    let leaf = prop_oneof![
+        Just(json!({"type": "string"})),
+        Just(json!({"type": "object"})),
+        Just(json!({})),
+        Just(json!({"$ref": "#"})),
+        (0usize..40).prop_map(|k| json!({"$ref": format!("#/$defs/d{k}")})),
+        (0usize..40).prop_map(|k| json!({"$ref": format!("#/$defs/d{k}/properties/x")})),
+    ];
+    let schema = leaf.prop_recursive(6, 48, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 1..4).prop_map(|v| json!({"allOf": v})),
+            prop::collection::vec(inner.clone(), 1..4).prop_map(|v| json!({"anyOf": v})),
+            inner.clone().prop_map(|s| json!({"not": s})),
+            inner
+                .clone()
+                .prop_map(|s| json!({"type": "object", "properties": {"x": s}})),
+            inner.clone().prop_map(|s| json!({"items": s})),
+            (inner.clone(), inner).prop_map(|(a, b)| json!({"if": a, "then": b})),
+        ]
+    });
+    let document = (
+        prop::collection::vec(schema.clone(), defs),
+        schema,
+        0usize..80,
+        prop::option::of((2usize..120, 0usize..8, any::<bool>())),
+    )
+        .prop_map(|(defs, root, wrap, chain)| {
+            let mut root = match chain {
+                // A chain, or a tree whose recursion runs through the whole chain.
+                Some((n, nest, tree)) => {
+                    let mut chain = ref_chain(n, nest);
+                    if tree {
+                        chain["$defs"][format!("d{}", n - 1)] = json!({"type": "object",
+                            "properties": {"x": {"$ref": "#/$defs/d0"}}});
+                    }
+                    chain
+                }
+                None => {
+                    let mut map = serde_json::Map::new();
+                    for (i, d) in defs.into_iter().enumerate() {
+                        map.insert(format!("d{i}"), d);
+                    }
+                    json!({"type": "object", "properties": {"x": root}, "$defs": map})
+                }
+            };
+            // `$defs` stays at the root, where the `#/$defs/...` references land.
+            let defs = root.as_object_mut().and_then(|m| m.remove("$defs"));
+            for _ in 0..wrap {
+                root = json!({"allOf": [root]});
+            }
+            if let Some(defs) = defs {
+                root["$defs"] = defs;
+            }
+            root
+        });
+    let instance = (1usize..120, prop::bool::weighted(0.25)).prop_map(|(depth, arrays)| {
+        let mut v = json!("leaf");
+        for i in 0..depth {
+            v = if arrays && i % 2 == 0 {
+                json!([v])
+            } else {
+                json!({ "x": v })
+            };
+        }
+        v
+    });
+
+    let mut runner = TestRunner::new(Config {
+        cases: 96,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&(document, instance), |(schema, instance)| {
+            let listing = Listing {
+                tools: vec![json!({"name": "t", "inputSchema": schema})],
+                beyond_limit: 0,
+            };
+            let worker = std::thread::Builder::new().stack_size(WORKER_STACK);
+            let served = worker
+                .spawn(move || {
+                    let catalog = ToolCatalog::new(
+                        ServerIdentity::default(),
+                        listing,
+                        &Default::default(),
+                        ListingLimits::default(),
+                    );
+                    let tool = catalog.tool("t").cloned();
+                    if let Some(tool) = &tool {
+                        let mut components = serde_json::Map::new();
+                        mcpo::openapi::schema::convert_schema(
+                            &tool.input_schema,
+                            "t",
+                            &mut components,
+                        );
+                    }
+                    tool
+                })
+                .unwrap()
+                .join()
+                .unwrap();
+            let Some(tool) = served else {
+                return Ok(()); // Withheld: nothing recursive touches it.
+            };
+            let stack = match tool.validation_stack(|| value_depth(&instance)) {
+                ValidationStack::Refused => return Ok(()),
+                ValidationStack::Inline => WORKER_STACK,
+                ValidationStack::Deep => BIG_STACK,
+            };
+            let errors = std::thread::Builder::new()
+                .stack_size(stack)
+                .spawn(move || {
+                    let mut instance = instance;
+                    let values = 1_000;
+                    match &tool.validator {
+                        Some(v) => validate_lax(v, &mut instance, values).len(),
+                        None => 0,
+                    }
+                })
+                .unwrap()
+                .join()
+                .unwrap();
+            prop_assert!(errors <= MAX_ERRORS + 1, "{errors} errors listed");
+            Ok(())
+        })
+        .unwrap();
+}
