@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod failure;
 pub mod fake;
+pub mod heap;
 pub mod html;
 pub mod http;
 pub mod metrics;

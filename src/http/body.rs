@@ -86,26 +86,13 @@ const TRIM_AFTER: usize = 1024 * 1024;
 impl Drop for BudgetedBody {
     fn drop(&mut self) {
         if self.bytes.len() >= TRIM_AFTER {
-            // glibc keeps freed memory in its arenas (and raises its mmap threshold after a
-            // large free), so a burst of big bodies would leave the process tens of megabytes
-            // larger for good. Release the buffer now and ask the allocator to give back what
-            // it can; this runs only after large bodies.
+            // Release the buffer now and give the memory back (see `crate::heap`); this runs
+            // only after large bodies.
             self.bytes = Bytes::new();
-            trim_heap();
+            crate::heap::trim();
         }
     }
 }
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn trim_heap() {
-    // SAFETY: malloc_trim only returns free memory to the OS; it touches no live allocation.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn trim_heap() {}
 
 /// Reads `body`, taking its share of `budget` as it arrives.
 pub async fn read(

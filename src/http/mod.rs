@@ -509,48 +509,37 @@ async fn server_document_of(state: &AppState, upstream: &Upstream) -> Result<Res
     let bytes = catalog
         .openapi
         .get_or_init(|| async {
-            let tools: Vec<ToolDoc<'_>> = catalog
-                .tools()
-                .iter()
-                .map(|t| ToolDoc {
-                    name: &t.name,
-                    title: t.title.as_deref(),
-                    description: t.description.as_deref(),
-                    input_schema: &t.input_schema,
-                    output_schema: t.output_schema.as_ref(),
-                    takes_no_arguments: t.takes_no_arguments(),
-                })
-                .collect();
             let identity = &catalog.server;
-            let fallback_title;
-            let title = if identity.name.is_empty() {
-                fallback_title = upstream.name().to_string();
-                &fallback_title
-            } else {
-                &identity.name
+            let title = match identity.name.as_str() {
+                "" => upstream.name().to_string(),
+                name => name.to_string(),
             };
-            let fallback_description = format!("{} MCP Server", upstream.name());
+            let version = match identity.version.as_str() {
+                "" => "1.0".to_string(),
+                version => version.to_string(),
+            };
             let description = identity
                 .instructions
-                .as_deref()
+                .clone()
                 .filter(|s| !s.is_empty())
-                .unwrap_or(&fallback_description);
+                .unwrap_or_else(|| format!("{} MCP Server", upstream.name()));
             let url = state.mount_url(upstream.name());
-            let document = server_document(
-                &DocInfo {
-                    title,
-                    version: if identity.version.is_empty() {
-                        "1.0"
-                    } else {
-                        &identity.version
-                    },
-                    description,
+            let bearer_auth = state.config.api_key.is_some();
+            let catalog = catalog.clone();
+            // A thousand tools with big schemas take a CPU-bound while: off the async workers,
+            // so that other requests are not held up behind it.
+            tokio::task::spawn_blocking(move || {
+                let info = DocInfo {
+                    title: &title,
+                    version: &version,
+                    description: &description,
                     server_url: &url,
-                    bearer_auth: state.config.api_key.is_some(),
-                },
-                &tools,
-            );
-            bytes::Bytes::from(serde_json::to_vec(&document).unwrap_or_default())
+                    bearer_auth,
+                };
+                document_bytes(&catalog, &info)
+            })
+            .await
+            .unwrap_or_default()
         })
         .await
         .clone();
@@ -559,6 +548,24 @@ async fn server_document_of(state: &AppState, upstream: &Upstream) -> Result<Res
         bytes,
     )
         .into_response())
+}
+
+/// A server's OpenAPI document, as JSON bytes.
+fn document_bytes(catalog: &ToolCatalog, info: &DocInfo<'_>) -> bytes::Bytes {
+    let tools: Vec<ToolDoc<'_>> = catalog
+        .tools()
+        .iter()
+        .map(|t| ToolDoc {
+            name: &t.name,
+            title: t.title.as_deref(),
+            description: t.description.as_deref(),
+            input_schema: &t.input_schema,
+            output_schema: t.output_schema.as_ref(),
+            takes_no_arguments: t.takes_no_arguments(),
+        })
+        .collect();
+    let document = server_document(info, &tools);
+    bytes::Bytes::from(serde_json::to_vec(&document).unwrap_or_default())
 }
 
 async fn server_openapi(

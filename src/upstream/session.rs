@@ -358,9 +358,14 @@ impl Session {
             );
             Ok(listing)
         };
-        tokio::time::timeout(within, listing)
+        let listed = tokio::time::timeout(within, listing)
             .await
-            .unwrap_or_else(|_| Err(format!("tools/list got no answer within {within:?}")))
+            .unwrap_or_else(|_| Err(format!("tools/list got no answer within {within:?}")));
+        if listed.as_ref().is_ok_and(|l| l.beyond_limit > 0) {
+            // The SDK parsed the whole oversized listing; what it held is free again.
+            crate::heap::trim();
+        }
+        listed
     }
 
     /// Calls a tool. Cancelling this future (for example at the deadline) sends

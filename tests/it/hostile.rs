@@ -230,3 +230,38 @@ fn hostile_listings_never_overflow_a_stack() {
         })
         .unwrap();
 }
+
+/// Finding 6: a server that listed 100,000 tools took the proxy's RSS to 214 MB, and one
+/// unauthenticated `GET /evil/openapi.json` took 8 s of CPU on an async worker, answered 170 MB
+/// and left RSS at 1.59 GB. Now the first `--max-tools` (1,000) are served, the rest withheld
+/// and counted in `/diagnostics`, and the document is built off the async workers.
+#[tokio::test]
+async fn finding_6_a_huge_listing_is_capped() {
+    let dir = TempDir::new();
+    let extra: Vec<Value> = (0..100_000)
+        .map(|i| {
+            json!({"name": format!("t{i}"), "description": "one of very many",
+                   "inputSchema": {"type": "object", "properties": {"a": {"type": "string"}}}})
+        })
+        .collect();
+    let proxy = Proxy::start(&evil_config(&dir, &Value::from(extra)), &[]);
+    let doc = proxy
+        .wait_ok("/evil/openapi.json", Duration::from_secs(60))
+        .await;
+    assert_eq!(doc["paths"].as_object().unwrap().len(), 1_000);
+    let (_, diagnostics) = proxy.get("/diagnostics").await;
+    let issues = diagnostics["issues"].to_string();
+    assert!(
+        issues.contains("server 'evil' lists")
+            && issues.contains("tools more than the 1000 served"),
+        "{issues}"
+    );
+    // The fake's own tools come first, so 1,000 minus them of the extra ones are served.
+    let (status, _) = proxy.post("/evil/t100", json!({"a": "x"})).await;
+    assert_ne!(status, 404);
+    let (status, _) = proxy.post("/evil/t5000", json!({"a": "x"})).await;
+    assert_eq!(status, 404);
+    let rss_mb = common::rss_kib(proxy.pid()) / 1024;
+    eprintln!("proxy RSS after the document: {rss_mb} MB");
+    assert!(rss_mb < 150, "RSS {rss_mb} MB after the document");
+}
