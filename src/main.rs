@@ -132,11 +132,23 @@ async fn chaos(args: mcpo::cli::ChaosArgs) -> ExitCode {
     });
     match run(&opts, interrupt).await {
         Ok(outcome) if outcome.partial => ExitCode::from(130),
+        // An invalid run measured nothing about the proxy: never a pass, and not a missed
+        // SLO either.
+        Ok(outcome) if !outcome.verdict.valid() => {
+            for why in &outcome.verdict.invalid {
+                eprintln!("mcpo chaos: invalid run: {why}");
+            }
+            ExitCode::from(3)
+        }
         Ok(outcome) if outcome.verdict.passed() => ExitCode::SUCCESS,
         Ok(_) => ExitCode::from(1),
         Err(e @ (RunError::Scenario(_) | RunError::Invalid(_))) => {
             eprintln!("mcpo chaos: error: {e}");
             ExitCode::from(2)
+        }
+        Err(e @ RunError::NotReady(_)) => {
+            eprintln!("mcpo chaos: {e}");
+            ExitCode::from(3)
         }
         Err(e) => {
             eprintln!("mcpo chaos: error: {e}");

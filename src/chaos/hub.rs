@@ -7,7 +7,7 @@
 //! fault seeded from the run's seed, so the decisions of a run are reproducible and listed in
 //! its report.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -20,24 +20,17 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::record::{CallSeen, Delivery, InstanceRecord, Ledger};
 use super::report::Decision;
-use crate::fake::wire::{FakeMessage, HubMessage, OneShot, WireFault};
+use crate::fake::wire::{FakeMessage, HubMessage, OneShot, WireFault, WireKind};
 
 /// Longest line accepted from a fake (hello and decide messages are tiny).
 const MAX_LINE: usize = 64 * 1024;
 
-/// One fake instance that said hello.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Instance {
-    pub server: String,
-    pub pid: u32,
-    pub transport: String,
-    /// When it said hello, on the run's clock.
-    pub at: std::time::Duration,
-}
-
 struct Conn {
     server: String,
+    /// Index into `State::instances`.
+    instance: usize,
     tx: mpsc::UnboundedSender<HubMessage>,
 }
 
@@ -48,17 +41,37 @@ struct Open {
     until: Instant,
 }
 
+/// What one fault event reached so far.
+#[derive(Default)]
+struct Reach {
+    /// Instances (indices into `State::instances`) it was in force on or sent to.
+    instances: BTreeSet<usize>,
+    changed: u64,
+}
+
 struct State {
     conns: HashMap<u64, Conn>,
     open: HashMap<String, Vec<Open>>,
     rngs: HashMap<usize, (ChaCha8Rng, f64)>,
     decisions: Vec<Decision>,
-    instances: Vec<Instance>,
+    instances: Vec<InstanceRecord>,
+    reach: BTreeMap<usize, Reach>,
+    calls: Vec<CallSeen>,
+    /// The run's time zero, once known: the moment the load starts. Until then (and for
+    /// anything before it) times are 0.
+    zero: Option<Instant>,
+}
+
+impl State {
+    fn now(&self) -> std::time::Duration {
+        self.zero.map_or(std::time::Duration::ZERO, |z| {
+            Instant::now().saturating_duration_since(z)
+        })
+    }
 }
 
 struct Shared {
     seed: u64,
-    clock: Instant,
     state: Mutex<State>,
 }
 
@@ -71,19 +84,21 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Listens on 127.0.0.1 (a free port). `clock` is the run's time zero.
-    pub async fn start(seed: u64, clock: Instant) -> std::io::Result<Hub> {
+    /// Listens on 127.0.0.1 (a free port). Times are 0 until [`Hub::set_zero`].
+    pub async fn start(seed: u64) -> std::io::Result<Hub> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             seed,
-            clock,
             state: Mutex::new(State {
                 conns: HashMap::new(),
                 open: HashMap::new(),
                 rngs: HashMap::new(),
                 decisions: Vec::new(),
                 instances: Vec::new(),
+                reach: BTreeMap::new(),
+                calls: Vec::new(),
+                zero: None,
             }),
         });
         let stop = CancellationToken::new();
@@ -100,6 +115,14 @@ impl Hub {
         self.addr
     }
 
+    /// Sets the run's time zero (the load's start), which every time the hub records is
+    /// measured from.
+    pub fn set_zero(&self, zero: Instant) {
+        if let Ok(mut state) = self.shared.state.lock() {
+            state.zero = Some(zero);
+        }
+    }
+
     /// Opens a window of `fault` on `server` until `until`, and tells its instances.
     pub fn open(&self, server: &str, fault: WireFault, until: Instant) {
         let Ok(mut state) = self.shared.state.lock() else {
@@ -112,11 +135,11 @@ impl Hub {
                 .entry(fault.index)
                 .or_insert((stream, fault.probability));
         }
-        state
-            .open
-            .entry(server.to_string())
-            .or_default()
-            .push(Open { fault, until });
+        // Opening a window that is open already moves its end (a start-up window opened
+        // before the run's time zero gets its real end once that is known).
+        let open = state.open.entry(server.to_string()).or_default();
+        open.retain(|o| o.fault.index != fault.index);
+        open.push(Open { fault, until });
         push_snapshot(&mut state, server);
     }
 
@@ -143,17 +166,24 @@ impl Hub {
         }
     }
 
-    /// Sends a one-shot fault to every connected instance of `server`; returns how many.
-    pub fn one_shot(&self, server: &str, action: OneShot) -> usize {
-        let Ok(state) = self.shared.state.lock() else {
+    /// Sends one-shot fault `index` to every connected instance of `server`; returns how
+    /// many. Each of them counts as reached and changed in the ledger: an instance told to
+    /// crash crashes, one told to forget its sessions forgets them.
+    pub fn one_shot(&self, server: &str, index: usize, action: OneShot) -> usize {
+        let Ok(mut state) = self.shared.state.lock() else {
             return 0;
         };
-        state
+        let sent: Vec<usize> = state
             .conns
             .values()
             .filter(|c| c.server == server)
             .filter(|c| c.tx.send(HubMessage::Do { action }).is_ok())
-            .count()
+            .map(|c| c.instance)
+            .collect();
+        let reach = state.reach.entry(index).or_default();
+        reach.instances.extend(sent.iter().copied());
+        reach.changed += sent.len() as u64;
+        sent.len()
     }
 
     /// Instances of `server` connected now.
@@ -165,13 +195,28 @@ impl Hub {
             .unwrap_or(0)
     }
 
-    /// Every instance that ever said hello, in order.
-    pub fn instances(&self) -> Vec<Instance> {
-        self.shared
-            .state
-            .lock()
-            .map(|s| s.instances.clone())
-            .unwrap_or_default()
+    /// The delivery ledger so far: what each fault reached, each instance and its calls.
+    pub fn ledger(&self) -> Ledger {
+        let Ok(state) = self.shared.state.lock() else {
+            return Ledger::default();
+        };
+        Ledger {
+            events: state
+                .reach
+                .iter()
+                .map(|(index, r)| {
+                    (
+                        *index,
+                        Delivery {
+                            instances_reached: r.instances.len() as u64,
+                            requests_changed: r.changed,
+                        },
+                    )
+                })
+                .collect(),
+            instances: state.instances.clone(),
+            calls: state.calls.clone(),
+        }
     }
 
     /// Every per-request decision drawn so far, in order.
@@ -212,10 +257,21 @@ fn push_snapshot(state: &mut State, server: &str) {
                 .collect()
         })
         .unwrap_or_default();
+    let mut told = Vec::new();
     for conn in state.conns.values().filter(|c| c.server == server) {
-        let _ = conn.tx.send(HubMessage::Faults {
-            active: active.clone(),
-        });
+        if conn
+            .tx
+            .send(HubMessage::Faults {
+                active: active.clone(),
+            })
+            .is_ok()
+        {
+            told.push(conn.instance);
+        }
+    }
+    for fault in &active {
+        let reach = state.reach.entry(fault.index).or_default();
+        reach.instances.extend(told.iter().copied());
     }
 }
 
@@ -286,23 +342,69 @@ fn handle(shared: &Shared, id: u64, tx: &mpsc::UnboundedSender<HubMessage>, mess
             transport,
         } => {
             tracing::debug!(%server, pid, %transport, "fake instance connected to the hub");
-            state.instances.push(Instance {
+            let connected_at = state.now();
+            state.instances.push(InstanceRecord {
                 server: server.clone(),
                 pid,
                 transport,
-                at: shared.clock.elapsed(),
+                connected_at,
+                calls: 0,
             });
+            let instance = state.instances.len() - 1;
             state.conns.insert(
                 id,
                 Conn {
                     server: server.clone(),
+                    instance,
                     tx: tx.clone(),
                 },
             );
+            // A refuse window open now makes this instance exit during its start-up, as soon
+            // as it has the snapshot: that is the fault changing something, though the
+            // instance is gone before it could say so.
+            let now = Instant::now();
+            let refusing: Vec<usize> = state
+                .open
+                .get(&server)
+                .map(|open| {
+                    open.iter()
+                        .filter(|o| o.until > now && o.fault.kind == WireKind::Refuse)
+                        .map(|o| o.fault.index)
+                        .collect()
+                })
+                .unwrap_or_default();
+            for index in refusing {
+                state.reach.entry(index).or_default().changed += 1;
+            }
             push_snapshot(&mut state, &server);
         }
-        FakeMessage::Call { .. } | FakeMessage::Applied { .. } => {}
-        FakeMessage::Decide { req, fault, .. } => {
+        FakeMessage::Call { tool: _, request } => {
+            let Some((server, instance)) =
+                state.conns.get(&id).map(|c| (c.server.clone(), c.instance))
+            else {
+                return;
+            };
+            let at = state.now();
+            if let Some(i) = state.instances.get_mut(instance) {
+                i.calls += 1;
+            }
+            state.calls.push(CallSeen {
+                at,
+                server,
+                request,
+            });
+        }
+        FakeMessage::Applied { fault, request: _ } => {
+            // Only from instances that said hello: the hub's own faults.
+            if state.conns.contains_key(&id) {
+                state.reach.entry(fault).or_default().changed += 1;
+            }
+        }
+        FakeMessage::Decide {
+            req,
+            fault,
+            request,
+        } => {
             let server = state
                 .conns
                 .get(&id)
@@ -320,11 +422,12 @@ fn handle(shared: &Shared, id: u64, tx: &mpsc::UnboundedSender<HubMessage>, mess
                 }
                 None => open,
             };
+            let at = state.now();
             state.decisions.push(Decision {
-                at: shared.clock.elapsed(),
+                at,
                 server,
                 fault_index: fault,
-                request_id: Some(req),
+                request_id: request,
                 applied: apply,
             });
             let _ = tx.send(HubMessage::Decision { req, apply });
@@ -381,7 +484,8 @@ mod tests {
     async fn late_instances_get_open_windows_and_decisions_repeat_with_the_seed() {
         let mut runs = Vec::new();
         for _ in 0..2 {
-            let hub = Hub::start(7, Instant::now()).await.unwrap();
+            let hub = Hub::start(7).await.unwrap();
+            hub.set_zero(Instant::now());
             hub.open(
                 "a",
                 fault(0, 0.5),
@@ -419,17 +523,102 @@ mod tests {
             assert!(
                 matches!(next(&mut lines).await, HubMessage::Faults { active } if active.is_empty())
             );
-            assert_eq!(hub.one_shot("a", OneShot::Crash), 1);
+            assert_eq!(hub.one_shot("a", 1, OneShot::Crash), 1);
             assert!(matches!(
                 next(&mut lines).await,
                 HubMessage::Do {
                     action: OneShot::Crash
                 }
             ));
-            assert_eq!(hub.instances().len(), 1);
+            assert_eq!(hub.ledger().instances.len(), 1);
             runs.push(applied);
             hub.stop().await;
         }
         assert_eq!(runs[0], runs[1], "the same seed draws the same decisions");
+    }
+
+    async fn say(w: &mut tokio::net::tcp::OwnedWriteHalf, message: &FakeMessage) {
+        let line = serde_json::to_string(message).unwrap();
+        w.write_all(format!("{line}\n").as_bytes()).await.unwrap();
+    }
+
+    /// The ledger counts what the fakes report: calls per instance, faults applied, instances
+    /// a window was in force on, and instances a refuse window turned away at start-up.
+    #[tokio::test]
+    async fn the_ledger_counts_calls_reach_and_changes() {
+        let hub = Hub::start(1).await.unwrap();
+        hub.set_zero(Instant::now());
+        let until = Instant::now() + std::time::Duration::from_secs(30);
+        hub.open("a", fault(0, 1.0), until);
+        let mut refuse = fault(1, 1.0);
+        refuse.kind = WireKind::Refuse;
+        hub.open("b", refuse, until);
+        let (mut a_lines, mut a) = connect(&hub, "a").await;
+        assert!(matches!(
+            next(&mut a_lines).await,
+            HubMessage::Faults { .. }
+        ));
+        let (mut b_lines, _b) = connect(&hub, "b").await;
+        assert!(matches!(
+            next(&mut b_lines).await,
+            HubMessage::Faults { .. }
+        ));
+        for request in [Some(3), Some(4), None] {
+            say(
+                &mut a,
+                &FakeMessage::Call {
+                    tool: "echo".into(),
+                    request,
+                },
+            )
+            .await;
+        }
+        say(
+            &mut a,
+            &FakeMessage::Applied {
+                fault: 0,
+                request: Some(4),
+            },
+        )
+        .await;
+        // An answer to a decision is the hub's sign that everything before it was read.
+        say(
+            &mut a,
+            &FakeMessage::Decide {
+                req: 0,
+                fault: 0,
+                request: Some(4),
+            },
+        )
+        .await;
+        assert!(matches!(
+            next(&mut a_lines).await,
+            HubMessage::Decision { .. }
+        ));
+        let ledger = hub.ledger();
+        assert_eq!(ledger.calls_to("a"), 3);
+        assert_eq!(ledger.calls_to("b"), 0);
+        assert_eq!(
+            ledger.calls.iter().map(|c| c.request).collect::<Vec<_>>(),
+            [Some(3), Some(4), None]
+        );
+        assert_eq!(
+            ledger.delivery(0),
+            Delivery {
+                instances_reached: 1,
+                requests_changed: 1
+            }
+        );
+        assert_eq!(
+            ledger.delivery(1),
+            Delivery {
+                instances_reached: 1,
+                requests_changed: 1
+            },
+            "the instance that said hello during the refuse window"
+        );
+        assert_eq!(ledger.delivery(7), Delivery::default());
+        assert_eq!(hub.decisions()[0].request_id, Some(4));
+        hub.stop().await;
     }
 }

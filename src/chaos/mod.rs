@@ -28,6 +28,7 @@ pub mod hub;
 pub mod load;
 pub mod procs;
 pub mod progress;
+pub mod record;
 pub mod report;
 pub mod run;
 pub mod scenario;

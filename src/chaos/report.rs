@@ -12,6 +12,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
+use super::record::Ledger;
 use super::scenario::{FaultKind, FaultSpec, Scenario};
 use super::verdict::{
     EventResult, LatencyReport, Outcome, Percentiles, RequestRecord, Totals, Verdict,
@@ -33,6 +34,8 @@ pub struct RunInfo {
     pub timeline: Timeline,
     /// The run was interrupted, so the numbers cover only part of it.
     pub partial: bool,
+    /// What the faults reached and what the fakes received.
+    pub ledger: Ledger,
 }
 
 /// One draw of the seeded generator: whether fault `fault_index` hit a request (or, for
@@ -244,6 +247,10 @@ pub fn to_json(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> Value {
                 "clock_from_ms": ms(e.clock_from),
                 "judged_with": e.judged_with,
                 "disturbed_until_ms": ms(e.disturbed_until),
+                "delivery": {
+                    "instances_reached": run.ledger.delivery(e.index).instances_reached,
+                    "requests_changed": run.ledger.delivery(e.index).requests_changed,
+                },
             })
         })
         .collect();
@@ -284,6 +291,8 @@ pub fn to_json(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> Value {
     json!({
         "format": "mcpo-chaos-report/1",
         "passed": verdict.passed(),
+        "valid": verdict.valid(),
+        "invalid": verdict.invalid.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "scenario": {
             "name": scenario.name,
             "description": scenario.description,
@@ -316,8 +325,19 @@ pub fn to_json(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> Value {
         "servers": verdict.servers.iter().map(|s| {
             let mut v = totals_json(&s.totals, s.success_rate, &s.latency);
             v["name"] = json!(s.name);
+            v["calls_received"] = json!(run.ledger.calls_to(&s.name));
             v
         }).collect::<Vec<_>>(),
+        "send_lag": percentiles_json(verdict.send_lag),
+        "ledger": {
+            "instances": run.ledger.instances.iter().map(|i| json!({
+                "server": i.server,
+                "pid": i.pid,
+                "transport": i.transport,
+                "connected_at_ms": ms(i.connected_at),
+                "calls": i.calls,
+            })).collect::<Vec<_>>(),
+        },
         "slos": verdict.slos.iter().map(|s| json!({
             "name": s.name,
             "target": s.target,
@@ -441,6 +461,16 @@ pub fn to_junit(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> String
         }
         cases.push_str("</testcase>\n");
     }
+    for why in &verdict.invalid {
+        tests += 1;
+        errors += 1;
+        let _ = writeln!(
+            cases,
+            "    <testcase classname=\"{}\" name=\"run valid\" time=\"0\">\n      <error type=\"invalid\" message=\"{}\"/>\n    </testcase>",
+            xml_escape(&suite),
+            xml_escape(&why.to_string())
+        );
+    }
     if run.partial {
         tests += 1;
         errors += 1;
@@ -455,10 +485,7 @@ pub fn to_junit(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> String
         ("seed", run.seed.to_string()),
         ("target", run.target.clone()),
         ("partial", run.partial.to_string()),
-        (
-            "verdict",
-            if verdict.passed() { "PASS" } else { "FAIL" }.to_string(),
-        ),
+        ("verdict", verdict.word().to_string()),
     ];
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
@@ -513,6 +540,7 @@ main { max-width: 1120px; margin: 0 auto; padding: 24px; }
 header.top { display: flex; justify-content: space-between; align-items: center; gap: 24px; background: var(--card); border-radius: 10px; padding: 20px 24px; border-left: 10px solid var(--verdict); box-shadow: 0 1px 3px rgba(0,0,0,.08); }
 header.top.pass { --verdict: var(--pass); }
 header.top.fail { --verdict: var(--fail); }
+header.top.invalid { --verdict: #8a6d1f; }
 h1 { margin: 0; font-size: 26px; }
 h2 { font-size: 18px; margin: 0 0 12px; }
 .desc { margin: 4px 0 0; color: var(--muted); }
@@ -543,8 +571,7 @@ footer { color: var(--muted); font-size: 12px; text-align: center; margin: 20px 
 
 /// The one-page HTML report.
 pub fn to_html(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> String {
-    let passed = verdict.passed();
-    let verdict_word = if passed { "PASS" } else { "FAIL" };
+    let verdict_word = verdict.word();
     let mut h = String::new();
     let _ = write!(
         h,
@@ -597,6 +624,13 @@ pub fn to_html(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> String 
         );
     }
     h.push_str("</dl>\n");
+    if !verdict.valid() {
+        h.push_str("<div class=\"warn\"><strong>Invalid run.</strong> What it measured proves nothing about the proxy:<ul>\n");
+        for why in &verdict.invalid {
+            let _ = writeln!(h, "<li>{}</li>", crate::html::escape(&why.to_string()));
+        }
+        h.push_str("</ul></div>\n");
+    }
     if run.partial {
         h.push_str("<p class=\"warn\"><strong>Partial run.</strong> The run was interrupted; the numbers cover only the part that ran.</p>\n");
     }
@@ -640,8 +674,9 @@ pub fn to_html(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> String 
     if verdict.events.is_empty() {
         h.push_str("<p class=\"note\">This scenario injects no faults.</p>\n");
     } else {
-        h.push_str("<table>\n<thead><tr><th>#</th><th>kind</th><th>server</th><th>window</th><th>recovery time</th><th>result</th></tr></thead>\n<tbody>\n");
+        h.push_str("<table>\n<thead><tr><th>#</th><th>kind</th><th>server</th><th>window</th><th>reached</th><th>recovery time</th><th>result</th></tr></thead>\n<tbody>\n");
         for e in &verdict.events {
+            let d = run.ledger.delivery(e.index);
             let detail = spec_of(scenario, e)
                 .map(fault_detail)
                 .filter(|d| !d.is_empty())
@@ -649,11 +684,13 @@ pub fn to_html(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> String 
                 .unwrap_or_default();
             let _ = writeln!(
                 h,
-                "<tr><td>{}</td><td>{}{detail}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"{}\">{}</td></tr>",
+                "<tr><td>{}</td><td>{}{detail}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{} instance(s), {} changed</td><td class=\"num\">{}</td><td class=\"{}\">{}</td></tr>",
                 e.index,
                 crate::html::escape(&e.kind),
                 crate::html::escape(&e.server),
                 crate::html::escape(&format_window(e.injected_at, e.cleared_at)),
+                d.instances_reached,
+                d.requests_changed,
                 e.recovery_time
                     .map_or_else(|| "never".to_string(), format_duration),
                 if e.recovered { "ok" } else { "bad" },
@@ -1151,6 +1188,7 @@ slo:
             events: &events,
             records: &records,
             leaked_processes: 0,
+            ledger: None,
         });
         let decisions = (20..40u64)
             .map(|i| Decision {
@@ -1169,6 +1207,7 @@ slo:
             decisions,
             timeline: Timeline::from_records(&records, ms(4000)),
             partial: false,
+            ledger: Ledger::default(),
         };
         (scenario, verdict, info)
     }
@@ -1394,6 +1433,7 @@ slo:
             events: &[],
             records: &records,
             leaked_processes: 0,
+            ledger: None,
         });
         assert!(verdict.passed(), "{}", render_table(&verdict));
         let info = RunInfo {
@@ -1404,6 +1444,7 @@ slo:
             decisions: Vec::new(),
             timeline: Timeline::from_records(&records, ms(1000)),
             partial: false,
+            ledger: Ledger::default(),
         };
         let html = to_html(&scenario, &verdict, &info);
         assert!(html.contains("class=\"badge\">PASS<"));

@@ -1,15 +1,20 @@
 //! One chaos run from start to verdict.
 //!
-//! In order: read the scenario; start the fault hub; start the fault schedule on the run's
-//! clock (windows at `0s` open before anything starts, so a `refuse` or `slow-start` meets the
-//! first start-up); start the HTTP fakes (streamable HTTP and legacy SSE); write a plain
-//! `mcpServers` config and start the proxy (this binary's `serve`, or `--target CMD`); once it
-//! accepts connections, send the open-loop load until `duration`; wait for the answers (each
-//! bounded by its client deadline); clear the faults; stop the proxy and then the fakes; count
-//! the processes left behind; compute the verdict and write the reports. A Ctrl-C at any point
+//! In order: read the scenario; start the fault hub; open the start-up windows that begin at
+//! `0s` (`refuse`, `slow-start`), so that they meet the first start-up of the servers; start
+//! the HTTP fakes (streamable HTTP and legacy SSE); write a plain `mcpServers` config and start
+//! the proxy (this binary's `serve`, or `--target CMD`); wait until it is **ready**: every
+//! scenario server answers a real, verified tool call through it (a server under a start-up
+//! window at `0s` is exempt, and named). That moment is the run's time zero: the fault schedule
+//! and the open-loop load both run on its clock, so an early fault meets traffic. Send the load
+//! until `duration`; wait for the answers (each bounded by its client deadline); clear the
+//! faults; stop the proxy and then the fakes; count the processes left behind; compute the
+//! verdict, with the delivery ledger from the hub, and write the reports. A Ctrl-C at any point
 //! skips to the cleanup and writes a partial report.
+//!
+//! A proxy that never becomes ready is [`RunError::NotReady`] (exit 3): nothing was measured.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,19 +25,25 @@ use tokio::process::{Child, Command};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::answers;
 use super::hub::Hub;
 use super::load::{self, LoadCounters};
 use super::procs::{self, HttpFake, HttpForm, ProcError};
 use super::progress::{Progress, Snapshot};
+use super::record::PROBE_IDS;
 use super::report::{self, RunInfo, Timeline};
 use super::scenario::{
     FaultKind, FaultSpec, Scenario, ScenarioError, Target, Transport, parse_scenario_file,
 };
-use super::verdict::{FaultEvent, Outcome, Verdict, VerdictInput, render_table};
+use super::verdict::{FaultEvent, Verdict, VerdictInput, render_table};
 use crate::fake::wire::{OneShot, WireFault, WireKind};
 
-/// How long the proxy gets to start and accept connections.
+/// How long the proxy gets to start and answer a call on every server.
 const PROXY_START: Duration = Duration::from_secs(90);
+/// How long one readiness call may take.
+const PROBE_DEADLINE: Duration = Duration::from_secs(5);
+/// How often a server that has not answered yet is asked again.
+const PROBE_EVERY: Duration = Duration::from_millis(100);
 /// How long the proxy gets to exit after SIGTERM before it is killed (and the run noted).
 const PROXY_STOP: Duration = Duration::from_secs(15);
 /// How long children get to disappear after the proxy exited before they count as leaked.
@@ -61,6 +72,11 @@ pub enum RunError {
     /// The scenario or command line asks for something this harness cannot do (exit 2).
     #[error("{0}")]
     Invalid(String),
+    /// The proxy never became ready: it did not start, exited, or did not answer a real call
+    /// on every server in time (exit 3: an invalid run, nothing about the proxy's recovery
+    /// was measured).
+    #[error("invalid run: {0}")]
+    NotReady(String),
     /// Something failed while running (exit 1).
     #[error("{0}")]
     Failed(String),
@@ -89,6 +105,30 @@ struct Happened {
     cleared_at: Option<Duration>,
 }
 
+/// The run's scratch directory (the proxy's config and log), removed however the run ends.
+struct WorkDir(PathBuf);
+
+impl WorkDir {
+    fn create(marker: &str) -> Result<WorkDir, RunError> {
+        let path = std::env::temp_dir().join(format!("mcpo-chaos-{marker}"));
+        std::fs::create_dir_all(&path)
+            .map_err(|e| RunError::Failed(format!("cannot create {}: {e}", path.display())))?;
+        Ok(WorkDir(path))
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Whether a fault is a start-up window at `0s`: it must be in force before the servers first
+/// start, so it opens before the proxy does, and its server cannot answer a readiness call.
+fn opens_before_start(spec: &FaultSpec) -> bool {
+    spec.at.is_zero() && matches!(spec.kind, FaultKind::Refuse | FaultKind::SlowStart { .. })
+}
+
 /// Runs the scenario in `opts.file`; `interrupt` ends it early (Ctrl-C).
 pub async fn run(
     opts: &ChaosOptions,
@@ -105,9 +145,7 @@ pub async fn run(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos())
     );
-    let work = std::env::temp_dir().join(format!("mcpo-chaos-{marker}"));
-    std::fs::create_dir_all(&work)
-        .map_err(|e| RunError::Failed(format!("cannot create {}: {e}", work.display())))?;
+    let work = WorkDir::create(&marker)?;
     let started_unix_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
@@ -123,13 +161,17 @@ pub async fn run(
         super::verdict::format_duration(scenario.duration),
         opts.target.as_deref().unwrap_or("mcpo serve")
     ));
+    if opts.target.is_some() {
+        for note in settings_a_target_cannot_get(&scenario) {
+            progress.say(&format!("chaos: note: {note}"));
+        }
+    }
 
     // A low soft limit on open files would turn the harness's own sockets into "proxy
     // connect errors"; the hard limit is ours to take.
     let fd_limit = procs::raise_fd_limit();
     tracing::debug!(?fd_limit, "open-file limit for the run");
-    let clock = Instant::now();
-    let hub = Hub::start(seed, clock)
+    let hub = Hub::start(seed)
         .await
         .map_err(|e| RunError::Failed(format!("cannot start the fault hub: {e}")))?;
     let hub = Arc::new(hub);
@@ -145,19 +187,30 @@ pub async fn run(
             })
             .collect::<Vec<_>>(),
     ));
-    let schedule_stop = CancellationToken::new();
-    let schedule = tokio::spawn(run_schedule(
-        scenario.clone(),
-        hub.clone(),
-        clock,
-        happened.clone(),
-        schedule_stop.clone(),
-    ));
+    // Start-up windows at 0s: open now, with a provisional end far enough away; their real end
+    // is set once time zero is known.
+    let early: BTreeSet<usize> = scenario
+        .faults
+        .iter()
+        .filter(|f| opens_before_start(f))
+        .map(|f| f.index)
+        .collect();
+    for spec in scenario.faults.iter().filter(|f| early.contains(&f.index)) {
+        open_window(
+            &scenario,
+            &hub,
+            spec,
+            Instant::now() + PROXY_START + spec.window.unwrap_or_default(),
+        );
+    }
 
     // Everything below must reach the cleanup, whatever fails.
     let mut fakes: BTreeMap<String, HttpFake> = BTreeMap::new();
     let mut proxy: Option<Child> = None;
     let counters = Arc::new(LoadCounters::default());
+    let schedule_stop = CancellationToken::new();
+    let mut schedule = None;
+    let mut zero = Instant::now();
     let outcome = async {
         for server in &scenario.servers {
             let form = match server.transport {
@@ -170,26 +223,66 @@ pub async fn run(
             fakes.insert(server.name.clone(), fake);
         }
         let config = proxy_config(&scenario, &bin, &hub_addr, &marker, &fakes, opts.target.is_none());
-        let config_path = work.join("config.json");
+        let config_path = work.0.join("config.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config).unwrap_or_default())
             .map_err(|e| RunError::Failed(format!("cannot write {}: {e}", config_path.display())))?;
-        let (child, base) = tokio::select! {
-            started = start_proxy(&bin, opts.target.as_deref(), &config_path, &scenario, &marker, &work) => started?,
+        let begun = Instant::now();
+        let (mut child, base) = tokio::select! {
+            started = start_proxy(&bin, opts.target.as_deref(), &config_path, &scenario, &marker, &work.0) => started?,
             _ = interrupt.cancelled() => return Err(RunError::Failed("interrupted while the proxy was starting".into())),
         };
-        proxy = Some(child);
-        progress.say(&format!("chaos: proxy ready at {base} after {:.1}s", clock.elapsed().as_secs_f64()));
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
             .build()
             .map_err(|e| RunError::Failed(format!("cannot build the HTTP client: {e}")))?;
+        let exempt: Vec<(String, &'static str)> = scenario
+            .faults
+            .iter()
+            .filter(|f| early.contains(&f.index))
+            .flat_map(|f| servers_of(&scenario, &f.server).into_iter().map(move |s| (s.to_string(), f.kind.label())))
+            .collect();
+        let probe = await_ready(&client, &base, &scenario, &exempt, begun + PROXY_START);
+        let ready = tokio::select! {
+            ready = probe => ready,
+            status = child.wait() => Err(RunError::NotReady(format!(
+                "the proxy exited while starting ({}); its log ends with: {}",
+                status.map_or("unknown status".to_string(), |s| s.to_string()),
+                log_tail(&work.0)
+            ))),
+            _ = interrupt.cancelled() => Err(RunError::Failed("interrupted while the proxy was starting".into())),
+        };
+        proxy = Some(child);
+        ready?;
+        zero = Instant::now();
+        hub.set_zero(zero);
+        let mut said = format!(
+            "chaos: proxy ready at {base} after {:.1}s: every server answered a call through it",
+            begun.elapsed().as_secs_f64()
+        );
+        for (server, kind) in &exempt {
+            said.push_str(&format!("; {server} not asked (a {kind} window is open at 0s)"));
+        }
+        progress.say(&said);
+        // Time zero: the start-up windows get their real end, the rest of the schedule and the
+        // load start now.
+        for spec in scenario.faults.iter().filter(|f| early.contains(&f.index)) {
+            open_window(&scenario, &hub, spec, zero + spec.window.unwrap_or_default());
+        }
+        schedule = Some(tokio::spawn(run_schedule(
+            scenario.clone(),
+            hub.clone(),
+            zero,
+            happened.clone(),
+            early.clone(),
+            schedule_stop.clone(),
+        )));
         let plan = load::LoadPlan {
             base,
             load: scenario.load.clone(),
             seed,
-            clock,
-            start: Instant::now(),
+            clock: zero,
+            start: zero,
             end: scenario.duration,
         };
         let driver = tokio::spawn(load::drive(client, plan, counters.clone(), interrupt.clone()));
@@ -200,7 +293,7 @@ pub async fn run(
                 tokio::select! {
                     records = &mut driver => return records,
                     _ = ticker.tick() => {
-                        let snapshot = snapshot(&counters, &happened, clock, scenario.duration);
+                        let snapshot = snapshot(&counters, &happened, zero, scenario.duration);
                         progress.update(&snapshot);
                     }
                 }
@@ -216,7 +309,9 @@ pub async fn run(
     // Cleanup, in order: no more faults, the proxy (which must stop its children), then the
     // harness's own fakes; then whatever is left is a leak.
     schedule_stop.cancel();
-    let _ = schedule.await;
+    if let Some(schedule) = schedule {
+        let _ = schedule.await;
+    }
     hub.clear();
     let mut notes = Vec::new();
     if let Some(mut child) = proxy.take()
@@ -239,10 +334,11 @@ pub async fn run(
         }
     }
     let decisions = hub.decisions();
+    let ledger = hub.ledger();
     if let Ok(hub) = Arc::try_unwrap(hub) {
         hub.stop().await;
     }
-    let _ = std::fs::remove_dir_all(&work);
+    drop(work);
 
     let records = outcome?;
     let partial = interrupt.is_cancelled();
@@ -254,7 +350,7 @@ pub async fn run(
                     let injected_at = h.injected_at?;
                     Some(FaultEvent {
                         injected_at,
-                        cleared_at: h.cleared_at.unwrap_or(clock.elapsed()),
+                        cleared_at: h.cleared_at.unwrap_or(zero.elapsed()),
                         ..FaultEvent::planned(&h.spec)
                     })
                 })
@@ -267,14 +363,15 @@ pub async fn run(
         events: &events,
         records: &records,
         leaked_processes: leaked.len() as u64,
+        ledger: Some(&ledger),
     });
-    let run_len = clock
+    let run_len = zero
         .elapsed()
         .min(scenario.duration + scenario.load.deadline);
     let info = RunInfo {
         seed,
         started_unix_ms,
-        duration_actual: clock.elapsed(),
+        duration_actual: zero.elapsed(),
         target: opts
             .target
             .clone()
@@ -282,8 +379,9 @@ pub async fn run(
         decisions,
         timeline: Timeline::from_records(&records, run_len),
         partial,
+        ledger,
     };
-    let mut final_snapshot = snapshot(&counters, &happened, clock, scenario.duration);
+    let mut final_snapshot = snapshot(&counters, &happened, zero, scenario.duration);
     final_snapshot.events_cleared = verdict.events.len();
     final_snapshot.events_recovered = verdict.events.iter().filter(|e| e.recovered).count();
     progress.finish(&final_snapshot);
@@ -297,16 +395,12 @@ pub async fn run(
             println!("note: {note}");
         }
         println!("{}", render_table(&verdict));
-        let hung = records
-            .iter()
-            .filter(|r| r.outcome == Outcome::Hung)
-            .count();
         println!(
             "{} {} ({} requests, {} hung){}",
-            if verdict.passed() { "PASS" } else { "FAIL" },
+            verdict.word(),
             scenario.name,
             records.len(),
-            hung,
+            verdict.totals.hung,
             if partial {
                 " [interrupted: partial run]"
             } else {
@@ -319,6 +413,125 @@ pub async fn run(
         partial,
         report: json,
     })
+}
+
+/// The scenario's proxy settings that a plain `mcpServers` file cannot say, for a target: it
+/// runs with its own. (`proxy.env` reaches it, in its environment.)
+fn settings_a_target_cannot_get(scenario: &Scenario) -> Vec<String> {
+    let mut missing = Vec::new();
+    let p = &scenario.proxy;
+    if let Some(timeout) = p.timeout {
+        missing.push(format!(
+            "proxy.timeout {}",
+            super::verdict::format_duration(timeout)
+        ));
+    }
+    let pool = |pool: &super::scenario::PoolSpec| {
+        let mut parts = Vec::new();
+        if let Some(min) = pool.min {
+            parts.push(format!("min {min}"));
+        }
+        if let Some(max) = pool.max {
+            parts.push(format!("max {max}"));
+        }
+        parts.join(", ")
+    };
+    if let Some(p) = &p.pool {
+        missing.push(format!("proxy.pool ({})", pool(p)));
+    }
+    for server in &scenario.servers {
+        if let Some(p) = &server.pool {
+            missing.push(format!("servers[{}].pool ({})", server.name, pool(p)));
+        }
+    }
+    if !p.retryable_tools.is_empty() {
+        missing.push(format!(
+            "proxy.retryable_tools [{}]",
+            p.retryable_tools.join(", ")
+        ));
+    }
+    if missing.is_empty() {
+        return Vec::new();
+    }
+    vec![format!(
+        "the target gets a plain mcpServers config, which cannot say {}; it runs with its own settings for these",
+        missing.join(", ")
+    )]
+}
+
+/// Waits until every server of the scenario (but the `exempt` ones) has answered a real tool
+/// call through the proxy with the right answer, or `deadline` passes.
+///
+/// A 2xx with the wrong answer ends the wait at once: a proxy that makes up answers will not
+/// start making right ones, and the run would measure nothing.
+async fn await_ready(
+    client: &reqwest::Client,
+    base: &str,
+    scenario: &Scenario,
+    exempt: &[(String, &'static str)],
+    deadline: Instant,
+) -> Result<(), RunError> {
+    let mut pending: Vec<&str> = scenario
+        .servers
+        .iter()
+        .map(|s| s.name.as_str())
+        .filter(|s| !exempt.iter().any(|(e, _)| e == s))
+        .collect();
+    let mut last: BTreeMap<String, String> = BTreeMap::new();
+    let mut id = PROBE_IDS;
+    let args = serde_json::Map::from_iter([("message".to_string(), json!("ready?"))]);
+    while !pending.is_empty() {
+        let mut still = Vec::new();
+        for server in pending {
+            id += 1;
+            let Ok((args, expected)) = answers::prepare("echo", &args, id) else {
+                return Err(RunError::Failed("cannot build a readiness call".into()));
+            };
+            let url = format!("{}/{server}/echo", base.trim_end_matches('/'));
+            let sent = client
+                .post(&url)
+                .timeout(PROBE_DEADLINE)
+                .json(&args)
+                .send()
+                .await;
+            let seen = match sent {
+                Ok(response) => {
+                    let status = response.status();
+                    let body = response.bytes().await.unwrap_or_default();
+                    if status.is_success() && answers::is_right(&expected, &body) {
+                        continue;
+                    }
+                    let text = String::from_utf8_lossy(&body[..body.len().min(200)]).to_string();
+                    if status.is_success() {
+                        return Err(RunError::NotReady(format!(
+                            "the proxy answered {status} to a call of {server}/echo without the right answer (wanted {expected:?}, got {text:?}): it did not call the scenario's server {server}"
+                        )));
+                    }
+                    format!("{status} {text}")
+                }
+                Err(e) => format!("no answer: {e}"),
+            };
+            last.insert(server.to_string(), seen);
+            still.push(server);
+        }
+        pending = still;
+        if pending.is_empty() {
+            break;
+        }
+        if Instant::now() + PROBE_EVERY >= deadline {
+            let detail: Vec<String> = pending
+                .iter()
+                .map(|s| format!("{s}: {}", last.get(*s).map_or("", String::as_str)))
+                .collect();
+            return Err(RunError::NotReady(format!(
+                "the proxy did not answer a call on every server within {}s ({}); likely it did not start the scenario's servers from the config it was given",
+                PROXY_START.as_secs(),
+                detail.join("; ")
+            )));
+        }
+        tokio::time::sleep(PROBE_EVERY).await;
+    }
+    Ok(())
 }
 
 fn write_reports(
@@ -432,6 +645,7 @@ async fn run_schedule(
     hub: Arc<Hub>,
     clock: Instant,
     happened: Arc<std::sync::Mutex<Vec<Happened>>>,
+    early: BTreeSet<usize>,
     stop: CancellationToken,
 ) {
     enum Step {
@@ -456,35 +670,30 @@ async fn run_schedule(
         match step {
             Step::Begin(i) => {
                 let spec = &scenario.faults[i];
-                for server in servers_of(&scenario, &spec.server) {
+                // A start-up window at 0s opened before the proxy started.
+                if !early.contains(&spec.index) {
                     match &spec.kind {
-                        FaultKind::Crash => {
-                            let reached = hub.one_shot(server, OneShot::Crash);
-                            tracing::info!(server, reached, "fault: crash");
-                        }
-                        FaultKind::SessionLoss => {
-                            let reached = hub.one_shot(server, OneShot::SessionLoss);
-                            tracing::info!(server, reached, "fault: session loss");
-                        }
-                        kind => {
-                            if let (Some(kind), Some(window)) = (wire_kind(kind), spec.window) {
-                                hub.open(
-                                    server,
-                                    WireFault {
-                                        index: spec.index,
-                                        kind,
-                                        probability: spec.probability,
-                                        tools: spec.tools.clone(),
-                                        remaining_ms: 0,
-                                    },
-                                    clock + spec.at + window,
-                                );
+                        FaultKind::Crash | FaultKind::SessionLoss => {
+                            let action = if spec.kind == FaultKind::Crash {
+                                OneShot::Crash
+                            } else {
+                                OneShot::SessionLoss
+                            };
+                            for server in servers_of(&scenario, &spec.server) {
+                                let reached = hub.one_shot(server, spec.index, action);
+                                tracing::info!(server, reached, ?action, "fault: one-shot");
                             }
                         }
+                        _ => open_window(&scenario, &hub, spec, clock + spec.clears_at()),
                     }
                 }
                 if let Ok(mut h) = happened.lock() {
-                    h[i].injected_at = Some(now);
+                    // An early window has been in force since before time zero.
+                    h[i].injected_at = Some(if early.contains(&spec.index) {
+                        Duration::ZERO
+                    } else {
+                        now
+                    });
                     if spec.window.is_none() {
                         h[i].cleared_at = Some(now);
                     }
@@ -500,6 +709,26 @@ async fn run_schedule(
                 }
             }
         }
+    }
+}
+
+/// Opens the window of a windowed fault on each of its servers, until `until`.
+fn open_window(scenario: &Scenario, hub: &Hub, spec: &FaultSpec, until: Instant) {
+    let Some(kind) = wire_kind(&spec.kind) else {
+        return;
+    };
+    for server in servers_of(scenario, &spec.server) {
+        hub.open(
+            server,
+            WireFault {
+                index: spec.index,
+                kind: kind.clone(),
+                probability: spec.probability,
+                tools: spec.tools.clone(),
+                remaining_ms: 0,
+            },
+            until,
+        );
     }
 }
 
@@ -554,7 +783,35 @@ fn proxy_config(
     json!({"mcpServers": servers})
 }
 
-/// Starts the proxy and returns it with its base URL once it accepts connections.
+/// The last lines of the proxy's log, for messages about a proxy that did not start.
+fn log_tail(work: &Path) -> String {
+    let text = std::fs::read_to_string(work.join("proxy.log")).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().rev().take(5).collect();
+    lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
+}
+
+/// `s` as one word for `sh`: as it is when it holds nothing the shell reads specially,
+/// otherwise in single quotes (a `'` inside becomes `'\''`).
+pub fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_./:=@%+,-".contains(&b));
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// The `--target` command with `{config}` and `{port}` filled in, each shell-quoted.
+pub fn target_command(template: &str, config: &Path, port: u16) -> String {
+    template
+        .replace("{config}", &shell_quote(&config.display().to_string()))
+        .replace("{port}", &port.to_string())
+}
+
+/// Starts the proxy and returns it with its base URL once it accepts connections (readiness
+/// to serve calls is [`await_ready`]'s business).
 async fn start_proxy(
     bin: &Path,
     target: Option<&str>,
@@ -579,9 +836,7 @@ async fn start_proxy(
                 .and_then(|l| l.local_addr())
                 .map(|a| a.port())
                 .map_err(|e| RunError::Failed(format!("no free port for the target: {e}")))?;
-            let line = template
-                .replace("{config}", &config.display().to_string())
-                .replace("{port}", &port.to_string());
+            let line = target_command(template, config, port);
             let mut cmd = Command::new("sh");
             // `exec`, so that the signal to stop reaches the proxy itself.
             cmd.args(["-c", &format!("exec {line}")]);
@@ -593,12 +848,17 @@ async fn start_proxy(
         .stderr(log);
     procs::prepare(&mut cmd, marker);
     let what = target.map_or("mcpo serve".to_string(), |t| format!("the target {t:?}"));
-    let mut child = cmd.spawn().map_err(|source| ProcError::Spawn {
-        what: what.clone(),
-        source,
+    let mut child = cmd.spawn().map_err(|source| {
+        RunError::NotReady(
+            ProcError::Spawn {
+                what: what.clone(),
+                source,
+            }
+            .to_string(),
+        )
     })?;
     let stdout = child.stdout.take();
-    let ready = async {
+    let listening = async {
         match port {
             None => {
                 // Our proxy prints where it serves once it listens.
@@ -621,19 +881,20 @@ async fn start_proxy(
                         while let Ok(Some(_)) = lines.next_line().await {}
                     });
                 }
+                // Any HTTP answer means it listens; whether it serves is the calls' to show.
                 let base = format!("http://127.0.0.1:{port}");
                 let client = reqwest::Client::new();
                 loop {
-                    if let Ok(r) = client
+                    let answered = client
                         .get(format!("{base}/openapi.json"))
                         .timeout(Duration::from_secs(2))
                         .send()
                         .await
-                    {
-                        let _ = r.status();
+                        .is_ok();
+                    if answered {
                         return Some(base);
                     }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tokio::time::sleep(PROBE_EVERY).await;
                 }
             }
         }
@@ -643,29 +904,23 @@ async fn start_proxy(
         status.ok()
     };
     let result = tokio::select! {
-        base = tokio::time::timeout(PROXY_START, ready) => Ok(base),
+        base = tokio::time::timeout(PROXY_START, listening) => Ok(base),
         status = exited => Err(status),
-    };
-    let tail = || {
-        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().rev().take(5).collect();
-        lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
     };
     match result {
         Ok(Ok(Some(base))) => Ok((child, base)),
         Ok(_) => {
             let _ = child.kill().await;
-            Err(ProcError::NotReady {
-                what,
-                within: PROXY_START,
-                detail: format!("; its log ends with: {}", tail()),
-            }
-            .into())
+            Err(RunError::NotReady(format!(
+                "{what} did not listen within {}s; its log ends with: {}",
+                PROXY_START.as_secs(),
+                log_tail(work)
+            )))
         }
-        Err(status) => Err(RunError::Failed(format!(
+        Err(status) => Err(RunError::NotReady(format!(
             "{what} exited while starting ({}); its log ends with: {}",
             status.map_or("unknown status".to_string(), |s| s.to_string()),
-            tail()
+            log_tail(work)
         ))),
     }
 }
@@ -697,5 +952,30 @@ async fn leaked_processes(marker: &str) -> Vec<u32> {
             return left;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_commands_get_their_values_as_single_shell_words() {
+        assert_eq!(
+            shell_quote("/tmp/mcpo-chaos-1/config.json"),
+            "/tmp/mcpo-chaos-1/config.json"
+        );
+        assert_eq!(shell_quote("/tmp/a b/c.json"), "'/tmp/a b/c.json'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote("$(rm -rf x)"), "'$(rm -rf x)'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(
+            target_command(
+                "py --port {port} --config {config}",
+                Path::new("/t/a b"),
+                8080
+            ),
+            "py --port 8080 --config '/t/a b'"
+        );
     }
 }

@@ -44,6 +44,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use super::record::Ledger;
 use super::scenario::{CallSpec, FaultSpec, SloSpec, Target};
 
 /// Compared shares may be computed (`99 / 100`) or written (`0.99`); this absorbs the rounding.
@@ -144,6 +145,10 @@ pub struct FaultEvent {
     pub injected_at: Duration,
     /// One-shot: equal to `injected_at`; windowed: the end of the window.
     pub cleared_at: Duration,
+    /// A one-shot kind (crash, session-loss): it acts on instances, not requests.
+    pub one_shot: bool,
+    /// Share of requests it hits (per-request kinds); 1 otherwise.
+    pub probability: f64,
 }
 
 impl FaultEvent {
@@ -156,6 +161,8 @@ impl FaultEvent {
             tools: spec.tools.clone(),
             injected_at: spec.at,
             cleared_at: spec.clears_at(),
+            one_shot: spec.kind.is_one_shot(),
+            probability: spec.probability,
         }
     }
 
@@ -182,6 +189,102 @@ pub struct VerdictInput<'a> {
     pub records: &'a [RequestRecord],
     /// Fake servers still alive after shutdown, as the runtime counted them.
     pub leaked_processes: u64,
+    /// What the faults reached, from the hub; `None` when there was no hub (a load driven
+    /// against a scripted endpoint), and then delivery is not judged.
+    pub ledger: Option<&'a Ledger>,
+}
+
+/// The send lag's p99 above which a run is invalid: the harness fell so far behind its own
+/// schedule that it no longer measured an open-loop load. A tenth of a second is far above
+/// what a healthy run shows (a few milliseconds) and far below the recovery times judged.
+pub const SEND_LAG_P99_LIMIT: Duration = Duration::from_millis(100);
+
+/// The chance below which a working fault is assumed to have hit at least one request: a
+/// window with probability `p` that saw `n` requests changes none with chance `(1-p)^n`.
+const MISS_CHANCE: f64 = 1e-6;
+
+/// Why a run proves nothing about the proxy, whatever its SLOs say (exit 3).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Invalidity {
+    /// A one-shot fault found no instance of its server(s): none had ever connected to the hub.
+    NotReached {
+        index: usize,
+        kind: String,
+        server: String,
+        at: Duration,
+        /// Requests to its server(s) over the run.
+        requests: u64,
+    },
+    /// A windowed fault changed nothing although enough requests to its server(s) were sent
+    /// inside its window that a working fault would have, and the proxy never started or
+    /// never called that server.
+    ChangedNothing {
+        index: usize,
+        kind: String,
+        server: String,
+        window: (Duration, Duration),
+        /// Requests to its server(s) (and tools) sent inside the window.
+        requests: u64,
+        /// Fake instances it was in force on.
+        instances: u64,
+    },
+    /// The harness could not send some requests (its own limits).
+    NotSent { count: u64 },
+    /// The harness sent late.
+    SendLag { p99: Duration, limit: Duration },
+}
+
+impl std::fmt::Display for Invalidity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Invalidity::NotReached {
+                index,
+                kind,
+                server,
+                at,
+                requests,
+            } => write!(
+                f,
+                "fault #{index} ({kind} on {server} at {}) reached no instance of {server}, \
+                 although {requests} requests went to it: no fake server of that name was \
+                 connected to the harness; likely the target did not start the scenario's \
+                 servers from the config it was given",
+                format_duration(*at)
+            ),
+            Invalidity::ChangedNothing {
+                index,
+                kind,
+                server,
+                window,
+                requests,
+                instances,
+            } => write!(
+                f,
+                "fault #{index} ({kind} on {server}, {}) changed nothing, although {requests} \
+                 requests to {server} were sent inside its window and it was in force on \
+                 {instances} instance(s): {}",
+                format_window(window.0, window.1),
+                if *instances == 0 {
+                    "no fake server of that name was connected to the harness; likely the target did not start the scenario's servers from the config it was given"
+                } else {
+                    "no call of the load ever reached that server; likely the proxy answers without calling it"
+                }
+            ),
+            Invalidity::NotSent { count } => write!(
+                f,
+                "{count} requests could not be sent (the harness's own limits: load.max_in_flight \
+                 or file descriptors); the load was not the one the scenario asks for"
+            ),
+            Invalidity::SendLag { p99, limit } => write!(
+                f,
+                "the harness sent late: send lag p99 {} over the {} limit; the machine is too \
+                 busy for this rate, and the latencies measured are the harness's as much as \
+                 the proxy's",
+                format_duration(*p99),
+                format_duration(*limit)
+            ),
+        }
+    }
 }
 
 /// The judgement of one SLO.
@@ -342,12 +445,32 @@ pub struct Verdict {
     pub recovery_rate: f64,
     /// `None` when no request was sent outside the disturbed intervals.
     pub success_rate: Option<f64>,
+    /// How late the harness sent, over the requests it sent.
+    pub send_lag: Option<Percentiles>,
+    /// Why the run proves nothing; empty for a valid run.
+    pub invalid: Vec<Invalidity>,
 }
 
 impl Verdict {
-    /// Every SLO held.
+    /// The run was valid and every SLO held.
     pub fn passed(&self) -> bool {
-        self.slos.iter().all(|s| s.passed)
+        self.valid() && self.slos.iter().all(|s| s.passed)
+    }
+
+    /// `PASS`, `FAIL` or `INVALID`.
+    pub fn word(&self) -> &'static str {
+        if !self.valid() {
+            "INVALID"
+        } else if self.passed() {
+            "PASS"
+        } else {
+            "FAIL"
+        }
+    }
+
+    /// Nothing makes the run invalid (see [`Invalidity`]).
+    pub fn valid(&self) -> bool {
+        self.invalid.is_empty()
     }
 
     /// Computes the verdict from what the run measured.
@@ -469,6 +592,14 @@ impl Verdict {
             });
         }
 
+        let send_lag = Percentiles::of(
+            input
+                .records
+                .iter()
+                .filter(|r| r.outcome != Outcome::NotSent)
+                .map(RequestRecord::send_lag),
+        );
+        let invalid = invalidities(input, &totals, send_lag);
         Verdict {
             slos,
             events,
@@ -477,8 +608,102 @@ impl Verdict {
             servers,
             recovery_rate,
             success_rate,
+            send_lag,
+            invalid,
         }
     }
+}
+
+/// Everything that makes the run invalid (see [`Invalidity`]).
+fn invalidities(
+    input: &VerdictInput<'_>,
+    totals: &Totals,
+    send_lag: Option<Percentiles>,
+) -> Vec<Invalidity> {
+    let mut invalid = Vec::new();
+    if let Some(ledger) = input.ledger {
+        for e in input.events {
+            let delivery = ledger.delivery(e.index);
+            let on_target = |server: &str| e.server.matches(server);
+            let to_target = |r: &&RequestRecord| {
+                r.outcome != Outcome::NotSent
+                    && input
+                        .calls
+                        .get(r.call)
+                        .is_some_and(|c| on_target(&c.server))
+            };
+            // A fault that found nothing is the run's problem only when nothing shows that the
+            // proxy ever used its server: no instance of it ever connected (never started),
+            // or none of the load's calls ever reached it (answered without calling). A proxy
+            // that used the server and then lost it (never restarted a crashed child, stopped
+            // calling it) is judged by the SLOs instead.
+            let never_started = ledger
+                .first_connected(on_target)
+                .is_none_or(|t| t > e.cleared_at);
+            let never_called = ledger.load_calls_to(on_target) == 0;
+            if e.one_shot {
+                let requests = input.records.iter().filter(to_target).count() as u64;
+                if delivery.instances_reached == 0 && never_started && requests > 0 {
+                    invalid.push(Invalidity::NotReached {
+                        index: e.index,
+                        kind: e.kind.clone(),
+                        server: e.server.to_string(),
+                        at: e.injected_at,
+                        requests,
+                    });
+                }
+                continue;
+            }
+            // Windowed: it must have changed something, if enough requests that it could hit
+            // were sent inside it.
+            let requests = input
+                .records
+                .iter()
+                .filter(to_target)
+                .filter(|r| e.affects(input.calls.get(r.call)))
+                .filter(|r| r.sent_at >= e.injected_at && r.sent_at < e.cleared_at)
+                .count() as u64;
+            if delivery.requests_changed == 0
+                && (never_started || never_called)
+                && requests >= requests_to_show(e.probability)
+            {
+                invalid.push(Invalidity::ChangedNothing {
+                    index: e.index,
+                    kind: e.kind.clone(),
+                    server: e.server.to_string(),
+                    window: (e.injected_at, e.cleared_at),
+                    requests,
+                    instances: delivery.instances_reached,
+                });
+            }
+        }
+    }
+    if totals.not_sent > 0 {
+        invalid.push(Invalidity::NotSent {
+            count: totals.not_sent,
+        });
+    }
+    if let Some(lag) = send_lag
+        && lag.p99 > SEND_LAG_P99_LIMIT
+    {
+        invalid.push(Invalidity::SendLag {
+            p99: lag.p99,
+            limit: SEND_LAG_P99_LIMIT,
+        });
+    }
+    invalid
+}
+
+/// How many requests a window of probability `p` must see before changing none of them is
+/// evidence that it reached nothing: the least `n` with `(1-p)^n <= MISS_CHANCE`.
+fn requests_to_show(p: f64) -> u64 {
+    if p >= 1.0 {
+        return 1;
+    }
+    if p <= 0.0 {
+        return u64::MAX;
+    }
+    (MISS_CHANCE.ln() / (1.0 - p).ln()).ceil().max(1.0) as u64
 }
 
 /// Counts and latencies of a set of records, as they are added.
@@ -733,7 +958,10 @@ pub fn render_table(v: &Verdict) -> String {
         ]);
     }
     let mut out = columns(&rows);
-    let _ = writeln!(out, "verdict: {}", if v.passed() { "PASS" } else { "FAIL" });
+    let _ = writeln!(out, "verdict: {}", v.word());
+    for why in &v.invalid {
+        let _ = writeln!(out, "invalid run: {why}");
+    }
 
     if v.servers.len() > 1 {
         out.push('\n');
@@ -911,6 +1139,8 @@ mod tests {
             tools: Vec::new(),
             injected_at: ms(injected),
             cleared_at: ms(cleared),
+            one_shot: injected == cleared,
+            probability: 1.0,
         }
     }
 
@@ -934,6 +1164,7 @@ mod tests {
             events,
             records,
             leaked_processes: 0,
+            ledger: None,
         })
     }
 
@@ -1456,7 +1687,200 @@ mod tests {
             tools: Vec::new(),
             injected_at: ms(at),
             cleared_at: ms(at + window),
+            one_shot: window == 0,
+            probability: 1.0,
         })
+    }
+
+    fn not_sent(id: u64, intended: u64) -> RequestRecord {
+        record(id, intended, None, None, Outcome::NotSent)
+    }
+
+    fn ledger(events: &[(usize, u64, u64)]) -> Ledger {
+        Ledger {
+            events: events
+                .iter()
+                .map(|&(i, reached, changed)| {
+                    (
+                        i,
+                        crate::chaos::record::Delivery {
+                            instances_reached: reached,
+                            requests_changed: changed,
+                        },
+                    )
+                })
+                .collect(),
+            ..Ledger::default()
+        }
+    }
+
+    fn instance(server: &str, at: u64) -> crate::chaos::record::InstanceRecord {
+        crate::chaos::record::InstanceRecord {
+            server: server.into(),
+            pid: 1,
+            transport: "stdio".into(),
+            connected_at: ms(at),
+            calls: 0,
+        }
+    }
+
+    fn call(server: &str, request: Option<u64>) -> crate::chaos::record::CallSeen {
+        crate::chaos::record::CallSeen {
+            at: ms(0),
+            server: server.into(),
+            request,
+        }
+    }
+
+    fn evaluate_with(events: &[FaultEvent], records: &[RequestRecord], ledger: &Ledger) -> Verdict {
+        let calls = calls();
+        Verdict::evaluate(&VerdictInput {
+            slo: &slo(),
+            calls: &calls,
+            events,
+            records,
+            leaked_processes: 0,
+            ledger: Some(ledger),
+        })
+    }
+
+    /// A run whose faults reached nothing proves nothing, however good its numbers: a
+    /// one-shot fault that found no instance, a window that changed no request although
+    /// requests to its server were sent inside it.
+    #[test]
+    fn faults_that_reached_nothing_make_the_run_invalid() {
+        let events = [
+            event(0, "crash", Target::One("flaky".into()), 1000, 1000),
+            event(1, "tool-error", Target::One("flaky".into()), 2000, 3000),
+        ];
+        let records: Vec<RequestRecord> = (0..40u64).map(|i| ok(i, i * 100, i * 100 + 5)).collect();
+        let v = evaluate_with(&events, &records, &ledger(&[]));
+        assert!(v.slos.iter().all(|s| s.passed), "every SLO holds...");
+        assert!(!v.passed(), "...and yet the run does not pass");
+        assert_eq!(v.word(), "INVALID");
+        assert!(matches!(
+            v.invalid[..],
+            [
+                Invalidity::NotReached {
+                    index: 0,
+                    requests: 40,
+                    ..
+                },
+                Invalidity::ChangedNothing {
+                    index: 1,
+                    requests: 10,
+                    instances: 0,
+                    ..
+                }
+            ]
+        ));
+        assert!(render_table(&v).contains("invalid run: fault #0 (crash on flaky at 1s)"));
+        // Delivered: valid.
+        let v = evaluate_with(&events, &records, &ledger(&[(0, 1, 1), (1, 1, 4)]));
+        assert!(v.valid() && v.passed(), "{:?}", v.invalid);
+
+        // An instance of flaky was there all along, but no call of the load ever reached it:
+        // the proxy answers without calling it.
+        let mut there = ledger(&[(0, 1, 1), (1, 1, 0)]);
+        there.instances.push(instance("flaky", 0));
+        there
+            .calls
+            .push(call("flaky", Some(crate::chaos::record::PROBE_IDS + 1)));
+        let v = evaluate_with(&events, &records, &there);
+        assert!(
+            matches!(
+                v.invalid[..],
+                [Invalidity::ChangedNothing {
+                    index: 1,
+                    instances: 1,
+                    ..
+                }]
+            ),
+            "{:?}",
+            v.invalid
+        );
+        assert!(
+            v.invalid[0]
+                .to_string()
+                .contains("answers without calling it")
+        );
+    }
+
+    /// A proxy that used a server and then lost it (a child it never restarted) left later
+    /// faults nothing to reach: that is the proxy's failure, for the SLOs to judge, not an
+    /// invalid run.
+    #[test]
+    fn a_server_the_proxy_used_and_lost_does_not_make_the_run_invalid() {
+        let events = [
+            event(0, "crash", Target::One("flaky".into()), 1000, 1000),
+            event(1, "crash", Target::One("flaky".into()), 2000, 2000),
+            event(2, "tool-error", Target::One("flaky".into()), 2500, 3000),
+        ];
+        let records: Vec<RequestRecord> = (0..40u64)
+            .map(|i| {
+                if i < 10 {
+                    ok(i, i * 100, i * 100 + 5)
+                } else {
+                    failed(i, i * 100, i * 100 + 5, 502)
+                }
+            })
+            .collect();
+        let mut used = ledger(&[(0, 1, 1)]);
+        used.instances.push(instance("flaky", 0));
+        used.calls.push(call("flaky", Some(3)));
+        let v = evaluate_with(&events, &records, &used);
+        assert!(v.valid(), "{:?}", v.invalid);
+        assert!(!v.passed());
+        assert!(!slo_named(&v, "recovery_rate").passed);
+    }
+
+    /// A window that could have missed every request by chance is not held against the run:
+    /// p = 0.1 over 100 requests changes none with chance 0.9^100 = 2.7e-5, above one in a
+    /// million; over 140 requests (5.5e-7) it is.
+    #[test]
+    fn a_window_is_judged_only_with_enough_traffic_for_its_probability() {
+        assert_eq!(requests_to_show(1.0), 1);
+        assert_eq!(requests_to_show(0.5), 20);
+        assert_eq!(requests_to_show(0.1), 132);
+        let mut e = event(0, "tool-error", Target::One("flaky".into()), 0, 100_000);
+        e.probability = 0.1;
+        let few: Vec<RequestRecord> = (0..100u64).map(|i| ok(i, i * 10, i * 10 + 5)).collect();
+        assert!(evaluate_with(&[e.clone()], &few, &ledger(&[(0, 1, 0)])).valid());
+        let many: Vec<RequestRecord> = (0..140u64).map(|i| ok(i, i * 10, i * 10 + 5)).collect();
+        assert!(!evaluate_with(&[e], &many, &ledger(&[(0, 1, 0)])).valid());
+        // No traffic to its server at all: nothing to say.
+        let crash = event(0, "crash", Target::One("other".into()), 500, 500);
+        assert!(evaluate_with(&[crash], &few, &ledger(&[])).valid());
+    }
+
+    /// Requests the harness could not send, or sent late, make the run invalid: the load was
+    /// not the one the scenario asks for.
+    #[test]
+    fn a_harness_that_fell_behind_makes_the_run_invalid() {
+        let mut records: Vec<RequestRecord> =
+            (0..200u64).map(|i| ok(i, i * 10, i * 10 + 5)).collect();
+        let v = evaluate_with(&[], &records, &Ledger::default());
+        assert!(v.valid());
+        assert_eq!(v.send_lag.map(|l| l.max), Some(Duration::ZERO));
+        records.push(not_sent(200, 2000));
+        let v = evaluate_with(&[], &records, &Ledger::default());
+        assert_eq!(v.invalid, [Invalidity::NotSent { count: 1 }]);
+        // The not-sent request is not counted as a proxy failure either.
+        assert_eq!((v.totals.outside, v.totals.outside_success), (200, 200));
+        records.pop();
+        // Three of 200 sent 150 ms late: the p99 is 150 ms, over the 100 ms limit.
+        for r in records.iter_mut().take(3) {
+            r.sent_at = r.intended_at + ms(150);
+        }
+        let v = evaluate_with(&[], &records, &Ledger::default());
+        assert!(
+            matches!(v.invalid[..], [Invalidity::SendLag { p99, .. }] if p99 >= ms(149)),
+            "{:?}",
+            v.invalid
+        );
+        // Two late of 200 stay under the p99.
+        records[2].sent_at = records[2].intended_at;
+        assert!(evaluate_with(&[], &records, &Ledger::default()).valid());
     }
 
     /// Whether `t` lies in `[from, to]`: written out here rather than taken from the verdict, so
@@ -1483,7 +1907,7 @@ mod tests {
             let mut slo = slo();
             slo.recovery_within = Some(ms(within));
             let calls = calls();
-            let v = Verdict::evaluate(&VerdictInput { slo: &slo, calls: &calls, events: &events, records: &records, leaked_processes: 0 });
+            let v = Verdict::evaluate(&VerdictInput { slo: &slo, calls: &calls, events: &events, records: &records, leaked_processes: 0, ledger: None });
 
             prop_assert!((0.0..=1.0).contains(&v.recovery_rate));
             prop_assert_eq!(v.events.len(), events.len());

@@ -26,7 +26,7 @@ use serde_json::json;
 use tower::ServiceExt as _;
 
 use super::FakeServer;
-use super::faults::FaultState;
+use super::faults::{FaultState, RequestRef};
 use super::wire::WireKind;
 
 /// One fault, as posted to `/control/fault`. Parameters are named as in `wire::WireKind`
@@ -221,17 +221,19 @@ pub(crate) const RESET_AFTER: Duration = Duration::from_millis(50);
 /// The answer of a `tools/call` that a fault of the HTTP layer takes over, if one does:
 /// `http-error`, `reset`, `garbage`. The rest (hang, latency, errors in the answer) act in
 /// the MCP handler, the same way on every transport.
-async fn http_fault(fake: &HttpFake, tool: &str) -> Option<Response> {
+async fn http_fault(fake: &HttpFake, on: RequestRef<'_>) -> Option<Response> {
     let hits = fake
         .faults()
-        .hits(Some(tool), |k| {
+        .hits(on, |k| {
             matches!(
                 k,
                 WireKind::HttpError { .. } | WireKind::Reset | WireKind::Garbage
             )
         })
         .await;
+    // One answer can carry one fault: the first that hit.
     let fault = hits.into_iter().next()?;
+    fake.faults().note_applied(&fault, on.request);
     Some(match fault.kind {
         WireKind::HttpError {
             status,
@@ -299,7 +301,12 @@ async fn mcp(State(fake): State<Arc<HttpFake>>, request: Request) -> Response {
             .pointer("/params/name")
             .and_then(|n| n.as_str())
             .unwrap_or_default();
-        if let Some(response) = http_fault(&fake, tool).await {
+        let request = message
+            .pointer("/params/arguments")
+            .and_then(|a| a.as_object())
+            .and_then(|args| super::wire::request_of(tool, args));
+        fake.faults().note_call(tool, request);
+        if let Some(response) = http_fault(&fake, RequestRef::call(tool, request)).await {
             return response;
         }
     }

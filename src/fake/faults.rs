@@ -117,6 +117,33 @@ struct HubLink {
 #[error("the request was cancelled while a fault held it")]
 pub struct Cancelled;
 
+/// The request a fault is asked about: a tool call, with the harness request it belongs to
+/// when its arguments say so (`wire::request_of`), or another request (`ping`, `tools/list`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestRef<'a> {
+    /// The tool's name for `tools/call`; `None` for any other request.
+    pub tool: Option<&'a str>,
+    /// The harness request, for the hub's decisions and the delivery ledger.
+    pub request: Option<u64>,
+}
+
+impl<'a> RequestRef<'a> {
+    pub fn call(tool: &'a str, request: Option<u64>) -> Self {
+        RequestRef {
+            tool: Some(tool),
+            request,
+        }
+    }
+
+    /// A request that is not a tool call.
+    pub fn other() -> Self {
+        RequestRef {
+            tool: None,
+            request: None,
+        }
+    }
+}
+
 /// A poisoned lock only means another task panicked while holding it; the fault list is
 /// still a valid list, so carry on with it rather than stop applying faults.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -241,8 +268,36 @@ impl FaultState {
         faults.clone()
     }
 
+    /// Tells the hub that a `tools/call` arrived (the delivery ledger counts them), when this
+    /// instance has a hub.
+    pub fn note_call(&self, tool: &str, request: Option<u64>) {
+        self.send_to_hub(FakeMessage::Call {
+            tool: tool.to_string(),
+            request,
+        });
+    }
+
+    /// Tells the hub that one of its faults changed what this instance did (answered a request
+    /// differently, delayed a start), so the ledger shows that the fault reached something.
+    /// Faults of the control API are nobody's business but the fake's.
+    pub fn note_applied(&self, fault: &ActiveFault, request: Option<u64>) {
+        if fault.source == Source::Hub {
+            self.send_to_hub(FakeMessage::Applied {
+                fault: fault.index,
+                request,
+            });
+        }
+    }
+
+    fn send_to_hub(&self, message: FakeMessage) {
+        if let Some(link) = lock(&self.shared.hub).as_ref() {
+            // A hub that went away has cleared its faults; nothing is owed to it.
+            let _ = link.out.send(message);
+        }
+    }
+
     /// Whether fault `fault` applies to the request at hand.
-    pub async fn decide(&self, fault: &ActiveFault) -> bool {
+    pub async fn decide(&self, fault: &ActiveFault, request: Option<u64>) -> bool {
         if fault.probability >= 1.0 {
             return true;
         }
@@ -265,7 +320,7 @@ impl FaultState {
             let asked = link.out.send(FakeMessage::Decide {
                 req,
                 fault: fault.index,
-                request: None,
+                request,
             });
             if asked.is_err() {
                 link.pending.remove(&req);
@@ -288,20 +343,24 @@ impl FaultState {
 
     /// The faults of the kinds `wanted` that target this request and that apply to it (each
     /// decided once, all at the same time so that several hub round trips do not add up).
+    ///
+    /// A fault that hits is not yet applied: the caller reports the ones it acts on with
+    /// [`FaultState::note_applied`] (an HTTP answer can only carry one).
     pub async fn hits(
         &self,
-        tool: Option<&str>,
+        on: RequestRef<'_>,
         wanted: impl Fn(&WireKind) -> bool,
     ) -> Vec<ActiveFault> {
         let candidates: Vec<ActiveFault> = self
             .active()
             .into_iter()
-            .filter(|f| wanted(&f.kind) && f.targets(tool))
+            .filter(|f| wanted(&f.kind) && f.targets(on.tool))
             .collect();
         if candidates.is_empty() {
             return candidates;
         }
-        let decisions = futures::future::join_all(candidates.iter().map(|f| self.decide(f))).await;
+        let decisions =
+            futures::future::join_all(candidates.iter().map(|f| self.decide(f, on.request))).await;
         candidates
             .into_iter()
             .zip(decisions)
@@ -313,17 +372,16 @@ impl FaultState {
     /// it is taken away, or until the client cancels the request.
     pub async fn hold_while_hung(
         &self,
-        tool: Option<&str>,
+        on: RequestRef<'_>,
         cancel: &CancellationToken,
     ) -> Result<(), Cancelled> {
         // Subscribe before looking, so that a change between the look and the wait is seen.
         let mut changes = self.shared.changed.subscribe();
-        let hung: Vec<(Source, usize)> = self
-            .hits(tool, |k| matches!(k, WireKind::Hang))
-            .await
-            .iter()
-            .map(|f| (f.source, f.index))
-            .collect();
+        let hits = self.hits(on, |k| matches!(k, WireKind::Hang)).await;
+        for f in &hits {
+            self.note_applied(f, on.request);
+        }
+        let hung: Vec<(Source, usize)> = hits.iter().map(|f| (f.source, f.index)).collect();
         if hung.is_empty() {
             return Ok(());
         }
@@ -362,13 +420,18 @@ impl FaultState {
 
     /// How long `initialize` should wait now (the longest slow-start in force).
     pub fn slow_start_delay(&self) -> Option<Duration> {
+        self.slow_start().map(|(_, delay)| delay)
+    }
+
+    /// The slow-start that delays `initialize` now (the longest in force), with its delay.
+    pub fn slow_start(&self) -> Option<(ActiveFault, Duration)> {
         self.active()
-            .iter()
+            .into_iter()
             .filter_map(|f| match f.kind {
-                WireKind::SlowStart { delay_ms } => Some(Duration::from_millis(delay_ms)),
+                WireKind::SlowStart { delay_ms } => Some((f, Duration::from_millis(delay_ms))),
                 _ => None,
             })
-            .max()
+            .max_by_key(|(_, d)| *d)
     }
 
     /// Whether a refuse window is open (asked once, at start-up).
@@ -466,10 +529,18 @@ mod tests {
         hang_add.tools = vec!["add".into()];
         state.set_from_hub(vec![only_add, hang_add]);
         let any = |_: &WireKind| true;
-        assert_eq!(state.hits(Some("add"), any).await.len(), 2);
-        assert!(state.hits(Some("echo"), any).await.is_empty());
+        assert_eq!(
+            state.hits(RequestRef::call("add", None), any).await.len(),
+            2
+        );
+        assert!(
+            state
+                .hits(RequestRef::call("echo", None), any)
+                .await
+                .is_empty()
+        );
         // A hang limited to some tools leaves ping and tools/list alone.
-        assert!(state.hits(None, any).await.is_empty());
+        assert!(state.hits(RequestRef::other(), any).await.is_empty());
     }
 
     #[tokio::test]
@@ -480,13 +551,19 @@ mod tests {
             wire(1, WireKind::ToolError, 1.0, 10_000),
         ]);
         let on_ping: Vec<WireKind> = state
-            .hits(None, |_| true)
+            .hits(RequestRef::other(), |_| true)
             .await
             .into_iter()
             .map(|f| f.kind)
             .collect();
         assert_eq!(on_ping, vec![WireKind::Hang]);
-        assert_eq!(state.hits(Some("echo"), |_| true).await.len(), 2);
+        assert_eq!(
+            state
+                .hits(RequestRef::call("echo", None), |_| true)
+                .await
+                .len(),
+            2
+        );
     }
 
     #[tokio::test]
@@ -496,7 +573,13 @@ mod tests {
         state.attach_hub(tx);
         state.set_from_hub(vec![wire(0, WireKind::ToolError, 1.0, 10_000)]);
         for _ in 0..5 {
-            assert_eq!(state.hits(Some("echo"), |_| true).await.len(), 1);
+            assert_eq!(
+                state
+                    .hits(RequestRef::call("echo", None), |_| true)
+                    .await
+                    .len(),
+                1
+            );
         }
         assert!(rx.try_recv().is_err(), "a decision was asked for");
     }
@@ -520,8 +603,19 @@ mod tests {
                 asked
             })
         };
-        assert_eq!(state.hits(Some("echo"), |_| true).await.len(), 1);
-        assert!(state.hits(Some("echo"), |_| true).await.is_empty());
+        assert_eq!(
+            state
+                .hits(RequestRef::call("echo", None), |_| true)
+                .await
+                .len(),
+            1
+        );
+        assert!(
+            state
+                .hits(RequestRef::call("echo", None), |_| true)
+                .await
+                .is_empty()
+        );
         assert_eq!(hub.await?, vec![(0, 7), (1, 7)]);
         Ok(())
     }
@@ -533,7 +627,12 @@ mod tests {
         state.attach_hub(tx);
         state.set_from_hub(vec![wire(0, WireKind::ToolError, 0.5, 10_000)]);
         let started = Instant::now();
-        assert!(state.hits(Some("echo"), |_| true).await.is_empty());
+        assert!(
+            state
+                .hits(RequestRef::call("echo", None), |_| true)
+                .await
+                .is_empty()
+        );
         assert!(started.elapsed() >= DECISION_TIMEOUT);
     }
 
@@ -543,7 +642,12 @@ mod tests {
         let never = CancellationToken::new();
         state.set_from_hub(vec![wire(0, WireKind::Hang, 1.0, 2000)]);
         let started = Instant::now();
-        assert_eq!(state.hold_while_hung(Some("echo"), &never).await, Ok(()));
+        assert_eq!(
+            state
+                .hold_while_hung(RequestRef::call("echo", None), &never)
+                .await,
+            Ok(())
+        );
         assert!(started.elapsed() >= Duration::from_millis(2000));
 
         state.set_from_hub(vec![wire(1, WireKind::Hang, 1.0, 60_000)]);
@@ -551,7 +655,9 @@ mod tests {
             let state = state.clone();
             tokio::spawn(async move {
                 let started = Instant::now();
-                let r = state.hold_while_hung(None, &CancellationToken::new()).await;
+                let r = state
+                    .hold_while_hung(RequestRef::other(), &CancellationToken::new())
+                    .await;
                 (r, started.elapsed())
             })
         };
@@ -567,7 +673,9 @@ mod tests {
         let cancel = CancellationToken::new();
         cancel.cancel();
         assert_eq!(
-            state.hold_while_hung(Some("echo"), &cancel).await,
+            state
+                .hold_while_hung(RequestRef::call("echo", None), &cancel)
+                .await,
             Err(Cancelled)
         );
     }

@@ -37,7 +37,7 @@ pub mod sse;
 pub mod stdio;
 pub mod wire;
 
-use faults::{FaultState, Transport};
+use faults::{FaultState, RequestRef, Transport};
 use wire::WireKind;
 
 /// Errors of the fake server's command.
@@ -457,14 +457,14 @@ impl FakeServer {
     /// line owed to stdout, then an error in place of the answer. `Some` is that error.
     async fn call_faults(
         &self,
-        tool: &str,
+        on: RequestRef<'_>,
         cancel: &tokio_util::sync::CancellationToken,
     ) -> Option<Result<CallToolResult, ErrorData>> {
         // On HTTP a broken answer is the HTTP layer's business (see `control`).
         let on_stdio = self.faults.transport() == Transport::Stdio;
         let hits = self
             .faults
-            .hits(Some(tool), |k| match k {
+            .hits(on, |k| match k {
                 WireKind::Latency { .. } | WireKind::JsonrpcError { .. } | WireKind::ToolError => {
                     true
                 }
@@ -475,7 +475,10 @@ impl FakeServer {
         let delay: Duration = hits
             .iter()
             .filter_map(|f| match f.kind {
-                WireKind::Latency { min_ms, max_ms } => Some(faults::latency(min_ms, max_ms)),
+                WireKind::Latency { min_ms, max_ms } => {
+                    self.faults.note_applied(f, on.request);
+                    Some(faults::latency(min_ms, max_ms))
+                }
                 _ => None,
             })
             .sum();
@@ -486,25 +489,30 @@ impl FakeServer {
             }
         }
         // After the delay, so that a garbage line is owed just before this answer is written.
+        // The first error in the list takes the answer; only the faults that acted count as
+        // applied.
         let mut answer = None;
         for fault in hits {
-            match fault.kind {
-                WireKind::Garbage => self.faults.push_garbage_line(),
-                WireKind::JsonrpcError { code, message } => {
-                    answer.get_or_insert_with(|| {
-                        Err(ErrorData::new(
-                            ErrorCode(code),
-                            message.unwrap_or_else(|| "injected fault: jsonrpc-error".into()),
-                            None,
-                        ))
-                    });
+            match &fault.kind {
+                WireKind::Garbage => {
+                    self.faults.note_applied(&fault, on.request);
+                    self.faults.push_garbage_line();
                 }
-                WireKind::ToolError => {
-                    answer.get_or_insert_with(|| {
-                        Ok(CallToolResult::error(vec![ContentBlock::text(
-                            "injected fault: tool-error",
-                        )]))
-                    });
+                WireKind::JsonrpcError { code, message } if answer.is_none() => {
+                    self.faults.note_applied(&fault, on.request);
+                    answer = Some(Err(ErrorData::new(
+                        ErrorCode(*code),
+                        message
+                            .clone()
+                            .unwrap_or_else(|| "injected fault: jsonrpc-error".into()),
+                        None,
+                    )));
+                }
+                WireKind::ToolError if answer.is_none() => {
+                    self.faults.note_applied(&fault, on.request);
+                    answer = Some(Ok(CallToolResult::error(vec![ContentBlock::text(
+                        "injected fault: tool-error",
+                    )])));
                 }
                 _ => {}
             }
@@ -521,7 +529,8 @@ impl rmcp::ServerHandler for FakeServer {
     ) -> Result<InitializeResult, ErrorData> {
         // A slow-start window open now delays this handshake; one that opens later does not
         // touch a server that has started.
-        if let Some(delay) = self.faults.slow_start_delay() {
+        if let Some((fault, delay)) = self.faults.slow_start() {
+            self.faults.note_applied(&fault, None);
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = context.ct.cancelled() => return Err(cancelled()),
@@ -534,7 +543,7 @@ impl rmcp::ServerHandler for FakeServer {
 
     async fn ping(&self, context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
         self.faults
-            .hold_while_hung(None, &context.ct)
+            .hold_while_hung(RequestRef::other(), &context.ct)
             .await
             .map_err(|_| cancelled())
     }
@@ -587,7 +596,7 @@ impl rmcp::ServerHandler for FakeServer {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         self.faults
-            .hold_while_hung(None, &context.ct)
+            .hold_while_hung(RequestRef::other(), &context.ct)
             .await
             .map_err(|_| cancelled())?;
         let mut tools = (*self.tools).clone();
@@ -608,11 +617,20 @@ impl rmcp::ServerHandler for FakeServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        let harness_request = request
+            .arguments
+            .as_ref()
+            .and_then(|args| wire::request_of(&request.name, args));
+        // Over HTTP the HTTP layer counts the call as it arrives, before its own faults.
+        if self.faults.transport() == Transport::Stdio {
+            self.faults.note_call(&request.name, harness_request);
+        }
+        let on = RequestRef::call(&request.name, harness_request);
         self.faults
-            .hold_while_hung(Some(&request.name), &context.ct)
+            .hold_while_hung(on, &context.ct)
             .await
             .map_err(|_| cancelled())?;
-        if let Some(answer) = self.call_faults(&request.name, &context.ct).await {
+        if let Some(answer) = self.call_faults(on, &context.ct).await {
             return answer.map(Into::into);
         }
         match request.name.as_ref() {

@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::FakeServer;
 use super::control::{RESET_AFTER, apply_fault, http_error, sse_response};
-use super::faults::FaultState;
+use super::faults::{FaultState, RequestRef};
 use super::wire::WireKind;
 
 /// How long a session whose stream dropped waits to be resumed before it is forgotten.
@@ -428,16 +428,23 @@ async fn post_message(
             .pointer("/params/name")
             .and_then(Value::as_str)
             .unwrap_or_default();
+        let request = value
+            .pointer("/params/arguments")
+            .and_then(Value::as_object)
+            .and_then(|args| super::wire::request_of(tool, args));
+        fake.faults().note_call(tool, request);
         let hits = fake
             .faults()
-            .hits(Some(tool), |k| {
+            .hits(RequestRef::call(tool, request), |k| {
                 matches!(
                     k,
                     WireKind::HttpError { .. } | WireKind::Reset | WireKind::Garbage
                 )
             })
             .await;
+        // One answer can carry one fault: the first that hit.
         if let Some(fault) = hits.into_iter().next() {
+            fake.faults().note_applied(&fault, request);
             let id = value.get("id").map(Value::to_string).unwrap_or_default();
             match fault.kind {
                 WireKind::HttpError {

@@ -186,6 +186,7 @@ slo:
         events: &events,
         records: &records,
         leaked_processes: 0,
+        ledger: None,
     });
     // The fault cleared at 0.6 s; the first request sent after it that succeeded is #20,
     // sent at 1.0 s: recovery time = its answer time - 0.6 s, about 0.4 s.
@@ -265,6 +266,7 @@ slo:
         events: &[],
         records: &records,
         leaked_processes: 0,
+        ledger: None,
     });
     (records, verdict)
 }
@@ -389,6 +391,7 @@ slo:
         events: &[],
         records: &records,
         leaked_processes: 0,
+        ledger: None,
     });
     assert!(!verdict.passed());
     assert_eq!(verdict.totals.hung, 1);

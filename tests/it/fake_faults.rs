@@ -33,6 +33,10 @@ struct HubState {
     /// The faults in force and when each ends.
     faults: Vec<(WireFault, Instant)>,
     decides: Vec<(u64, usize)>,
+    /// `tools/call`s the fakes reported: tool and harness request.
+    calls: Vec<(String, Option<u64>)>,
+    /// Faults the fakes reported applied: fault index and harness request.
+    applied: Vec<(usize, Option<u64>)>,
     /// What every decision answers.
     apply: bool,
 }
@@ -83,6 +87,8 @@ impl TestHub {
             hellos: Vec::new(),
             faults: Vec::new(),
             decides: Vec::new(),
+            calls: Vec::new(),
+            applied: Vec::new(),
             apply: false,
         }));
         let shared = state.clone();
@@ -135,6 +141,14 @@ impl TestHub {
 
     fn decides(&self) -> Vec<(u64, usize)> {
         self.state.lock().unwrap().decides.clone()
+    }
+
+    fn calls(&self) -> Vec<(String, Option<u64>)> {
+        self.state.lock().unwrap().calls.clone()
+    }
+
+    fn applied(&self) -> Vec<(usize, Option<u64>)> {
+        self.state.lock().unwrap().applied.clone()
     }
 
     /// The `n`th hello (from 0), waited for.
@@ -191,6 +205,12 @@ async fn serve_fake(stream: TcpStream, state: Arc<Mutex<HubState>>) {
                 if let Some(tx) = weak.upgrade() {
                     let _ = tx.send(line(&HubMessage::Decision { req, apply }));
                 }
+            }
+            Ok(FakeMessage::Call { tool, request }) => {
+                state.lock().unwrap().calls.push((tool, request));
+            }
+            Ok(FakeMessage::Applied { fault, request }) => {
+                state.lock().unwrap().applied.push((fault, request));
             }
             other => panic!("unexpected line from a fake: {l} ({other:?})"),
         }
@@ -343,6 +363,67 @@ async fn tool_error(rig: Rig) {
     );
     rig.hub.set_faults(vec![]);
     until_echo_ok(&rig, SOON).await;
+}
+
+/// The delivery ledger's source: every `tools/call` a fake receives is reported to the hub with
+/// the harness request its arguments carry, and so is every fault that changed an answer,
+/// and only those.
+async fn reports_calls_and_applied_faults(rig: Rig, kind: WireKind, status: u16) {
+    rig.hub.set_faults(vec![fault(3, kind, LONG)]);
+    let call = |n: u64| {
+        rig.proxy
+            .post("/x/echo", json!({"message": format!("hi [r{n}]")}))
+    };
+    // The first calls may come before the snapshot is in; the one that got the fault is the
+    // one to look for.
+    let hit = eventually("a call that got the fault", SOON, async || {
+        let n = rig.hub.calls().len() as u64 + 100;
+        (call(n).await.0 == status).then_some(n)
+    })
+    .await;
+    eventually("the fault's report", SOON, async || {
+        rig.hub.applied().contains(&(3, Some(hit))).then_some(())
+    })
+    .await;
+    assert!(rig.hub.calls().contains(&("echo".to_string(), Some(hit))));
+    rig.hub.set_faults(vec![]);
+    let clean = eventually("a clean answer", SOON, async || {
+        let n = rig.hub.calls().len() as u64 + 1000;
+        let (got, body) = call(n).await;
+        (got == 200 && body == json!(format!("hi [r{n}]"))).then_some(n)
+    })
+    .await;
+    eventually("the clean call's report", SOON, async || {
+        rig.hub
+            .calls()
+            .contains(&("echo".to_string(), Some(clean)))
+            .then_some(())
+    })
+    .await;
+    assert!(
+        rig.hub.applied().iter().all(|(_, r)| *r != Some(clean)),
+        "{:?}",
+        rig.hub.applied()
+    );
+}
+
+#[tokio::test]
+async fn fakes_report_calls_and_applied_faults_stdio() {
+    reports_calls_and_applied_faults(stdio_rig("rep", 5).await, WireKind::ToolError, 500).await;
+}
+
+#[tokio::test]
+async fn fakes_report_calls_and_applied_faults_http() {
+    let kind = WireKind::HttpError {
+        status: 503,
+        retry_after: None,
+    };
+    reports_calls_and_applied_faults(http_rig("rep", 5).await, kind, 502).await;
+}
+
+#[tokio::test]
+async fn fakes_report_calls_and_applied_faults_sse() {
+    reports_calls_and_applied_faults(sse_rig("rep", 5).await, WireKind::ToolError, 500).await;
 }
 
 #[tokio::test]
