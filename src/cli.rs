@@ -245,6 +245,32 @@ pub struct ServeArgs {
     /// Watch the config file and apply changes without a restart.
     #[arg(help_heading = "Servers", long = "hot-reload")]
     pub hot_reload: bool,
+    /// Seconds a client has to send a request's head (the request line and headers); a
+    /// keep-alive connection idle for as long is closed.
+    #[arg(
+        help_heading = "Limits",
+        long = "header-timeout",
+        env = "MCPO_HEADER_TIMEOUT",
+        default_value_t = 30.0
+    )]
+    pub header_timeout: f64,
+    /// Connections served at once; past it a connection is answered 503 with Retry-After
+    /// (lowered to what the open-file limit holds).
+    #[arg(
+        help_heading = "Limits",
+        long = "max-connections",
+        env = "MCPO_MAX_CONNECTIONS",
+        default_value_t = 4096
+    )]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's body once its headers are in; then 408.
+    #[arg(
+        help_heading = "Limits",
+        long = "body-timeout",
+        env = "MCPO_BODY_TIMEOUT",
+        default_value_t = 30.0
+    )]
+    pub body_timeout: f64,
     /// Tools served per server at most; a server that lists more has the rest withheld (named
     /// in /diagnostics).
     #[arg(

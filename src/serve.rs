@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ServeConfig;
+use crate::http::server::{Listener, ServerLimits};
 use crate::http::{AppState, router};
 use crate::recovery::RecoveryPolicy;
 use crate::upstream::UpstreamSettings;
@@ -189,14 +190,16 @@ pub async fn start_with(
 
     let addr = format!("{}:{}", config.host, config.port);
     let bound = match &config.tls {
-        None => crate::net::bind(&addr)
-            .await
-            .map(|(l, local)| (Bound::Plain(l), local)),
+        None => match tokio::net::TcpListener::bind(&addr).await {
+            Ok(l) => l.local_addr().map(|local| (Listener::Plain(l), local)),
+            Err(e) => Err(e),
+        },
         Some(tls) => crate::net::bind_tls(&addr, tls.server_config.clone())
             .await
-            .map(|(l, local)| (Bound::Tls(l), local)),
+            .map(|(l, local)| (Listener::Tls(l), local)),
     };
     let (listener, local) = bound.map_err(|source| ServeError::Bind { addr, source })?;
+    let limits = server_limits(&config);
     let monitor = crate::monitor::Monitor::new(config.monitor.clone());
     {
         let watched = fleet.clone();
@@ -229,10 +232,10 @@ pub async fn start_with(
     let token = shutdown.clone();
     let drain = config.drain_timeout;
     let server = tokio::spawn(async move {
-        let served = listener.serve(app, token.clone());
+        let served = crate::http::server::serve(listener, app, limits, token.clone());
         // Requests in flight get a bounded time to finish; a hung one cannot hold shutdown.
         let result = tokio::select! {
-            r = served => r.map_err(ServeError::Http),
+            () = served => Ok(()),
             _ = async { token.cancelled().await; tokio::time::sleep(drain).await } => {
                 tracing::warn!(drain = ?drain, "calls still in flight after the drain timeout; closing their sessions");
                 Ok(())
@@ -257,35 +260,29 @@ pub async fn start_with(
     })
 }
 
-/// The bound socket, plain or HTTPS. axum's server is generic over its listener, so each kind
-/// gets its own (identical) server, and only the future that runs it is boxed.
-enum Bound {
-    Plain(crate::net::Listener),
-    Tls(crate::net::TlsListener),
-}
-
-type Served = std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
-
-impl Bound {
-    /// Serves `app` (with each connection's peer address for `ConnectInfo`) until `stop` is
-    /// cancelled, then stops accepting and resolves once the connections are done.
-    fn serve(self, app: axum::Router, stop: CancellationToken) -> Served {
-        use std::future::IntoFuture as _;
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let signal = async move { stop.cancelled().await };
-        match self {
-            Bound::Plain(l) => Box::pin(
-                axum::serve(l, app)
-                    .with_graceful_shutdown(signal)
-                    .into_future(),
-            ),
-            Bound::Tls(l) => Box::pin(
-                axum::serve(l, app)
-                    .with_graceful_shutdown(signal)
-                    .into_future(),
-            ),
+/// The server's limits, with the connection cap lowered to what the open-file limit can hold
+/// (raised to its hard limit first): each connection is a descriptor, and so is every pipe to
+/// a stdio server and every upstream connection, for which a quarter is kept.
+fn server_limits(config: &ServeConfig) -> ServerLimits {
+    let mut limits = ServerLimits {
+        header_timeout: config.header_timeout,
+        max_connections: config.max_connections,
+        max_shedding: crate::http::server::SHED_AT_ONCE,
+    };
+    if let Some(files) = crate::net::raise_fd_limit() {
+        let files = usize::try_from(files).unwrap_or(usize::MAX);
+        limits.max_shedding = limits.max_shedding.min(files / 8).max(1);
+        let room = (files / 4 * 3).saturating_sub(limits.max_shedding).max(1);
+        if room < limits.max_connections {
+            tracing::warn!(
+                open_file_limit = files,
+                max_connections = room,
+                "the open-file limit holds fewer connections than --max-connections; capped lower"
+            );
+            limits.max_connections = room;
         }
     }
+    limits
 }
 
 /// Resolves on SIGTERM or SIGINT.

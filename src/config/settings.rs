@@ -57,6 +57,12 @@ pub struct ServeConfig {
     pub cache_default_ttl: Duration,
     /// What one server's tool listing may hold.
     pub listing: crate::catalog::ListingLimits,
+    /// How long a client has to send a request body.
+    pub body_timeout: Duration,
+    /// How long a client has to send a request head, and a keep-alive connection may idle.
+    pub header_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
     pub monitor: crate::monitor::MonitorSettings,
     /// Watch the config file and apply server changes without a restart.
     pub hot_reload: bool,
@@ -116,6 +122,9 @@ impl ServeConfig {
             cache_max_size: 1000,
             cache_default_ttl: Duration::from_secs(300),
             listing: crate::catalog::ListingLimits::default(),
+            body_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(30),
+            max_connections: 4096,
             monitor: crate::monitor::MonitorSettings::default(),
             hot_reload: false,
         }
@@ -160,6 +169,11 @@ pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
     };
     let recovery_target = secs("--recovery-target", args.recovery_target)?;
     let cache_default_ttl = secs("--cache-default-ttl", args.cache_default_ttl)?;
+    let body_timeout = secs("--body-timeout", args.body_timeout)?;
+    let header_timeout = secs("--header-timeout", args.header_timeout)?;
+    if args.max_connections == 0 {
+        return Err(flag("--max-connections", "must be at least 1".into()));
+    }
     if args.cache_max_size == 0 {
         return Err(flag("--cache-max-size", "must be at least 1".into()));
     }
@@ -274,6 +288,9 @@ pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
             max_tools: args.max_tools,
             max_bytes: args.max_listing_bytes,
         },
+        body_timeout,
+        header_timeout,
+        max_connections: args.max_connections,
         monitor,
         hot_reload: args.hot_reload,
     })

@@ -1,17 +1,21 @@
 //! Reading a request body without letting one client, or a burst of them, take the process's
 //! memory.
 //!
-//! Three bounds apply, cheapest first:
+//! Four bounds apply, cheapest first:
+//! - the time to read it (`--body-timeout`; 408 after it), so a client that declares a body
+//!   and sends it slowly, or not at all, holds its connection and its share for that long only;
 //! - the size of one body ([`BODY_LIMIT`]; a declared `Content-Length` over it is refused
 //!   before a byte is read);
 //! - the bytes of all bodies being read or parsed at once ([`BODY_BUDGET`]): a body takes its
-//!   share of the budget as it arrives and gives it back once its arguments are parsed; a body
+//!   share of the budget as its bytes arrive (never for what it declares) and gives it back
+//!   once its arguments are parsed; a body
 //!   that finds the budget spent is answered 503 at once (load shedding) instead of queueing;
 //! - the number of JSON values in one body ([`MAX_JSON_VALUES`]), counted by a byte scan before
 //!   parsing: a parsed value costs tens of bytes of heap per element, so a 16 MiB array of
 //!   one-character strings would otherwise become hundreds of megabytes.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
@@ -27,6 +31,8 @@ pub const BODY_BUDGET: usize = 32 * 1024 * 1024;
 pub const MAX_JSON_VALUES: usize = 250_000;
 /// The budget is counted in units of this many bytes.
 const UNIT: usize = 1024;
+/// The buffer a body starts with, however long it says it is; it grows as bytes arrive.
+const INITIAL_CAPACITY: usize = 64 * 1024;
 
 /// Why a body was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +45,8 @@ pub enum BodyError {
     Busy,
     #[error("the request body could not be read: {0}")]
     Read(String),
+    #[error("the request body did not arrive within {within:?}")]
+    TimedOut { within: Duration },
 }
 
 /// The bytes of all bodies in flight, shared by every request.
@@ -94,8 +102,19 @@ impl Drop for BudgetedBody {
     }
 }
 
-/// Reads `body`, taking its share of `budget` as it arrives.
+/// Reads `body` within `within`, taking its share of `budget` as it arrives.
 pub async fn read(
+    headers: &HeaderMap,
+    body: Body,
+    budget: &BodyBudget,
+    within: Duration,
+) -> Result<BudgetedBody, BodyError> {
+    tokio::time::timeout(within, read_all(headers, body, budget))
+        .await
+        .unwrap_or(Err(BodyError::TimedOut { within }))
+}
+
+async fn read_all(
     headers: &HeaderMap,
     body: Body,
     budget: &BodyBudget,
@@ -108,13 +127,11 @@ pub async fn read(
         return Err(BodyError::TooLarge { limit: BODY_LIMIT });
     }
     let mut stream = body.into_data_stream();
-    // A declared length takes its whole share up front; otherwise shares are taken per chunk.
-    let mut held_units = declared.unwrap_or(0).div_ceil(UNIT);
-    let mut share = match budget.take(held_units) {
-        Ok(share) => share,
-        Err(e) => return Err(discard(stream, e).await),
-    };
-    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(BODY_LIMIT));
+    // Shares are taken as bytes arrive, never for a declared length: a client that declares
+    // 16 MiB and sends nothing must not hold the budget others need.
+    let mut held_units = 0;
+    let mut share: Option<OwnedSemaphorePermit> = None;
+    let mut buf = BytesMut::with_capacity(declared.unwrap_or(0).min(INITIAL_CAPACITY));
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| BodyError::Read(e.to_string()))?;
         if buf.len() + chunk.len() > BODY_LIMIT {
@@ -199,6 +216,49 @@ pub fn check_values(body: &[u8]) -> Result<usize, BodyError> {
 mod tests {
     use super::*;
 
+    const WITHIN: Duration = Duration::from_secs(30);
+
+    /// A body that declares `declared` bytes and then sends nothing, ever.
+    fn silent_body(declared: usize) -> (HeaderMap, Body) {
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::CONTENT_LENGTH, declared.into());
+        let body = Body::from_stream(futures::stream::pending::<Result<Bytes, std::io::Error>>());
+        (headers, body)
+    }
+
+    /// Finding 2 of the hostile-input issue: two connections declaring 16 MiB and sending
+    /// nothing held the whole 32 MiB budget, and every other body was shed with 503.
+    #[tokio::test]
+    async fn declared_lengths_reserve_nothing_until_bytes_arrive() {
+        let budget = BodyBudget::new(BODY_BUDGET);
+        let mut silent = Vec::new();
+        for _ in 0..2 {
+            let (headers, body) = silent_body(BODY_LIMIT);
+            let budget = budget.clone();
+            silent.push(tokio::spawn(async move {
+                read(&headers, body, &budget, WITHIN).await
+            }));
+        }
+        tokio::task::yield_now().await;
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::CONTENT_LENGTH, 3000.into());
+        let small = read(&headers, Body::from(vec![b'x'; 3000]), &budget, WITHIN).await;
+        assert!(small.is_ok(), "{small:?}");
+        for task in &silent {
+            assert!(!task.is_finished());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_does_not_arrive_times_out() {
+        let budget = BodyBudget::new(BODY_BUDGET);
+        let (headers, body) = silent_body(100);
+        let started = tokio::time::Instant::now();
+        let read = read(&headers, body, &budget, Duration::from_secs(5)).await;
+        assert!(matches!(read, Err(BodyError::TimedOut { .. })), "{read:?}");
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+    }
+
     #[test]
     fn value_count_is_close_and_never_under() {
         let cases: &[(&str, usize)] = &[
@@ -223,16 +283,16 @@ mod tests {
         let budget = BodyBudget::new(4 * UNIT);
         let mut headers = HeaderMap::new();
         headers.insert(http::header::CONTENT_LENGTH, "3000".parse().unwrap());
-        let first = read(&headers, Body::from(vec![b'x'; 3000]), &budget)
+        let first = read(&headers, Body::from(vec![b'x'; 3000]), &budget, WITHIN)
             .await
             .unwrap();
         assert!(matches!(
-            read(&headers, Body::from(vec![b'x'; 3000]), &budget).await,
+            read(&headers, Body::from(vec![b'x'; 3000]), &budget, WITHIN).await,
             Err(BodyError::Busy)
         ));
         drop(first);
         assert!(
-            read(&headers, Body::from(vec![b'x'; 3000]), &budget)
+            read(&headers, Body::from(vec![b'x'; 3000]), &budget, WITHIN)
                 .await
                 .is_ok()
         );
@@ -241,7 +301,7 @@ mod tests {
             (BODY_LIMIT + 1).to_string().parse().unwrap(),
         );
         assert!(matches!(
-            read(&headers, Body::empty(), &budget).await,
+            read(&headers, Body::empty(), &budget, WITHIN).await,
             Err(BodyError::TooLarge { .. })
         ));
     }

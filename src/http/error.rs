@@ -88,6 +88,7 @@ impl IntoResponse for ApiError {
                     }
                     BodyError::Busy => StatusCode::SERVICE_UNAVAILABLE,
                     BodyError::Read(_) => StatusCode::BAD_REQUEST,
+                    BodyError::TimedOut { .. } => StatusCode::REQUEST_TIMEOUT,
                 };
                 let mut r = (
                     status,
@@ -97,6 +98,12 @@ impl IntoResponse for ApiError {
                 if matches!(e, BodyError::Busy) {
                     r.headers_mut()
                         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                }
+                if matches!(e, BodyError::TimedOut { .. }) {
+                    // The rest of the body may still come: this connection cannot carry
+                    // another request.
+                    r.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
                 }
                 r
             }

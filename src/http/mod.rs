@@ -17,6 +17,7 @@ pub mod error;
 mod mcp;
 mod metrics;
 pub mod respond;
+pub mod server;
 mod status;
 pub mod validate;
 
@@ -400,7 +401,7 @@ async fn read_arguments(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<serde_json::Map<String, Value>, ApiError> {
-    let body = body::read(headers, body, &state.body_budget).await?;
+    let body = body::read(headers, body, &state.body_budget, state.config.body_timeout).await?;
     let mut depth = 0;
     let stack = tool.validation_stack(|| {
         depth = crate::bounds::text_depth(&body.bytes);

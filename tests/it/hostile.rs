@@ -265,3 +265,224 @@ async fn finding_6_a_huge_listing_is_capped() {
     eprintln!("proxy RSS after the document: {rss_mb} MB");
     assert!(rss_mb < 150, "RSS {rss_mb} MB after the document");
 }
+
+/// A raw connection to the proxy.
+async fn connect(proxy: &Proxy) -> tokio::net::TcpStream {
+    let addr = proxy.base.trim_start_matches("http://").to_string();
+    tokio::net::TcpStream::connect(addr).await.unwrap()
+}
+
+/// Reads until the peer closes (or `within` passes: then `None`); returns what came.
+async fn read_to_close(stream: &mut tokio::net::TcpStream, within: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt as _;
+    let mut got = Vec::new();
+    tokio::time::timeout(within, stream.read_to_end(&mut got))
+        .await
+        .ok()?
+        .ok()?;
+    Some(String::from_utf8_lossy(&got).into_owned())
+}
+
+/// The start of a `POST /x/echo` that declares `length` bytes of body.
+fn declared_post(length: usize) -> String {
+    format!(
+        "POST /x/echo HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n"
+    )
+}
+
+/// Finding 2: two connections that sent `Content-Length: 16777216` and nothing else held the
+/// whole 32 MiB body budget: every `POST /demo/echo` answered 503 for as long as they stayed
+/// open. Now a body takes budget as its bytes arrive, and a body that does not arrive is
+/// answered 408 after `--body-timeout`.
+#[tokio::test]
+async fn finding_2_declared_lengths_hold_no_budget_and_bodies_have_a_deadline() {
+    use tokio::io::AsyncWriteExt as _;
+    let config = json!({"mcpServers": {"x": common::stdio_fake("x")}});
+    let proxy = Proxy::start(&config, &["--body-timeout", "3"]);
+    proxy
+        .wait_ok("/x/openapi.json", Duration::from_secs(30))
+        .await;
+    let mut silent = Vec::new();
+    for _ in 0..2 {
+        let mut s = connect(&proxy).await;
+        s.write_all(declared_post(16 * 1024 * 1024).as_bytes())
+            .await
+            .unwrap();
+        silent.push(s);
+    }
+    // Both heads are in once a later request on a new connection is answered; the proxy
+    // reads heads in the order connections were accepted.
+    for _ in 0..5 {
+        let (status, body) = proxy.post("/x/echo", json!({"message": "hi"})).await;
+        assert_eq!((status, &body), (200, &json!("hi")));
+    }
+    for mut s in silent {
+        let answer = read_to_close(&mut s, Duration::from_secs(15))
+            .await
+            .expect("the silent body is answered and closed after the body timeout");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("did not arrive within"), "{answer}");
+    }
+}
+
+/// Finding 3, headers and idle connections: 250 connections stopped halfway through their
+/// headers stayed open for 45 s and more (axum was served without a timer, so hyper's
+/// header deadline never applied), and keep-alive connections had no idle limit.
+#[tokio::test]
+async fn finding_3_half_heads_and_idle_connections_are_closed() {
+    use tokio::io::AsyncWriteExt as _;
+    let config = json!({"mcpServers": {"x": common::stdio_fake("x")}});
+    let proxy = Proxy::start(&config, &["--header-timeout", "2"]);
+    proxy
+        .wait_ok("/x/openapi.json", Duration::from_secs(30))
+        .await;
+    let mut half = Vec::new();
+    for _ in 0..50 {
+        let mut s = connect(&proxy).await;
+        s.write_all(b"POST /x/echo HTTP/1.1\r\nhost: 127.0.0.1\r\n")
+            .await
+            .unwrap();
+        half.push(s);
+    }
+    // One that asks once and then idles.
+    let mut idle = connect(&proxy).await;
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    for mut s in half {
+        let answer = read_to_close(&mut s, Duration::from_secs(15)).await;
+        assert!(answer.is_some(), "a half head was still open after 15 s");
+    }
+    let answer = read_to_close(&mut idle, Duration::from_secs(15))
+        .await
+        .expect("an idle keep-alive connection is closed");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// Finding 3, the connection cap: past `--max-connections` a connection is answered 503 with
+/// `Retry-After` (not refused, not left in the backlog), and served again once one closes.
+#[tokio::test]
+async fn finding_3_connections_past_the_cap_are_answered_503() {
+    use tokio::io::AsyncWriteExt as _;
+    let config = json!({"mcpServers": {"x": common::stdio_fake("x")}});
+    let proxy = Proxy::start(&config, &["--max-connections", "4"]);
+    proxy
+        .wait_ok("/x/openapi.json", Duration::from_secs(30))
+        .await;
+    // Four keep-alive connections. The test's own client may still hold one from `wait_ok`,
+    // so one of the four may already be over the cap.
+    let mut held = Vec::new();
+    let mut served = 0;
+    for _ in 0..4 {
+        let mut s = connect(&proxy).await;
+        s.write_all(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 12];
+        tokio::io::AsyncReadExt::read_exact(&mut s, &mut buf)
+            .await
+            .unwrap();
+        match &buf {
+            b"HTTP/1.1 200" => served += 1,
+            b"HTTP/1.1 503" => {}
+            other => panic!("{}", String::from_utf8_lossy(other)),
+        }
+        held.push(s);
+    }
+    assert!(served >= 3, "{served} of 4 served under a cap of 4");
+    let mut over = connect(&proxy).await;
+    over.write_all(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut over, Duration::from_secs(10))
+        .await
+        .expect("the connection over the cap is answered and closed");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("retry-after: 1"), "{answer}");
+    assert!(answer.contains("too many open connections"), "{answer}");
+    drop(held);
+    common::eventually(
+        "a request served after the held ones closed",
+        Duration::from_secs(10),
+        async || {
+            let fresh = reqwest::Client::new();
+            let r = fresh.get(proxy.url("/healthz")).send().await.ok()?;
+            (r.status().as_u16() == 200).then_some(())
+        },
+    )
+    .await;
+}
+
+/// Finding 3, out of file descriptors: under a 200-descriptor limit a normal client timed out
+/// while the log said "Too many open files" once per failed accept. Now the connection cap is
+/// lowered to what the limit holds, connections past it are answered 503, a lack of
+/// descriptors is back-pressure (one log line per episode), and a normal client gets an
+/// answer once idle connections reach their deadline.
+#[tokio::test]
+async fn finding_3_running_out_of_descriptors_is_back_pressure() {
+    use std::process::{Command, Stdio};
+    let dir = TempDir::new();
+    let config = dir.path().join("config.json");
+    let servers = json!({"mcpServers": {"x": common::stdio_fake("x")}});
+    std::fs::write(&config, servers.to_string()).unwrap();
+    let log = dir.path().join("proxy.log");
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -n 128 && exec "$0" "$@""#)
+        .arg(mcpo_bin())
+        .args([
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--header-timeout",
+            "3",
+        ])
+        .arg("--config")
+        .arg(&config)
+        .env("LOG_LEVEL", "WARNING")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let line = common::wait_for_line(&mut child, "mcpo serving on", Duration::from_secs(60));
+    let _proc = common::Proc { child };
+    let base = common::url_in(&line);
+    let addr = base.trim_start_matches("http://").to_string();
+    let client = reqwest::Client::new();
+    common::eventually("the fake's tools", Duration::from_secs(30), async || {
+        let r = client
+            .get(format!("{base}/x/openapi.json"))
+            .send()
+            .await
+            .ok()?;
+        (r.status().as_u16() == 200).then_some(())
+    })
+    .await;
+    // More silent connections than the proxy has descriptors.
+    let mut silent = Vec::new();
+    for _ in 0..300 {
+        match tokio::net::TcpStream::connect(&addr).await {
+            Ok(s) => silent.push(s),
+            Err(_) => break,
+        }
+    }
+    let r = reqwest::Client::new()
+        .post(format!("{base}/x/echo"))
+        .json(&json!({"message": "through"}))
+        .timeout(Duration::from_secs(20))
+        .send()
+        .await
+        .expect("a normal client gets an answer");
+    let status = r.status().as_u16();
+    assert!(status == 200 || status == 503, "{status}");
+    drop(silent);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let told = text.matches("out of file descriptors").count();
+    let spam = text.matches("Too many open files").count();
+    assert!(
+        told <= 3 && spam <= 3,
+        "{told} + {spam} lines about descriptors:\n{text}"
+    );
+}

@@ -305,6 +305,37 @@ async fn a_silent_client_does_not_stall_others() {
     drop(silent);
 }
 
+/// The hostile-input issue, finding 3: 1,100 silent TCP connections filled every handshake
+/// slot (1,024) and a normal client timed out behind them. Now a new connection takes the
+/// oldest handshake's place when the slots are full, so a real client is served at once.
+#[tokio::test]
+async fn a_flood_of_silent_connections_does_not_keep_a_client_out() {
+    // The flood needs more descriptors than the usual soft limit of 1,024.
+    mcpo::net::raise_fd_limit();
+    let pki = Pki::new(&rcgen::PKCS_ECDSA_P256_SHA256, KeyFile::Pkcs8);
+    let proxy = Https::start(&pki, &[]);
+    proxy.ready().await;
+    let addr = proxy.base.trim_start_matches("https://").to_string();
+    let mut silent = Vec::new();
+    for _ in 0..1_100 {
+        silent.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let t = Instant::now();
+    let r = pki
+        .client()
+        .get(proxy.url("/openapi.json"))
+        .timeout(Duration::from_secs(8))
+        .send()
+        .await
+        .expect("a client behind 1,100 silent connections is served");
+    assert_eq!(r.status().as_u16(), 200);
+    eprintln!(
+        "served after {:?} behind 1,100 silent connections",
+        t.elapsed()
+    );
+    drop(silent);
+}
+
 /// The drain on SIGTERM works over TLS as over plain HTTP: the call in flight is answered,
 /// then the proxy exits cleanly.
 #[tokio::test]
