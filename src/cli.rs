@@ -245,6 +245,15 @@ pub struct ServeArgs {
     /// Watch the config file and apply changes without a restart.
     #[arg(help_heading = "Servers", long = "hot-reload")]
     pub hot_reload: bool,
+    /// With no API key, show privileged diagnostics (child stderr, PIDs, token paths, OAuth
+    /// authorization URLs) and allow restarts to clients on loopback that name a loopback
+    /// host and send no cross-origin Origin. Off, they are only in the log.
+    #[arg(
+        help_heading = "Authentication",
+        long = "trust-loopback",
+        env = "MCPO_TRUST_LOOPBACK"
+    )]
+    pub trust_loopback: bool,
     /// Seconds a client has to send a request's head (the request line and headers); a
     /// keep-alive connection idle for as long is closed.
     #[arg(

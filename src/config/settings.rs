@@ -63,6 +63,8 @@ pub struct ServeConfig {
     pub header_timeout: Duration,
     /// Connections served at once.
     pub max_connections: usize,
+    /// Without a key, whether loopback clients see privileged details (`--trust-loopback`).
+    pub trust_loopback: bool,
     pub monitor: crate::monitor::MonitorSettings,
     /// Watch the config file and apply server changes without a restart.
     pub hot_reload: bool,
@@ -125,6 +127,7 @@ impl ServeConfig {
             body_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(30),
             max_connections: 4096,
+            trust_loopback: false,
             monitor: crate::monitor::MonitorSettings::default(),
             hot_reload: false,
         }
@@ -291,6 +294,7 @@ pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
         body_timeout,
         header_timeout,
         max_connections: args.max_connections,
+        trust_loopback: args.trust_loopback,
         monitor,
         hot_reload: args.hot_reload,
     })

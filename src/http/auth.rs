@@ -91,6 +91,96 @@ pub async fn require_key(State(key): State<ApiKey>, request: Request, next: Next
     }
 }
 
+/// Whether a request may see what only the operator should: child stderr tails and PIDs,
+/// token paths, OAuth authorization URLs (their `state` would let a page finish the flow with
+/// its own account), or restart servers.
+///
+/// With a key, the key decides. Without one, nobody over HTTP (the details stay in the logs),
+/// unless the operator trusts loopback (`--trust-loopback`); even then only a loopback peer
+/// that names a loopback host (`localhost`, `127.0.0.1`, `[::1]`), so that a DNS-rebinding
+/// page cannot pass, and that sends no `Origin` of another origin, so that a page the operator
+/// opens cannot read the answer through CORS.
+pub fn privileged(
+    key: Option<&ApiKey>,
+    trust_loopback: bool,
+    peer: Option<std::net::SocketAddr>,
+    headers: &axum::http::HeaderMap,
+) -> bool {
+    if let Some(key) = key {
+        let authorization = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        return key.check(authorization).is_ok();
+    }
+    trust_loopback
+        && peer.is_some_and(|p| p.ip().is_loopback())
+        && host_is_loopback(headers)
+        && !cross_origin(headers)
+}
+
+/// Whether the `Host` header names this machine's loopback interface.
+pub fn host_is_loopback(headers: &axum::http::HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let name = match host.strip_prefix('[') {
+        // `[::1]:8000`
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    let name = name.to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Whether the request carries an `Origin` other than the one it was sent to (`Host`).
+pub fn cross_origin(headers: &axum::http::HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return false;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let authority = origin.split_once("://").map(|(_, rest)| rest);
+    match (authority, host) {
+        (Some(authority), Some(host)) => !authority.eq_ignore_ascii_case(host),
+        _ => true,
+    }
+}
+
+/// Refuses a request body that is not JSON by its `Content-Type`: a cross-origin page may
+/// send a "simple" request (`text/plain`, a form, or a bare blob with no type) without a CORS
+/// preflight, and must not be able to call tools or restart servers that way. An empty body
+/// (a tool without arguments) needs no type.
+pub async fn require_json(request: Request, next: Next) -> Response {
+    if request.method() == Method::POST {
+        let is_json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| {
+                let v = v.trim().to_ascii_lowercase();
+                v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
+            });
+        let empty = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() == "0");
+        let declared_body = request.headers().contains_key(header::CONTENT_LENGTH)
+            || request.headers().contains_key(header::TRANSFER_ENCODING);
+        if is_json == Some(false) || (is_json.is_none() && declared_body && !empty) {
+            return ApiError::UnsupportedMediaType.into_response();
+        }
+    }
+    next.run(request).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Extension;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -23,18 +23,14 @@ use crate::recovery::BreakerState;
 use crate::upstream::oauth::AuthState;
 use crate::upstream::{Status, Upstream};
 
-/// Whether the request may see process details.
-fn privileged(state: &AppState, peer: Option<SocketAddr>, headers: &HeaderMap) -> bool {
-    match &state.key {
-        Some(key) => key
-            .check(
-                headers
-                    .get(header::AUTHORIZATION)
-                    .and_then(|v| v.to_str().ok()),
-            )
-            .is_ok(),
-        None => peer.is_some_and(|p| p.ip().is_loopback()),
-    }
+/// Whether the request may see process details (see [`super::auth::privileged`]).
+pub(super) fn privileged(state: &AppState, peer: Option<SocketAddr>, headers: &HeaderMap) -> bool {
+    super::auth::privileged(
+        state.key.as_ref(),
+        state.config.trust_loopback,
+        peer,
+        headers,
+    )
 }
 
 pub async fn diagnostics(
@@ -134,7 +130,7 @@ fn findings(
         ));
         recs.push(format!(
             "open servers.{name}.oauth.authorize_url of /diagnostics{} in a browser and approve access to '{name}'",
-            if privileged { "" } else { " (shown with the API key)" }
+            if privileged { "" } else { " (shown with the API key or --trust-loopback; also printed in the proxy's log)" }
         ));
     }
     let Some(m) = state.metrics.server(upstream.name()) else {
@@ -156,7 +152,7 @@ fn findings(
             .find(|t| !t.is_empty());
         let said = match (privileged, tail) {
             (true, Some(tail)) => format!(": its stderr ends with \"{}\"", tail.join(" | ")),
-            (false, Some(_)) => ": its stderr tail is shown to a client with the API key".into(),
+            (false, Some(_)) => ": its stderr tail is shown to a client with the API key (or with --trust-loopback on localhost)".into(),
             _ => format!(
                 ": the last cause was \"{}\"",
                 view.last_error.as_deref().unwrap_or("unknown")

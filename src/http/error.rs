@@ -18,6 +18,10 @@ pub enum ApiError {
     Unauthorized,
     /// 403: wrong key.
     Forbidden,
+    /// 403: an action only the operator may take (a key, or `--trust-loopback`).
+    NotPrivileged,
+    /// 415: a POST body that is not JSON by its `Content-Type`.
+    UnsupportedMediaType,
     /// 413 or 503: a body over a limit, or the body budget spent (load shedding).
     Body(super::body::BodyError),
     /// 500: something in the proxy itself failed.
@@ -77,6 +81,16 @@ impl IntoResponse for ApiError {
             ApiError::Forbidden => (
                 StatusCode::FORBIDDEN,
                 axum::Json(json!({"detail": "Invalid API key"})),
+            )
+                .into_response(),
+            ApiError::NotPrivileged => (
+                StatusCode::FORBIDDEN,
+                axum::Json(json!({"detail": "Only the operator may do this: send the API key, or start the proxy with --trust-loopback and call it on localhost"})),
+            )
+                .into_response(),
+            ApiError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                axum::Json(json!({"detail": "The request body must be JSON, sent with Content-Type: application/json"})),
             )
                 .into_response(),
             ApiError::Upstream(u) => upstream_response(&u.failure, &u.server, &u.tool),

@@ -151,7 +151,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         "/diagnostics/servers/{server}/restart",
         post(restart_server),
     );
-    let mut tools = tools.with_state(state.clone());
+    // A cross-origin page may not call tools or restart servers with a "simple" request.
+    let mut tools = tools
+        .with_state(state.clone())
+        .layer(axum::middleware::from_fn(auth::require_json));
     // Read-only status follows `--strict-auth`, like the docs.
     pages = pages
         .route("/diagnostics", get(diagnostics::diagnostics))
@@ -222,11 +225,17 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
         .into_response()
 }
 
-/// Replaces every session of one server without touching the others.
+/// Replaces every session of one server without touching the others. Only the operator may
+/// (a DoS in anyone else's hands).
 async fn restart_server(
     State(state): State<Arc<AppState>>,
     Path(server): Path<String>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    if !diagnostics::privileged(&state, peer.map(|axum::Extension(c)| c.0), &headers) {
+        return Err(ApiError::NotPrivileged);
+    }
     let upstream = state.upstream(&server)?;
     upstream.request_restart();
     tracing::info!(server = %server, "restart requested over HTTP");

@@ -486,3 +486,137 @@ async fn finding_3_running_out_of_descriptors_is_back_pressure() {
         "{told} + {spam} lines about descriptors:\n{text}"
     );
 }
+
+/// `GET /diagnostics` over a raw connection with these extra header lines; the body.
+async fn raw_diagnostics(proxy: &Proxy, host: &str, extra: &str) -> Value {
+    use tokio::io::AsyncWriteExt as _;
+    let mut s = connect(proxy).await;
+    s.write_all(
+        format!("GET /diagnostics HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n{extra}\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let answer = read_to_close(&mut s, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    // The body may come chunked.
+    let start = body.find('{').unwrap();
+    let end = body.rfind('}').unwrap();
+    serde_json::from_str(&body[start..=end]).unwrap()
+}
+
+fn shows_pid(diagnostics: &Value) -> bool {
+    diagnostics["servers"]["x"]["pool"]["members"][0]["pid"].is_u64()
+}
+
+/// Finding 4: "loopback is privileged" plus `Access-Control-Allow-Origin: *` let any web page
+/// the operator opened read `/diagnostics` (child stderr, PIDs, the OAuth authorization URL
+/// with its state), a DNS-rebinding page passed as loopback, and anyone could restart servers.
+/// Now, without a key, nobody over HTTP sees those details unless the operator opts in with
+/// `--trust-loopback`, and then only a loopback client naming a loopback host with no
+/// cross-origin `Origin`; restarts likewise.
+#[tokio::test]
+async fn finding_4_privileged_details_need_the_key_or_a_trusted_local_client() {
+    let config = json!({"mcpServers": {"x": common::stdio_fake("x")}});
+    let plain = Proxy::start(&config, &[]);
+    plain
+        .wait_ok("/x/openapi.json", Duration::from_secs(30))
+        .await;
+    let host = plain.base.trim_start_matches("http://").to_string();
+    assert!(!shows_pid(&raw_diagnostics(&plain, &host, "").await));
+    let r = plain
+        .client
+        .post(plain.url("/diagnostics/servers/x/restart"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+
+    let trusted = Proxy::start(&config, &["--trust-loopback"]);
+    trusted
+        .wait_ok("/x/openapi.json", Duration::from_secs(30))
+        .await;
+    let host = trusted.base.trim_start_matches("http://").to_string();
+    assert!(shows_pid(&raw_diagnostics(&trusted, &host, "").await));
+    let port = host.rsplit(':').next().unwrap();
+    assert!(shows_pid(
+        &raw_diagnostics(&trusted, &format!("localhost:{port}"), "").await
+    ));
+    // A page of another origin, read through CORS.
+    let evil = "origin: http://evil.example\r\n";
+    assert!(!shows_pid(&raw_diagnostics(&trusted, &host, evil).await));
+    // A page whose name was rebound to 127.0.0.1.
+    assert!(!shows_pid(
+        &raw_diagnostics(&trusted, &format!("evil.example:{port}"), "").await
+    ));
+    let r = trusted
+        .client
+        .post(trusted.url("/diagnostics/servers/x/restart"))
+        .header("origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let r = trusted
+        .client
+        .post(trusted.url("/diagnostics/servers/x/restart"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+
+    let keyed = Proxy::start(&config, &["--api-key", "k3y", "--trust-loopback"]);
+    let (status, _) = keyed.get_with_key("/x/openapi.json", "k3y").await;
+    assert_eq!(status, 200);
+    let host = keyed.base.trim_start_matches("http://").to_string();
+    assert!(!shows_pid(&raw_diagnostics(&keyed, &host, "").await));
+    assert!(shows_pid(
+        &raw_diagnostics(&keyed, &host, "authorization: Bearer k3y\r\n").await
+    ));
+}
+
+/// Finding 4, the other half: a cross-origin page may send a "simple" request (`text/plain`,
+/// a form, a blob with no type) without a CORS preflight. Such a request no longer reaches a
+/// tool: a POST body must be JSON by its `Content-Type`.
+#[tokio::test]
+async fn finding_4_tool_calls_need_a_json_body() {
+    let config = json!({"mcpServers": {"x": common::stdio_fake("x")}});
+    let proxy = Proxy::start(&config, &[]);
+    proxy
+        .wait_ok("/x/openapi.json", Duration::from_secs(30))
+        .await;
+    let body = r#"{"message": "csrf"}"#;
+    for content_type in [
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        None,
+    ] {
+        let mut request = proxy.client.post(proxy.url("/x/echo")).body(body);
+        if let Some(t) = content_type {
+            request = request.header("content-type", t);
+        }
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 415, "{content_type:?}");
+    }
+    let r = proxy
+        .client
+        .post(proxy.url("/x/echo"))
+        .header("content-type", "application/json; charset=utf-8")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // A tool without arguments is still called with an empty POST and no type.
+    let r = proxy
+        .client
+        .post(proxy.url("/x/whoami"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}

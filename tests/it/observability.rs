@@ -114,7 +114,8 @@ async fn cache_keys_hold_headers_expire_and_follow_epochs() {
     let config = json!({"mcpServers": {"fake": {"type": "streamable-http", "url": fake.url,
         "client_header_forwarding": {"enabled": true, "whitelist": ["X-User-*"]},
         "cache": {"tools": ["request_meta"], "readOnly": true, "ttl": 2}}}});
-    let proxy = Proxy::start(&config, &[]);
+    // The restart below is the operator's, on localhost.
+    let proxy = Proxy::start(&config, &["--trust-loopback"]);
     proxy
         .wait_ok("/fake/openapi.json", Duration::from_secs(30))
         .await;

@@ -626,9 +626,10 @@ async fn restart_endpoint_replaces_one_server_only() {
 async fn recovery_can_be_turned_off_for_comparison() {
     let m = marker("off");
     let config = json!({"mcpServers": {"fake": stdio_fake("off")}});
+    // The restart below is the operator's, on localhost.
     let proxy = Proxy::start_with_env(
         &config,
-        &[],
+        &["--trust-loopback"],
         &[
             ("MCPO_TEST_MARKER", &m),
             ("MCPO_ERROR_RECOVERY_ENABLED", "false"),

@@ -219,7 +219,7 @@ impl Https {
 #[tokio::test]
 async fn https_serves_tools_docs_and_diagnostics() {
     let pki = Pki::new(&rcgen::PKCS_ECDSA_P256_SHA256, KeyFile::Pkcs8);
-    let proxy = Https::start(&pki, &[]);
+    let proxy = Https::start(&pki, &[("MCPO_TRUST_LOOPBACK", "true")]);
     proxy.ready().await;
 
     let (status, body) = proxy
@@ -236,8 +236,8 @@ async fn https_serves_tools_docs_and_diagnostics() {
     let (status, body) = proxy.get("/fake/docs").await;
     assert_eq!(status, 200, "{body}");
 
-    // Process details are shown to local clients only: a PID here means the handler saw the
-    // client's (loopback) address through the TLS listener.
+    // Process details are shown to local clients only when loopback is trusted: a PID here
+    // means the handler saw the client's (loopback) address through the TLS listener.
     let (status, body) = proxy.get("/diagnostics").await;
     assert_eq!(status, 200);
     let diag: Value = serde_json::from_str(&body).unwrap();
