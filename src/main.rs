@@ -265,6 +265,6 @@ fn init_logging(level: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr)
+        .with_writer(|| mcpo::redact::Redacting(std::io::stderr()))
         .try_init();
 }

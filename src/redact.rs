@@ -76,6 +76,26 @@ fn find_url(text: &str) -> Option<usize> {
     }
 }
 
+/// A log writer that reduces every URL in what it writes to its origin, so that no log line,
+/// ours or an SDK's (rmcp prints whole `reqwest` errors, URL and all, at debug level), carries
+/// a secret from a URL's path or query. The formatter hands it one whole event per write.
+pub struct Redacting<W>(pub W);
+
+impl<W: std::io::Write> std::io::Write for Redacting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !buf.windows(3).any(|w| w == b"://") {
+            return self.0.write(buf);
+        }
+        let text = String::from_utf8_lossy(buf);
+        self.0.write_all(urls_in(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +123,21 @@ mod tests {
             "{out}"
         );
         assert_eq!(urls_in("no url here"), "no url here");
+    }
+
+    #[test]
+    fn the_log_writer_keeps_only_origins() {
+        use std::io::Write as _;
+        let mut out = Redacting(Vec::new());
+        let line = "ERROR rmcp: Client(reqwest::Error { url: \"http://u:p@127.0.0.1:9/s/PATHSECRET/mcp?k=QUERYSECRET\" })\n";
+        out.write_all(line.as_bytes()).unwrap();
+        out.write_all(b"plain line\n").unwrap();
+        let written = String::from_utf8(out.0).unwrap();
+        assert!(
+            !written.contains("SECRET") && !written.contains("u:p"),
+            "{written}"
+        );
+        assert!(written.contains("http://127.0.0.1:9\""), "{written}");
+        assert!(written.ends_with("plain line\n"), "{written}");
     }
 }

@@ -425,9 +425,7 @@ fn parse_oauth(
     let server_url = match o.get("server_url") {
         None | Some(Value::Null) => url.to_string(),
         Some(Value::String(s)) => {
-            check_url(s).map_err(|_| {
-                format!("key \"oauth.server_url\": {s:?} is not an http:// or https:// URL")
-            })?;
+            check_url(s).map_err(|e| e.replacen("\"url\"", "\"oauth.server_url\"", 1))?;
             s.clone()
         }
         Some(other) => {
@@ -519,11 +517,8 @@ fn check_client_metadata(m: &Map<String, Value>) -> Result<(), String> {
         let Some(first) = uris.first() else {
             return Err("key \"oauth.client_metadata.redirect_uris\" is empty".into());
         };
-        check_url(first).map_err(|_| {
-            format!(
-                "key \"oauth.client_metadata.redirect_uris\"[0]: {first:?} is not an http:// or https:// URL"
-            )
-        })?;
+        check_url(first)
+            .map_err(|e| e.replacen("\"url\"", "\"oauth.client_metadata.redirect_uris\"[0]", 1))?;
     }
     Ok(())
 }
@@ -634,9 +629,19 @@ pub(crate) fn check_url(url: &str) -> Result<(), String> {
         Ok(uri) if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() => {
             Ok(())
         }
-        _ => Err(format!(
-            "key \"url\": {url:?} is not an http:// or https:// URL"
-        )),
+        // Never the URL itself: its path or query may hold a secret, and this message reaches
+        // the log at start-up and on every reload.
+        _ => Err(match url.split_once("://") {
+            Some((scheme, _))
+                if scheme.len() <= 12 && scheme.chars().all(|c| c.is_ascii_alphanumeric()) =>
+            {
+                format!(
+                    "key \"url\": the scheme is {scheme:?}, not http or https (the rest of the URL is not shown: it may hold a secret)"
+                )
+            }
+            _ => "key \"url\": not an http:// or https:// URL with a host (not shown: it may hold a secret)"
+                .to_string(),
+        }),
     }
 }
 

@@ -620,3 +620,49 @@ async fn finding_4_tool_calls_need_a_json_body() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
 }
+
+/// Finding 7: with `MCPO_LOG_LEVEL=debug` or any `RUST_LOG`, rmcp logged whole upstream URLs
+/// (`.../s/PATHSECRET/mcp?k=QUERYSECRET`), and a mistyped URL scheme was echoed whole at the
+/// default level, at start-up and on reload. Now every log line has URLs reduced to their
+/// origin, and configuration errors never show the URL.
+#[tokio::test]
+async fn finding_7_no_secret_of_a_url_reaches_the_log() {
+    let config = json!({"mcpServers": {
+        "dead": {"type": "streamable-http", "url": "http://127.0.0.1:9/s/PATHSECRET/mcp?k=QUERYSECRET"},
+        "old": {"type": "sse", "url": "http://127.0.0.1:9/s/SSESECRET/sse?k=SSEQUERY"},
+        "x": common::stdio_fake("x"),
+    }});
+    for env in [("MCPO_LOG_LEVEL", "debug"), ("RUST_LOG", "trace")] {
+        let (proxy, log) = Proxy::start_logged(&config, &[], &[env]);
+        proxy
+            .wait_ok("/x/openapi.json", Duration::from_secs(30))
+            .await;
+        // The dead servers have been tried (and failed) by now; one call more for good measure.
+        let (status, _) = proxy.post("/dead/anything", json!({})).await;
+        assert!(status >= 400);
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            text.contains("127.0.0.1:9"),
+            "{env:?}: the dead server was not logged"
+        );
+        for secret in ["PATHSECRET", "QUERYSECRET", "SSESECRET", "SSEQUERY"] {
+            assert!(!text.contains(secret), "{env:?}: {secret} in the log");
+        }
+    }
+    // A mistyped scheme, at start-up.
+    let dir = TempDir::new();
+    let path = dir.path().join("config.json");
+    let bad = json!({"mcpServers": {"t": {"type": "streamable-http", "url": "htps://example.com/s/TYPOSECRET/mcp"}}});
+    std::fs::write(&path, bad.to_string()).unwrap();
+    let out = std::process::Command::new(mcpo_bin())
+        .args(["serve", "--port", "0", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("\"htps\"") && !said.contains("TYPOSECRET"),
+        "{said}"
+    );
+}
