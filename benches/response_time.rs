@@ -423,7 +423,7 @@ fn count_values(v: &Value) -> usize {
 
 fn cache(c: &mut Criterion) {
     let rt = runtime();
-    let cache = ResultCache::new(1000);
+    let cache = ResultCache::new(1000, 64 * 1024 * 1024);
     let arguments = json!({"query": "rust", "limit": 5, "filters": {"tags": ["a", "b"]}});
     let result = json!({"content": [{"type": "text", "text": "cached answer"}], "isError": false});
     let server: Arc<str> = Arc::from("bench");

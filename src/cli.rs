@@ -392,6 +392,14 @@ pub struct ServeArgs {
         default_value_t = 1000
     )]
     pub cache_max_size: u64,
+    /// Bytes the result cache holds at most (about: results as JSON text, and their keys).
+    #[arg(
+        help_heading = "Cache",
+        long = "cache-max-bytes",
+        env = "MCPO_CACHE_MAX_BYTES",
+        default_value_t = 64 * 1024 * 1024
+    )]
+    pub cache_max_bytes: u64,
     /// Seconds a cached result lives unless its server's `cache.ttl` says otherwise.
     #[arg(
         help_heading = "Cache",

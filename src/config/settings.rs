@@ -54,6 +54,7 @@ pub struct ServeConfig {
     pub metrics_enabled: bool,
     pub recovery_target: Duration,
     pub cache_max_size: u64,
+    pub cache_max_bytes: u64,
     pub cache_default_ttl: Duration,
     /// What one server's tool listing may hold.
     pub listing: crate::catalog::ListingLimits,
@@ -122,6 +123,7 @@ impl ServeConfig {
             metrics_enabled: true,
             recovery_target: Duration::from_secs(10),
             cache_max_size: 1000,
+            cache_max_bytes: 64 * 1024 * 1024,
             cache_default_ttl: Duration::from_secs(300),
             listing: crate::catalog::ListingLimits::default(),
             body_timeout: Duration::from_secs(30),
@@ -179,6 +181,15 @@ pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
     }
     if args.cache_max_size == 0 {
         return Err(flag("--cache-max-size", "must be at least 1".into()));
+    }
+    if args.cache_max_bytes < 1024 * 1024 {
+        return Err(flag(
+            "--cache-max-bytes",
+            format!(
+                "must be at least 1048576 (1 MiB), found {}",
+                args.cache_max_bytes
+            ),
+        ));
     }
     if args.max_tools == 0 {
         return Err(flag("--max-tools", "must be at least 1".into()));
@@ -286,6 +297,7 @@ pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
         metrics_enabled: args.metrics_enabled,
         recovery_target,
         cache_max_size: args.cache_max_size,
+        cache_max_bytes: args.cache_max_bytes,
         cache_default_ttl,
         listing: crate::catalog::ListingLimits {
             max_tools: args.max_tools,

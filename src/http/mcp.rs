@@ -29,6 +29,7 @@ use tower::ServiceExt as _;
 use super::AppState;
 use super::error::upstream_answer;
 use crate::catalog::{ToolEntry, ValidationStack};
+use crate::http::validate::capped_text;
 use crate::metrics::RequestClass;
 use crate::upstream::{Failure, Upstream};
 
@@ -214,7 +215,10 @@ impl ServerHandler for McpFront {
                     validator
                         .iter_errors(&instance)
                         .take(MAX_ERRORS)
-                        .map(|e| format!("{}: {e}", e.instance_path()))
+                        .map(|e| {
+                            let at = e.instance_path().to_string();
+                            format!("{}: {}", capped_text(&at), capped_text(&e))
+                        })
                         .collect()
                 }
             };

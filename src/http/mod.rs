@@ -79,7 +79,7 @@ impl AppState {
             .map(|k| auth::ApiKey::new(k, config.strict_auth));
         Arc::new(AppState {
             body_budget: body::BodyBudget::default(),
-            cache: ResultCache::new(config.cache_max_size),
+            cache: ResultCache::new(config.cache_max_size, config.cache_max_bytes),
             key,
             config,
             fleet,

@@ -395,7 +395,7 @@ fn push_field_errors(error: &jsonschema::ValidationError<'_>, out: &mut Vec<Fiel
                 ));
             }
         }
-        kind => out.push(describe(kind, loc, input_of(instance), &error.to_string())),
+        kind => out.push(describe(kind, loc, input_of(instance), &capped_text(error))),
     }
 }
 
@@ -418,6 +418,45 @@ fn input_of(value: &Value) -> Value {
         end -= 1;
     }
     Value::String(format!("{}... (truncated)", &text[..end]))
+}
+
+/// Bytes of a validation message at most: the validator's messages quote the value (`"..." is
+/// not valid under any of the schemas listed in the 'oneOf' keyword`), which a client may make
+/// megabytes long.
+pub const MESSAGE_BYTES: usize = 512;
+
+/// `value` as text, cut at [`MESSAGE_BYTES`] (on a character boundary, marked), without ever
+/// formatting more than that: the formatter is stopped once the cap is reached.
+pub fn capped_text(value: &impl std::fmt::Display) -> String {
+    struct Cap {
+        text: String,
+        full: bool,
+    }
+    impl std::fmt::Write for Cap {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            let room = MESSAGE_BYTES.saturating_sub(self.text.len());
+            if s.len() <= room {
+                self.text.push_str(s);
+                return Ok(());
+            }
+            let mut end = room;
+            while !s.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.text.push_str(&s[..end]);
+            self.full = true;
+            Err(std::fmt::Error)
+        }
+    }
+    let mut cap = Cap {
+        text: String::new(),
+        full: false,
+    };
+    let _ = std::fmt::write(&mut cap, format_args!("{value}"));
+    if cap.full {
+        cap.text.push_str("... (truncated)");
+    }
+    cap.text
 }
 
 /// A writer that keeps the first `cap` bytes and then refuses more.

@@ -666,3 +666,28 @@ async fn finding_7_no_secret_of_a_url_reaches_the_log() {
         "{said}"
     );
 }
+
+/// Finding 11: a 2 MB string sent where a `oneOf` is expected came back as a 2 MB 422: the
+/// validator's message quotes the value, and `msg` was not cut.
+#[tokio::test]
+async fn finding_11_validation_messages_are_cut() {
+    let config = json!({"mcpServers": {"x": common::stdio_fake("x")}});
+    let proxy = Proxy::start(&config, &[]);
+    proxy
+        .wait_ok("/x/openapi.json", Duration::from_secs(30))
+        .await;
+    let huge = "y".repeat(2 * 1024 * 1024);
+    let r = proxy
+        .client
+        .post(proxy.url("/x/measure_shape"))
+        .json(&json!({"shape": huge}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    let body = r.bytes().await.unwrap();
+    assert!(body.len() < 16 * 1024, "a 422 of {} bytes", body.len());
+    let detail: Value = serde_json::from_slice(&body).unwrap();
+    let msg = detail["detail"][0]["msg"].as_str().unwrap();
+    assert!(msg.ends_with("... (truncated)"), "{msg}");
+}

@@ -364,21 +364,34 @@ async fn write_private(
             path: path.display().to_string(),
             source,
         };
+        use std::os::unix::fs::PermissionsExt as _;
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(&files.dir)
             .map_err(fail)?;
+        // `mode` applies only to a directory created here: one that was there (made by mcpo,
+        // or by hand) may be open to others, and tokens must not be.
+        let dir_mode = std::fs::metadata(&files.dir).map_err(fail)?.permissions().mode();
+        if dir_mode & 0o077 != 0 {
+            std::fs::set_permissions(&files.dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(fail)?;
+            tracing::info!(dir = %files.dir.display(), "the token directory was open to others; now 0700");
+        }
+        // A stale temporary file (or a link someone put there, to have a token written
+        // wherever it points) is removed, and the new one is created afresh, never through a
+        // link.
         let tmp = path.with_extension("json.tmp");
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(fail(e)),
+            _ => {}
+        }
         let mut file = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&tmp)
-            .map_err(fail)?;
-        // `mode` applies only when the file is created: a stale temporary file keeps its own.
-        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o600))
             .map_err(fail)?;
         file.write_all(&bytes).map_err(fail)?;
         file.sync_all().map_err(fail)?;
@@ -450,5 +463,33 @@ mod tests {
             rest: Map::new(),
         };
         assert!(!format!("{client:?}").contains("SECRET"));
+    }
+
+    /// The hostile-input issue, finding 12: a token directory that was there kept 0755, and the
+    /// temporary token file was opened through whatever link stood at its path.
+    #[tokio::test]
+    async fn tokens_are_written_private_and_never_through_a_link() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let base = std::env::temp_dir().join(format!("mcpo-store-{}", std::process::id()));
+        let dir = base.join("tokens");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let victim = base.join("victim");
+        std::fs::write(&victim, "keep me").unwrap();
+        let files = Arc::new(Files {
+            dir: dir.clone(),
+            tokens: dir.join("t_tokens.json"),
+            client: dir.join("t_client_info.json"),
+        });
+        std::os::unix::fs::symlink(&victim, dir.join("t_tokens.json.tmp")).unwrap();
+        write_private(files.clone(), FileKind::Tokens, b"{}".to_vec())
+            .await
+            .unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&files.tokens), 0o600);
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me");
+        assert_eq!(std::fs::read_to_string(&files.tokens).unwrap(), "{}");
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }
