@@ -345,6 +345,16 @@ pub struct ServeArgs {
         default_value_t = 60.0
     )]
     pub pool_idle_timeout: f64,
+    /// Seconds a call may run in all while its server reports progress
+    /// (`notifications/progress`): each report gives it another --tool-timeout, up to this
+    /// (never less than --tool-timeout; a server's "max_timeout" overrides it).
+    #[arg(
+        help_heading = "Timeouts and recovery",
+        long = "max-tool-timeout",
+        env = "MCPO_MAX_TOOL_TIMEOUT",
+        default_value_t = 600.0
+    )]
+    pub max_tool_timeout: f64,
     /// Seconds that calls in flight get to finish after SIGTERM or SIGINT, before sessions and
     /// children are closed.
     #[arg(

@@ -135,6 +135,7 @@ pub async fn start_with(
         stdio_env: config.stdio_env.clone(),
         connect_timeout: config.connect_timeout,
         call_timeout: config.tool_timeout,
+        max_call_timeout: config.max_tool_timeout,
         pool_min: config.pool_min,
         pool_max: config.pool_max,
         pool_idle: config.pool_idle,

@@ -48,6 +48,7 @@ pub(super) const KNOWN_SERVER_KEYS: &[&str] = &[
     "client_header_forwarding",
     "oauth",
     "timeout",
+    "max_timeout",
     "disabled",
     "cwd",
     "pool",
@@ -307,6 +308,16 @@ fn parse_server(name: &str, entry: &Map<String, Value>) -> Result<Option<ServerC
             )
         })?),
     };
+    let max_timeout = match entry.get("max_timeout") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(seconds(v).ok_or_else(|| {
+            format!(
+                "key \"max_timeout\" must be a number of seconds above 0 and at most {} (a year), found {}",
+                super::MAX_DURATION_SECS,
+                short(v)
+            )
+        })?),
+    };
     let header_forwarding = match entry.get("client_header_forwarding") {
         None | Some(Value::Null) => None,
         Some(Value::Object(obj)) => Some(parse_forwarding(obj)?),
@@ -383,6 +394,7 @@ fn parse_server(name: &str, entry: &Map<String, Value>) -> Result<Option<ServerC
         transport,
         disabled_tools,
         timeout,
+        max_timeout,
         header_forwarding,
         pool_min,
         pool_max,

@@ -54,6 +54,8 @@ pub struct ServerConfig {
     pub disabled_tools: BTreeSet<String>,
     /// Deadline of one tool call; `None` means the proxy-wide default.
     pub timeout: Option<Duration>,
+    /// How far progress notifications may extend a call; `None`: the proxy-wide default.
+    pub max_timeout: Option<Duration>,
     /// Which headers of the incoming HTTP request are passed on to the tool call.
     pub header_forwarding: Option<HeaderForwarding>,
     /// Pool size bounds for this server; `None` means the proxy-wide setting.
@@ -186,6 +188,7 @@ impl ServerConfig {
             transport,
             disabled_tools: BTreeSet::new(),
             timeout: None,
+            max_timeout: None,
             header_forwarding: None,
             pool_min: None,
             pool_max: None,

@@ -36,6 +36,8 @@ pub struct ServeConfig {
     /// wins over it.
     pub stdio_env: BTreeMap<String, String>,
     pub tool_timeout: Duration,
+    /// How far progress may extend a call.
+    pub max_tool_timeout: Duration,
     pub connect_timeout: Duration,
     pub log_level: String,
     /// Pool size per server unless the server sets its own.
@@ -111,6 +113,7 @@ impl ServeConfig {
             servers,
             stdio_env: BTreeMap::new(),
             tool_timeout: Duration::from_secs(60),
+            max_tool_timeout: Duration::from_secs(600),
             connect_timeout: Duration::from_secs(60),
             log_level: "INFO".into(),
             pool_min: 1,
@@ -165,6 +168,7 @@ pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
         })
     };
     let tool_timeout = secs("--tool-timeout", args.tool_timeout)?;
+    let max_tool_timeout = secs("--max-tool-timeout", args.max_tool_timeout)?;
     let connect_timeout = secs("--connect-timeout", args.connect_timeout)?;
     let pool_idle = secs("--pool-idle-timeout", args.pool_idle_timeout)?;
     let drain_timeout = secs("--drain-timeout", args.drain_timeout)?;
@@ -285,6 +289,7 @@ pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
         servers,
         stdio_env,
         tool_timeout,
+        max_tool_timeout,
         connect_timeout,
         log_level: args.log_level().to_string(),
         pool_min: args.pool_min_connections,

@@ -161,6 +161,20 @@ pub fn tool_definitions() -> Value {
             "annotations": {"readOnlyHint": true, "idempotentHint": true, "openWorldHint": false}
         },
         {
+            "name": "progress",
+            "description": "Works for steps x every_ms milliseconds, sending notifications/progress after each step (when the request asked for it with a progress token), then says how many steps it made.",
+            "inputSchema": {
+                "type": "object",
+                "properties": {
+                    "steps": {"type": "integer", "minimum": 1, "maximum": 1000, "description": "How many steps"},
+                    "every_ms": {"type": "integer", "minimum": 0, "maximum": 60000, "description": "Milliseconds per step"},
+                    "tag": {"type": "string", "maxLength": 64, "description": "Optional text repeated in the answer, in brackets"}
+                },
+                "required": ["steps", "every_ms"]
+            },
+            "annotations": {"readOnlyHint": true, "idempotentHint": true, "openWorldHint": false}
+        },
+        {
             "name": "sleep",
             "description": "Waits the given number of milliseconds, then says so. Unlike `slow`, any number of these run at once: each only holds its call open.",
             "inputSchema": {
@@ -665,6 +679,10 @@ impl rmcp::ServerHandler for FakeServer {
             }
             _ => {}
         }
+        if request.name == "progress" {
+            let args = request.arguments.unwrap_or_default();
+            return self.progress(&args, &context).await.map(Into::into);
+        }
         if request.name == "request_meta" {
             // rmcp moves the request's `_meta` into the context.
             let meta = serde_json::to_value(&context.meta).unwrap_or(Value::Null);
@@ -674,6 +692,38 @@ impl rmcp::ServerHandler for FakeServer {
         self.run_tool(&request.name, &args, &context.ct)
             .await
             .map(Into::into)
+    }
+}
+
+impl FakeServer {
+    /// `progress`: a long call that says it is alive, as long-running tools should.
+    async fn progress(
+        &self,
+        args: &Map<String, Value>,
+        context: &RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let steps = int_arg(args, "steps")?.clamp(1, 1000);
+        let every = Duration::from_millis(int_arg(args, "every_ms")?.clamp(0, 60_000) as u64);
+        let token = context.meta.get_progress_token();
+        for step in 1..=steps {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = context.ct.cancelled() => {
+                    self.cancelled.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return Err(ErrorData::new(ErrorCode(-32800), "request cancelled", None));
+                }
+            }
+            if let Some(token) = &token {
+                let mut note =
+                    rmcp::model::ProgressNotificationParam::new(token.clone(), step as f64);
+                note.total = Some(steps as f64);
+                let _ = context.peer.notify_progress(note).await;
+            }
+        }
+        Ok(text(format!(
+            "progressed {steps} steps{}",
+            tag_suffix(args)
+        )))
     }
 }
 

@@ -315,6 +315,7 @@ fn server_report(upstream: &Upstream, privileged: bool) -> Value {
         "breaker": view.breaker.as_str(),
         "breaker_trips": view.breaker_trips,
         "call_timeout_secs": upstream.call_timeout().as_secs_f64(),
+        "max_call_timeout_secs": upstream.longest_call().as_secs_f64(),
         "pool": {"min": min, "max": max, "members": members},
         "advice": advice,
     });

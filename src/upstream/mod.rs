@@ -47,6 +47,10 @@ use crate::recovery::{
 const POOL_TICK: Duration = Duration::from_secs(5);
 /// Where each new upstream's cache epochs start.
 static NEXT_EPOCH_BASE: AtomicU64 = AtomicU64::new(0);
+/// How long past its cap a call is waited for before its future is dropped (rmcp's own
+/// clocks end it first; this bounds the wait should they not).
+const CALL_BACKSTOP: Duration = Duration::from_secs(1);
+
 /// The "deadline" of a call with recovery off.
 const NO_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
 /// How long a failed call waits for its session's end to be confirmed (a stdio pipe closes a
@@ -86,6 +90,8 @@ pub struct UpstreamSettings {
     pub stdio_env: BTreeMap<String, String>,
     pub connect_timeout: Duration,
     pub call_timeout: Duration,
+    /// How far progress notifications may extend a call (`--max-tool-timeout`).
+    pub max_call_timeout: Duration,
     pub backoff: Backoff,
     pub pool_min: usize,
     pub pool_max: usize,
@@ -105,6 +111,7 @@ impl Default for UpstreamSettings {
             stdio_env: BTreeMap::new(),
             connect_timeout: Duration::from_secs(60),
             call_timeout: Duration::from_secs(60),
+            max_call_timeout: Duration::from_secs(600),
             backoff: Backoff::default(),
             pool_min: 1,
             pool_max: 1,
@@ -166,6 +173,18 @@ impl ServerShared {
             return NO_DEADLINE;
         }
         self.config.timeout.unwrap_or(self.settings.call_timeout)
+    }
+
+    /// How long a call may run in all while the server reports progress on it: each
+    /// `notifications/progress` gives it another [`ServerShared::call_timeout`], up to this.
+    pub fn max_call_timeout(&self) -> Duration {
+        if !self.policy.enabled {
+            return NO_DEADLINE;
+        }
+        self.config
+            .max_timeout
+            .unwrap_or(self.settings.max_call_timeout)
+            .max(self.call_timeout())
     }
 
     fn uptime_ms(&self) -> u64 {
@@ -267,9 +286,10 @@ impl Upstream {
         self.shared.call_timeout()
     }
 
-    /// The longest a call started now may run (its deadline).
+    /// The longest a call started now may run (its deadline, extended by progress up to
+    /// the cap).
     pub fn longest_call(&self) -> Duration {
-        self.shared.call_timeout()
+        self.shared.max_call_timeout()
     }
 
     fn members(&self) -> Vec<Arc<Member>> {
@@ -500,6 +520,9 @@ impl Upstream {
         let deadline = self.call_timeout();
         let started = Instant::now();
         let until = started.checked_add(deadline).unwrap_or(started);
+        // Progress may carry an answer past `until`, never past this.
+        let cap = self.shared.max_call_timeout();
+        let hard_until = started.checked_add(cap).unwrap_or(until);
         let policy = &self.shared.policy;
         let breaker = &self.shared.breaker;
         self.budget.deposit();
@@ -525,11 +548,30 @@ impl Upstream {
             if let Some(m) = &self.shared.metrics {
                 m.pool_wait.record(waited.elapsed());
             }
+            let now = Instant::now();
+            // rmcp keeps the call's clocks (the window renewed by progress, and the cap) and
+            // cancels upstream when one runs out; the outer bound is a backstop.
+            let window = until
+                .saturating_duration_since(now)
+                .max(Duration::from_millis(1));
+            let left = hard_until.saturating_duration_since(now).max(window);
             let outcome = tokio::time::timeout_at(
-                until,
-                session.call_tool(&tool.name, arguments.clone(), meta),
+                hard_until + CALL_BACKSTOP,
+                session.call_tool(&tool.name, arguments.clone(), meta, window, left),
             )
             .await;
+            // Whichever clock ran out, the call is reported against the deadline it was given.
+            let timed_out = || Failure::Timeout {
+                after: if Instant::now() >= hard_until {
+                    cap
+                } else {
+                    deadline
+                },
+            };
+            let outcome = match outcome {
+                Ok(Err(Failure::Timeout { .. })) => Ok(Err(timed_out())),
+                other => other,
+            };
             drop(in_flight);
             let failure = match outcome {
                 Ok(Ok(result)) => {
@@ -544,7 +586,7 @@ impl Upstream {
                 }
                 Ok(Err(failure)) => failure,
                 // The call future was dropped, which sent `notifications/cancelled`.
-                Err(_) => Failure::Timeout { after: deadline },
+                Err(_) => timed_out(),
             };
             if matches!(failure, Failure::Tool { .. } | Failure::JsonRpc { .. }) {
                 session.record_answer();

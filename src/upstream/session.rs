@@ -6,10 +6,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rmcp::model::{
-    CallToolRequestParams, ClientCapabilities, ClientConfig, Implementation, JsonObject,
-    PaginatedRequestParams,
+    CallToolRequest, CallToolRequestParams, CallToolResult, CancelledNotification,
+    CancelledNotificationParam, ClientCapabilities, ClientConfig, ClientRequest, Implementation,
+    JsonObject, PaginatedRequestParams, ServerResult,
 };
-use rmcp::service::{NotificationContext, Peer, RoleClient, ServiceExt};
+use rmcp::service::{NotificationContext, Peer, PeerRequestOptions, RoleClient, ServiceExt};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use serde_json::Value;
@@ -368,13 +369,17 @@ impl Session {
         listed
     }
 
-    /// Calls a tool. Cancelling this future (for example at the deadline) sends
-    /// `notifications/cancelled` upstream.
+    /// Calls a tool. It fails when `window` passes without an answer; every
+    /// `notifications/progress` of the call opens a new `window`, up to `cap` in all (rmcp
+    /// keeps both clocks, and sends `notifications/cancelled` when one runs out). Dropping
+    /// this future (the caller's own deadline, a client gone) cancels the call upstream too.
     pub async fn call_tool(
         &self,
         tool: &str,
         arguments: Option<JsonObject>,
         meta: Option<&JsonObject>,
+        window: Duration,
+        cap: Duration,
     ) -> Result<Value, Failure> {
         let _counted = CallCount::new(self);
         let mut params = CallToolRequestParams::new(tool.to_string());
@@ -382,12 +387,36 @@ impl Session {
         if let Some(meta) = meta {
             params.meta = Some(rmcp::model::RequestMetaObject::from(meta.clone()));
         }
-        match self.peer.call_tool(params).await {
-            Ok(result) => serde_json::to_value(result).map_err(|e| Failure::Protocol {
-                detail: format!("cannot read the tool result: {e}"),
-            }),
-            Err(e) => Err(classify_service_error(&e)),
-        }
+        let request = ClientRequest::CallToolRequest(CallToolRequest::new(params));
+        let options = PeerRequestOptions::with_timeout(window)
+            .reset_timeout_on_progress()
+            .with_max_total_timeout(cap.max(window));
+        let handle = self
+            .peer
+            .send_request_with_option(request, options)
+            .await
+            .map_err(|e| classify_service_error(&e))?;
+        let mut abandoned = CancelOnDrop {
+            peer: self.peer.clone(),
+            id: Some(handle.id.clone()),
+        };
+        let answer = handle.await_response().await;
+        abandoned.id = None;
+        let result = match answer {
+            Ok(ServerResult::CallToolResult(result)) => result,
+            // A result with no `content` decodes as one of these; it is an empty result.
+            Ok(ServerResult::EmptyResult(_)) => CallToolResult::default(),
+            Ok(_) => {
+                return Err(Failure::Protocol {
+                    detail: "the server answered tools/call with something else than a tool result"
+                        .into(),
+                });
+            }
+            Err(e) => return Err(classify_service_error(&e)),
+        };
+        serde_json::to_value(result).map_err(|e| Failure::Protocol {
+            detail: format!("cannot read the tool result: {e}"),
+        })
     }
 
     /// Sends `ping` and waits at most `within`.
@@ -637,5 +666,30 @@ impl Drop for Session {
         // Ends the service loop and the helper task of `cancel_token_of`; the child, if still
         // owned, is killed by its own guard.
         self.cancel.cancel();
+    }
+}
+
+/// Sends `notifications/cancelled` for a call whose future is dropped before its answer: the
+/// upstream stops working on it (rmcp's own guard for this is private to it).
+struct CancelOnDrop {
+    peer: Peer<RoleClient>,
+    id: Option<rmcp::model::RequestId>,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some(id) = self.id.take() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let peer = self.peer.clone();
+        let notification = CancelledNotification::new(CancelledNotificationParam::new(
+            Some(id),
+            Some("the proxy's deadline passed, or its client went away".into()),
+        ));
+        // A notification on a channel: done at once, or never if the session is gone.
+        runtime.spawn(async move {
+            let _ = peer.send_notification(notification.into()).await;
+        });
     }
 }

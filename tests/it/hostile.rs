@@ -691,3 +691,49 @@ async fn finding_11_validation_messages_are_cut() {
     let msg = detail["detail"][0]["msg"].as_str().unwrap();
     assert!(msg.ends_with("... (truncated)"), "{msg}");
 }
+
+/// Long-running calls (the "Also" of the hostile-input issue; open-webui #16900): a tool that
+/// reports progress was cut at the idle deadline while still progressing. Now every
+/// `notifications/progress` gives the call another `--tool-timeout`, up to
+/// `--max-tool-timeout`, where it is answered 504 and cancelled upstream.
+#[tokio::test]
+async fn progress_extends_a_call_up_to_its_cap() {
+    let fake = common::FakeHttp::start("progress");
+    let config = json!({"mcpServers": {"x": {"type": "streamable-http", "url": fake.url}}});
+    let proxy = Proxy::start(&config, &["--tool-timeout", "1", "--max-tool-timeout", "3"]);
+    proxy
+        .wait_ok("/x/openapi.json", Duration::from_secs(30))
+        .await;
+    // 2.4 s of work, a report every 0.3 s: past the 1 s deadline, within the 3 s cap.
+    let t = std::time::Instant::now();
+    let (status, body) = proxy
+        .post(
+            "/x/progress",
+            json!({"steps": 8, "every_ms": 300, "tag": "a"}),
+        )
+        .await;
+    assert_eq!((status, body), (200, json!("progressed 8 steps [a]")));
+    assert!(t.elapsed() >= Duration::from_millis(2_400));
+    // Silent work is still cut at the deadline.
+    let (status, body) = proxy
+        .post("/x/progress", json!({"steps": 1, "every_ms": 2500}))
+        .await;
+    assert_eq!(status, 504, "{body}");
+    // Progress for longer than the cap: cut at the cap and cancelled upstream.
+    let t = std::time::Instant::now();
+    let (status, body) = proxy
+        .post("/x/progress", json!({"steps": 30, "every_ms": 300}))
+        .await;
+    let took = t.elapsed();
+    assert_eq!(status, 504, "{body}");
+    assert!(
+        took >= Duration::from_millis(2_900) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+    common::eventually(
+        "both cut calls cancelled upstream",
+        Duration::from_secs(10),
+        async || (fake.stats().await["cancelled"].as_u64() == Some(2)).then_some(()),
+    )
+    .await;
+}
