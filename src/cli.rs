@@ -38,7 +38,8 @@ pub enum Command {
     /// Run a small, honest MCP server for tests, demos and the chaos harness.
     FakeServer(FakeServerArgs),
     /// Run a fault scenario against a proxy and check its recovery SLOs (exit 0: all held,
-    /// 1: one was missed, 2: invalid scenario or command line).
+    /// 1: one was missed, 2: invalid scenario or command line, 3: invalid run: a fault that
+    /// reached nothing, a harness that fell behind, a proxy never ready).
     Chaos(ChaosArgs),
     /// Print this build's version, commit-independent: `mcpo <version> (<os>/<arch>)`.
     Version,
