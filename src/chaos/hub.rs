@@ -477,6 +477,7 @@ mod tests {
             probability,
             tools: vec![],
             remaining_ms: 0,
+            instance: false,
         }
     }
 

@@ -214,6 +214,10 @@ fn totals_json(t: &Totals, success_rate: Option<f64>, latency: &LatencyReport) -
         "outside_windows": t.outside,
         "outside_windows_success": t.outside_success,
         "success_rate": success_rate,
+        "in_windows": t.in_windows,
+        "in_windows_success": t.in_windows_success,
+        "window_success_rate": (t.in_windows > 0)
+            .then(|| t.in_windows_success as f64 / t.in_windows as f64),
         "latency": {
             "all": percentiles_json(latency.all),
             "outside_windows": percentiles_json(latency.outside),
@@ -311,6 +315,8 @@ pub fn to_json(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> Value {
                 "leaked_processes": slo.leaked_processes,
                 "p99_latency_ms": slo.p99_latency.map(ms),
                 "wrong_answers": slo.wrong_answers,
+                "window_success_rate": slo.window_success_rate,
+                "amplification": slo.amplification.map(|a| json!({"run": a.run, "windows": a.windows})),
             },
         },
         "run": {
@@ -326,9 +332,20 @@ pub fn to_json(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> Value {
             let mut v = totals_json(&s.totals, s.success_rate, &s.latency);
             v["name"] = json!(s.name);
             v["calls_received"] = json!(run.ledger.calls_to(&s.name));
+            v["upstream_calls"] = json!(s.upstream.map(|u| u.calls));
+            v["upstream_calls_in_windows"] = json!(s.upstream.map(|u| u.calls_in_windows));
+            v["amplification"] = json!(s.amplification());
+            v["window_amplification"] = json!(s.window_amplification());
             v
         }).collect::<Vec<_>>(),
         "send_lag": percentiles_json(verdict.send_lag),
+        "failures_outside": verdict.failures_outside.iter().map(|f| json!({
+            "request": f.id,
+            "server": f.server,
+            "sent_at_ms": ms(f.sent_at),
+            "status": f.status,
+            "outcome": f.outcome.label(),
+        })).collect::<Vec<_>>(),
         "ledger": {
             "instances": run.ledger.instances.iter().map(|i| json!({
                 "server": i.server,
@@ -774,7 +791,7 @@ pub fn to_html(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> String 
 /// Outcomes per server: a fault on one server that breaks another shows here.
 fn servers_html(verdict: &Verdict) -> String {
     let mut h = String::from(
-        "<table style=\"margin-top:14px\">\n<thead><tr><th>server</th><th>sent</th><th>success</th><th>HTTP error</th><th>hung</th><th>connect error</th><th>wrong answer</th><th>not sent</th><th>success outside faults</th><th>p99</th></tr></thead>\n<tbody>\n",
+        "<table style=\"margin-top:14px\">\n<thead><tr><th>server</th><th>sent</th><th>success</th><th>HTTP error</th><th>hung</th><th>connect error</th><th>wrong answer</th><th>not sent</th><th>success outside faults</th><th>success in fault windows</th><th>upstream calls per request (in windows)</th><th>p99</th></tr></thead>\n<tbody>\n",
     );
     for s in &verdict.servers {
         let t = &s.totals;
@@ -793,9 +810,26 @@ fn servers_html(verdict: &Verdict) -> String {
             .latency
             .all
             .map_or_else(|| "-".to_string(), |p| format_duration(p.p99));
+        let in_windows = s.window_success_rate().map_or_else(
+            || "-".to_string(),
+            |r| {
+                format!(
+                    "{} ({} of {})",
+                    format_share(r),
+                    t.in_windows_success,
+                    t.in_windows
+                )
+            },
+        );
+        let two = |a: Option<f64>| a.map_or_else(|| "-".to_string(), |a| format!("{a:.2}"));
+        let amplification = format!(
+            "{} ({})",
+            two(s.amplification()),
+            two(s.window_amplification())
+        );
         let _ = writeln!(
             h,
-            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
             crate::html::escape(&s.name),
             t.sent,
             t.success,
@@ -805,6 +839,8 @@ fn servers_html(verdict: &Verdict) -> String {
             t.wrong_answers,
             t.not_sent,
             crate::html::escape(&rate),
+            crate::html::escape(&in_windows),
+            crate::html::escape(&amplification),
             crate::html::escape(&p99)
         );
     }

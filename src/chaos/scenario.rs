@@ -297,7 +297,8 @@ fn is_per_request_label(label: &str) -> bool {
 /// Keys that only some kinds take, by kind.
 fn kind_parameters(label: &str) -> &'static [&'static str] {
     match label {
-        "latency" => &["ms", "min", "max"],
+        "hang" => &["scope"],
+        "latency" => &["ms", "min", "max", "scope"],
         "http-error" => &["status", "retry_after"],
         "jsonrpc-error" => &["code", "message"],
         "slow-start" => &["delay"],
@@ -322,6 +323,9 @@ pub struct FaultSpec {
     pub probability: f64,
     /// Bare tool names the fault is limited to; empty means every tool.
     pub tools: Vec<String>,
+    /// `scope: instance` (hang, latency): only sessions and processes alive at injection are
+    /// affected, and recovery is timed from injection: the proxy must notice and replace them.
+    pub instance_scope: bool,
     /// Line of the entry in the file.
     pub line: usize,
 }
@@ -359,6 +363,22 @@ pub struct SloSpec {
     /// Maximum number of 2xx answers without the right answer; 0 unless the file says
     /// otherwise, and never excluded by any window.
     pub wrong_answers: u64,
+    /// Minimum share of successes among the requests to a faulted server sent inside its
+    /// windows: what a proxy does while the fault is on, which the success rate leaves out.
+    pub window_success_rate: Option<f64>,
+    /// Maximum `tools/call` requests the fakes of a server received per client request to it.
+    pub amplification: Option<Amplification>,
+}
+
+/// The bounds of the amplification SLO. `amplification: 1.5` bounds both; the mapping form
+/// `{run: 1.2, windows: 0.5}` bounds each on its own, and a `windows` bound under 1 asks the
+/// proxy to shed load while a server fails (pass fewer calls on than it gets).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Amplification {
+    /// Over the whole run (at least 1: every request is one call when all is well).
+    pub run: Option<f64>,
+    /// Over the requests sent inside the server's fault windows.
+    pub windows: Option<f64>,
 }
 
 /// Why a scenario file was rejected.
@@ -1314,6 +1334,21 @@ impl Parser<'_> {
             }
         }
         let kind = self.fault_kind(&label, &m)?;
+        let instance_scope = match m.get("scope") {
+            None => false,
+            Some(f) => match self.string(f)?.as_str() {
+                "instance" => true,
+                "server" => false,
+                other => {
+                    return Err(self.field_error(
+                        f,
+                        format!(
+                            "`{other}` is no scope; `instance` (only the sessions and processes alive at injection) or `server` (every one, the default)"
+                        ),
+                    ));
+                }
+            },
+        };
 
         // A fault that cannot happen on its server's transport would make the run test nothing.
         for sv in servers.iter().filter(|sv| server.matches(&sv.name)) {
@@ -1344,6 +1379,7 @@ impl Parser<'_> {
             kind: kind.clone(),
             probability,
             tools: tools.clone(),
+            instance_scope,
             line: item.line,
         };
         if !calls.iter().any(|c| probe.affects(&c.server, &c.tool)) {
@@ -1564,6 +1600,8 @@ impl Parser<'_> {
                 "leaked_processes",
                 "p99_latency",
                 "wrong_answers",
+                "window_success_rate",
+                "amplification",
             ],
         )?;
         let recovery_rate = m.get("recovery_rate").map(|r| self.share(r)).transpose()?;
@@ -1603,7 +1641,58 @@ impl Parser<'_> {
                 .map(|r| self.unsigned(r))
                 .transpose()?
                 .unwrap_or(0),
+            window_success_rate: m
+                .get("window_success_rate")
+                .map(|r| self.share(r))
+                .transpose()?,
+            amplification: m
+                .get("amplification")
+                .map(|r| self.amplification(r))
+                .transpose()?,
         })
+    }
+
+    /// `amplification: N` or `amplification: {run: N, windows: M}`.
+    fn amplification(&self, f: &Field<'_, '_>) -> Result<Amplification> {
+        let run_bound = |f: &Field<'_, '_>| {
+            let x = self.number(f)?;
+            if x < 1.0 {
+                return Err(self.field_error(
+                    f,
+                    format!(
+                        "upstream calls per client request over the run: at least 1 (every request is one call when all is well), found {x}"
+                    ),
+                ));
+            }
+            Ok(x)
+        };
+        if !matches!(f.node.data, YamlData::Mapping(_)) {
+            let x = run_bound(f)?;
+            return Ok(Amplification {
+                run: Some(x),
+                windows: Some(x),
+            });
+        }
+        let m = self.fields(f, &["run", "windows"])?;
+        let windows = m
+            .get("windows")
+            .map(|w| {
+                let x = self.number(w)?;
+                if x <= 0.0 {
+                    return Err(self.field_error(w, format!("must be more than 0, found {x}")));
+                }
+                Ok(x)
+            })
+            .transpose()?;
+        let run = m.get("run").map(run_bound).transpose()?;
+        if run.is_none() && windows.is_none() {
+            return Err(self.invalid(
+                m.line,
+                &m.path,
+                "give `run`, `windows` or both (upstream calls per client request)",
+            ));
+        }
+        Ok(Amplification { run, windows })
     }
 }
 
@@ -1795,6 +1884,8 @@ slo:
                 leaked_processes: 0,
                 p99_latency: Some(Duration::from_secs(2)),
                 wrong_answers: 0,
+                window_success_rate: None,
+                amplification: None,
             }
         );
     }
@@ -2111,6 +2202,94 @@ slo:
             9,
             "servers[1].name",
             "reserved",
+        );
+    }
+
+    #[test]
+    fn window_success_rate_amplification_and_scope_parse_and_are_checked() {
+        let s = parse(&edit(
+            "  p99_latency: 2s\n",
+            "  p99_latency: 2s\n  window_success_rate: 0.5\n  amplification: {run: 1.2, windows: 0.5}\n",
+        ))
+        .unwrap();
+        assert_eq!(s.slo.window_success_rate, Some(0.5));
+        assert_eq!(
+            s.slo.amplification,
+            Some(Amplification {
+                run: Some(1.2),
+                windows: Some(0.5)
+            })
+        );
+        let s = parse(&edit(
+            "  p99_latency: 2s\n",
+            "  p99_latency: 2s\n  amplification: 2\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            s.slo.amplification,
+            Some(Amplification {
+                run: Some(2.0),
+                windows: Some(2.0)
+            })
+        );
+        rejects(
+            &edit(
+                "  p99_latency: 2s\n",
+                "  p99_latency: 2s\n  amplification: 0.5\n",
+            ),
+            38,
+            "slo.amplification",
+            "at least 1",
+        );
+        rejects(
+            &edit(
+                "  p99_latency: 2s\n",
+                "  p99_latency: 2s\n  amplification: {windows: 0}\n",
+            ),
+            38,
+            "slo.amplification.windows",
+            "more than 0",
+        );
+        rejects(
+            &edit(
+                "  p99_latency: 2s\n",
+                "  p99_latency: 2s\n  amplification: {}\n",
+            ),
+            38,
+            "slo.amplification",
+            "give `run`, `windows` or both",
+        );
+        rejects(
+            &edit(
+                "  p99_latency: 2s\n",
+                "  p99_latency: 2s\n  window_success_rate: 2\n",
+            ),
+            38,
+            "slo.window_success_rate",
+            "between 0 and 1",
+        );
+        let s = parse(&edit(
+            "    kind: latency\n",
+            "    kind: latency\n    scope: instance\n",
+        ))
+        .unwrap();
+        assert!(s.faults.last().unwrap().instance_scope);
+        assert!(!s.faults[0].instance_scope);
+        rejects(
+            &edit(
+                "    kind: latency\n",
+                "    kind: latency\n    scope: some\n",
+            ),
+            28,
+            "faults[2].scope",
+            "`instance` (only the sessions and processes alive at injection)",
+        );
+        // Only hang and latency have a scope.
+        rejects(
+            &edit("probability: 0.8}", "probability: 0.8, scope: instance}"),
+            23,
+            "faults[0].scope",
+            "unknown key",
         );
     }
 

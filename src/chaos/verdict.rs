@@ -38,14 +38,14 @@
 //! - Latency is the time from the intended send time to the HTTP answer, over requests that got
 //!   one; the `p99_latency` SLO uses those sent outside the disturbed intervals of their server.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
-use super::record::Ledger;
-use super::scenario::{CallSpec, FaultSpec, SloSpec, Target};
+use super::record::{Ledger, PROBE_IDS};
+use super::scenario::{Amplification, CallSpec, FaultSpec, SloSpec, Target};
 
 /// Compared shares may be computed (`99 / 100`) or written (`0.99`); this absorbs the rounding.
 const SHARE_EPSILON: f64 = 1e-9;
@@ -149,6 +149,9 @@ pub struct FaultEvent {
     pub one_shot: bool,
     /// Share of requests it hits (per-request kinds); 1 otherwise.
     pub probability: f64,
+    /// `scope: instance`: its recovery clock starts at injection, not at the window's end,
+    /// because a proxy can replace what it hit while the window is still open.
+    pub from_injection: bool,
 }
 
 impl FaultEvent {
@@ -163,6 +166,7 @@ impl FaultEvent {
             cleared_at: spec.clears_at(),
             one_shot: spec.kind.is_one_shot(),
             probability: spec.probability,
+            from_injection: spec.instance_scope,
         }
     }
 
@@ -365,6 +369,10 @@ pub struct Totals {
     pub outside: u64,
     /// Successes among them.
     pub outside_success: u64,
+    /// Requests sent inside a window of a fault that could hit them (windowed kinds only).
+    pub in_windows: u64,
+    /// Successes among them.
+    pub in_windows_success: u64,
 }
 
 impl Totals {
@@ -430,6 +438,40 @@ pub struct ServerReport {
     pub latency: LatencyReport,
     /// `None` when none of its requests was sent outside its disturbed intervals.
     pub success_rate: Option<f64>,
+    /// The `tools/call` requests its fakes received for the load's requests; `None` without
+    /// a ledger.
+    pub upstream: Option<UpstreamCalls>,
+}
+
+/// Calls a server's fakes received for the load's requests (readiness calls and calls the
+/// harness did not make are left out).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct UpstreamCalls {
+    pub calls: u64,
+    /// Those for requests sent inside a window of a fault on the server.
+    pub calls_in_windows: u64,
+}
+
+impl ServerReport {
+    /// Upstream calls per client request it sent, over the run.
+    pub fn amplification(&self) -> Option<f64> {
+        let sent = self.totals.sent - self.totals.not_sent;
+        let up = self.upstream?;
+        (sent > 0).then(|| up.calls as f64 / sent as f64)
+    }
+
+    /// Upstream calls per client request sent inside its fault windows.
+    pub fn window_amplification(&self) -> Option<f64> {
+        let up = self.upstream?;
+        (self.totals.in_windows > 0)
+            .then(|| up.calls_in_windows as f64 / self.totals.in_windows as f64)
+    }
+
+    /// Successes among its requests sent inside its fault windows.
+    pub fn window_success_rate(&self) -> Option<f64> {
+        let t = &self.totals;
+        (t.in_windows > 0).then(|| t.in_windows_success as f64 / t.in_windows as f64)
+    }
 }
 
 /// The outcome of a run.
@@ -445,10 +487,28 @@ pub struct Verdict {
     pub recovery_rate: f64,
     /// `None` when no request was sent outside the disturbed intervals.
     pub success_rate: Option<f64>,
+    /// Successes among requests sent inside fault windows; `None` when there were none.
+    pub window_success_rate: Option<f64>,
     /// How late the harness sent, over the requests it sent.
     pub send_lag: Option<Percentiles>,
     /// Why the run proves nothing; empty for a valid run.
     pub invalid: Vec<Invalidity>,
+    /// The first requests (at most [`FAILURES_LISTED`]) that failed outside every disturbed
+    /// interval of their server: what the success rate holds against the proxy.
+    pub failures_outside: Vec<FailureSeen>,
+}
+
+/// How many failures outside the disturbed intervals the verdict lists.
+pub const FAILURES_LISTED: usize = 100;
+
+/// One request that failed outside every disturbed interval of its server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailureSeen {
+    pub id: u64,
+    pub server: String,
+    pub sent_at: Duration,
+    pub status: Option<u16>,
+    pub outcome: Outcome,
 }
 
 impl Verdict {
@@ -487,29 +547,72 @@ impl Verdict {
             }
         }
         let mut overall = Tally::default();
+        // Per request id: its server's place in `tallies` and whether it was sent in a window,
+        // to attribute the upstream calls of the ledger.
+        let mut by_id: HashMap<u64, (usize, bool)> = HashMap::new();
+        let mut failures_outside = Vec::new();
         for r in input.records {
-            let server = input.calls.get(r.call).map(|c| c.server.as_str());
+            let call = input.calls.get(r.call);
+            let server = call.map(|c| c.server.as_str());
             let outside = !events.iter().any(|e| e.disturbs(server, r.sent_at));
-            overall.add(r, outside);
+            let in_window = r.outcome != Outcome::NotSent
+                && input.events.iter().any(|e| {
+                    !e.one_shot
+                        && e.affects(call)
+                        && r.sent_at >= e.injected_at
+                        && r.sent_at < e.cleared_at
+                });
+            overall.add(r, outside, in_window);
+            if outside
+                && !matches!(r.outcome, Outcome::Success | Outcome::NotSent)
+                && failures_outside.len() < FAILURES_LISTED
+            {
+                failures_outside.push(FailureSeen {
+                    id: r.id,
+                    server: server.unwrap_or("?").to_string(),
+                    sent_at: r.sent_at,
+                    status: r.status,
+                    outcome: r.outcome,
+                });
+            }
             let name = server.unwrap_or("?");
-            match tallies.iter_mut().find(|(n, _)| n == name) {
-                Some((_, t)) => t.add(r, outside),
+            let at = match tallies.iter().position(|(n, _)| n == name) {
+                Some(at) => at,
                 None => {
-                    let mut t = Tally::default();
-                    t.add(r, outside);
-                    tallies.push((name.to_string(), t));
+                    tallies.push((name.to_string(), Tally::default()));
+                    tallies.len() - 1
+                }
+            };
+            tallies[at].1.add(r, outside, in_window);
+            by_id.insert(r.id, (at, in_window));
+        }
+        let mut upstream = vec![UpstreamCalls::default(); tallies.len()];
+        if let Some(ledger) = input.ledger {
+            for call in &ledger.calls {
+                let Some(&(at, in_window)) = call
+                    .request
+                    .filter(|r| *r < PROBE_IDS)
+                    .and_then(|r| by_id.get(&r))
+                else {
+                    continue;
+                };
+                upstream[at].calls += 1;
+                if in_window {
+                    upstream[at].calls_in_windows += 1;
                 }
             }
         }
         let servers: Vec<ServerReport> = tallies
             .into_iter()
-            .map(|(name, t)| {
+            .zip(upstream)
+            .map(|((name, t), up)| {
                 let (totals, latency, success_rate) = t.finish();
                 ServerReport {
                     name,
                     totals,
                     latency,
                     success_rate,
+                    upstream: input.ledger.map(|_| up),
                 }
             })
             .collect();
@@ -543,6 +646,12 @@ impl Verdict {
         }
         if let Some(target) = input.slo.success_rate {
             slos.push(success_rate_slo(target, &totals, success_rate, &servers));
+        }
+        if let Some(target) = input.slo.window_success_rate {
+            slos.push(window_success_rate_slo(target, &totals));
+        }
+        if let Some(target) = input.slo.amplification {
+            slos.push(amplification_slo(target, &servers, input.ledger.is_some()));
         }
         slos.push(SloResult {
             name: "hung_requests".into(),
@@ -600,6 +709,8 @@ impl Verdict {
                 .map(RequestRecord::send_lag),
         );
         let invalid = invalidities(input, &totals, send_lag);
+        let window_success_rate = (totals.in_windows > 0)
+            .then(|| totals.in_windows_success as f64 / totals.in_windows as f64);
         Verdict {
             slos,
             events,
@@ -608,8 +719,10 @@ impl Verdict {
             servers,
             recovery_rate,
             success_rate,
+            window_success_rate,
             send_lag,
             invalid,
+            failures_outside,
         }
     }
 }
@@ -715,7 +828,7 @@ struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, r: &RequestRecord, outside: bool) {
+    fn add(&mut self, r: &RequestRecord, outside: bool, in_window: bool) {
         let t = &mut self.totals;
         t.sent += 1;
         match r.outcome {
@@ -733,6 +846,12 @@ impl Tally {
             self.all.push(latency);
             if outside {
                 self.outside.push(latency);
+            }
+        }
+        if in_window {
+            t.in_windows += 1;
+            if r.outcome == Outcome::Success {
+                t.in_windows_success += 1;
             }
         }
         // A request the harness never sent says nothing about the proxy.
@@ -809,6 +928,104 @@ fn success_rate_slo(
     }
 }
 
+/// The window-success-rate SLO: what the proxy did for requests sent while a fault was on.
+fn window_success_rate_slo(target: f64, totals: &Totals) -> SloResult {
+    let rate = (totals.in_windows > 0)
+        .then(|| totals.in_windows_success as f64 / totals.in_windows as f64);
+    let (measured, passed, note) = match rate {
+        Some(r) => (
+            format!(
+                "{} ({} of {} requests in fault windows)",
+                format_share(r),
+                totals.in_windows_success,
+                totals.in_windows
+            ),
+            r + SHARE_EPSILON >= target,
+            None,
+        ),
+        None => (
+            "not measurable".to_string(),
+            false,
+            Some("no request was sent inside a fault window".to_string()),
+        ),
+    };
+    SloResult {
+        name: "window_success_rate".into(),
+        target: format!(">= {} inside fault windows", format_share(target)),
+        measured,
+        passed,
+        note,
+    }
+}
+
+/// The amplification SLO: upstream calls per client request, for every server with traffic,
+/// over the run and inside its windows, each against its bound; the worst excess is shown.
+fn amplification_slo(
+    bounds: Amplification,
+    servers: &[ServerReport],
+    have_ledger: bool,
+) -> SloResult {
+    // (measured, bound, what), for every figure that has a bound.
+    let mut figures: Vec<(f64, f64, String)> = Vec::new();
+    for s in servers {
+        let up = s.upstream.unwrap_or_default();
+        let sent = s.totals.sent - s.totals.not_sent;
+        if let (Some(a), Some(bound)) = (s.amplification(), bounds.run) {
+            figures.push((
+                a,
+                bound,
+                format!("{}: {} calls for {sent} requests", s.name, up.calls),
+            ));
+        }
+        if let (Some(a), Some(bound)) = (s.window_amplification(), bounds.windows) {
+            figures.push((
+                a,
+                bound,
+                format!(
+                    "{} in fault windows: {} calls for {} requests",
+                    s.name, up.calls_in_windows, s.totals.in_windows
+                ),
+            ));
+        }
+    }
+    // The figure furthest over (or nearest to) its bound.
+    let worst = figures
+        .into_iter()
+        .max_by(|a, b| (a.0 / a.1).total_cmp(&(b.0 / b.1)));
+    let (measured, passed, note) = match worst {
+        Some((a, bound, what)) => (format!("{a:.2} ({what})"), a <= bound + SHARE_EPSILON, None),
+        None => (
+            "not measurable".to_string(),
+            false,
+            Some(if have_ledger {
+                "no request that a bound applies to reached a server".to_string()
+            } else {
+                "no delivery ledger: the fakes' calls were not counted".to_string()
+            }),
+        ),
+    };
+    let target = match (bounds.run, bounds.windows) {
+        (Some(r), Some(w)) if r == w => format!("<= {r:.2} upstream calls per request"),
+        (r, w) => {
+            let mut parts = Vec::new();
+            if let Some(r) = r {
+                parts.push(format!("<= {r:.2} over the run"));
+            }
+            if let Some(w) = w {
+                parts.push(format!("<= {w:.2} in fault windows"));
+            }
+            format!("{} (upstream calls per request)", parts.join(", "))
+        }
+    };
+    SloResult {
+        name: "amplification".into(),
+        target,
+        measured,
+        passed,
+        note,
+    }
+}
+
 /// Whether two events can disturb requests to the same server.
 fn share_a_server(a: &Target, b: &Target) -> bool {
     match (a, b) {
@@ -857,13 +1074,21 @@ fn judge_events(input: &VerdictInput<'_>) -> Vec<EventResult> {
 fn judge_event(e: &FaultEvent, with: &[usize], input: &VerdictInput<'_>) -> EventResult {
     // A runtime that measured a clear moment before the injection has a bug; do not let it make
     // a recovery look faster than the fault.
-    let clear = |e: &FaultEvent| e.cleared_at.max(e.injected_at);
-    let cleared_at = clear(e);
+    // A fault scoped to the instance "clears" for its clock at injection: from then on new
+    // sessions are healthy.
+    let clear = |e: &FaultEvent| {
+        if e.from_injection {
+            e.injected_at
+        } else {
+            e.cleared_at.max(e.injected_at)
+        }
+    };
+    let cleared_at = e.cleared_at.max(e.injected_at);
     let clock_from = with
         .iter()
         .filter_map(|&j| input.events.get(j))
         .map(clear)
-        .fold(cleared_at, Duration::max);
+        .fold(clear(e), Duration::max);
     let first_success = input
         .records
         .iter()
@@ -1141,6 +1366,7 @@ mod tests {
             cleared_at: ms(cleared),
             one_shot: injected == cleared,
             probability: 1.0,
+            from_injection: false,
         }
     }
 
@@ -1153,6 +1379,8 @@ mod tests {
             leaked_processes: 0,
             p99_latency: None,
             wrong_answers: 0,
+            window_success_rate: None,
+            amplification: None,
         }
     }
 
@@ -1341,6 +1569,149 @@ mod tests {
         // edge, included).
         assert_eq!((v.totals.outside, v.totals.outside_success), (2, 2));
         assert!(render_table(&v).contains("from 3s (with #1)"));
+    }
+
+    /// `scope: instance`: the clock starts at injection, because the proxy can replace what
+    /// the fault hit while its window is still open; requests after that recovery count.
+    #[test]
+    fn a_fault_scoped_to_the_instance_is_timed_from_injection() {
+        let mut hang = event(0, "hang", Target::One("flaky".into()), 1000, 9000);
+        hang.from_injection = true;
+        let records = [
+            ok(1, 500, 505),
+            hung(2, 1100),
+            failed(3, 2000, 2100, 504),
+            // The replaced session answers: 3010 - 1000 = 2010 ms after injection.
+            ok(4, 3000, 3010),
+            // Inside the window but after the recovery: counted, and one failed.
+            failed(5, 5000, 5005, 504),
+            ok(6, 6000, 6005),
+        ];
+        let mut slo = slo();
+        slo.recovery_within = Some(ms(3000));
+        slo.window_success_rate = Some(0.5);
+        let v = evaluate(&slo, &[hang], &records);
+        let e = &v.events[0];
+        assert_eq!(
+            (e.clock_from, e.recovery_time, e.recovered),
+            (ms(1000), Some(ms(2010)), true)
+        );
+        assert_eq!(e.cleared_at, ms(9000), "the window still ends at 9 s");
+        assert_eq!(e.disturbed_until, ms(3010));
+        // Outside: #1, #5 and #6.
+        assert_eq!((v.totals.outside, v.totals.outside_success), (3, 2));
+        // Inside the window: #2..#6, two successes.
+        assert_eq!((v.totals.in_windows, v.totals.in_windows_success), (5, 2));
+        assert_eq!(v.window_success_rate, Some(0.4));
+        assert!(!slo_named(&v, "window_success_rate").passed);
+    }
+
+    /// Amplification: upstream calls per client request, from the ledger's calls by request
+    /// id, over the run and over the requests sent inside windows; each against its bound.
+    #[test]
+    fn amplification_is_counted_from_the_ledger_by_request() {
+        let events = [event(
+            0,
+            "http-error",
+            Target::One("flaky".into()),
+            1000,
+            2000,
+        )];
+        // 30 requests 100 ms apart; the 10 sent in 1000..2000 are in the window.
+        let records: Vec<RequestRecord> = (0..30u64).map(|i| ok(i, i * 100, i * 100 + 5)).collect();
+        let mut ledger = ledger(&[(0, 1, 10)]);
+        ledger.instances.push(instance("flaky", 0));
+        for r in &records {
+            // One call each; three for each request in the window (two retries); plus calls
+            // the load did not make, which do not count.
+            let n = if (1000..2000).contains(&r.sent_at.as_millis()) {
+                3
+            } else {
+                1
+            };
+            for _ in 0..n {
+                ledger.calls.push(call("flaky", Some(r.id)));
+            }
+        }
+        ledger.calls.push(call("flaky", None));
+        ledger
+            .calls
+            .push(call("flaky", Some(crate::chaos::record::PROBE_IDS + 2)));
+        let calls = calls();
+        let eval = |bounds: Amplification| {
+            let mut slo = slo();
+            slo.amplification = Some(bounds);
+            Verdict::evaluate(&VerdictInput {
+                slo: &slo,
+                calls: &calls,
+                events: &events,
+                records: &records,
+                leaked_processes: 0,
+                ledger: Some(&ledger),
+            })
+        };
+        let v = eval(Amplification {
+            run: Some(2.0),
+            windows: Some(2.0),
+        });
+        let flaky = &v.servers[0];
+        // Run: 20 + 30 = 50 calls for 30 requests; windows: 30 for 10.
+        assert_eq!(
+            flaky.upstream,
+            Some(UpstreamCalls {
+                calls: 50,
+                calls_in_windows: 30
+            })
+        );
+        assert!((flaky.amplification().unwrap() - 50.0 / 30.0).abs() < 1e-9);
+        assert_eq!(flaky.window_amplification(), Some(3.0));
+        let a = slo_named(&v, "amplification");
+        assert!(!a.passed);
+        assert!(
+            a.measured
+                .starts_with("3.00 (flaky in fault windows: 30 calls for 10 requests)"),
+            "{}",
+            a.measured
+        );
+        // Only the run bounded: 1.67 <= 2 passes.
+        assert!(
+            slo_named(
+                &eval(Amplification {
+                    run: Some(2.0),
+                    windows: None
+                }),
+                "amplification"
+            )
+            .passed
+        );
+        // A bound under 1 in windows asks for shedding.
+        let v = eval(Amplification {
+            run: None,
+            windows: Some(0.5),
+        });
+        assert!(!slo_named(&v, "amplification").passed);
+        // Without a ledger nothing can be said, and the SLO fails.
+        let mut slo = slo();
+        slo.amplification = Some(Amplification {
+            run: Some(2.0),
+            windows: None,
+        });
+        let v = Verdict::evaluate(&VerdictInput {
+            slo: &slo,
+            calls: &calls,
+            events: &events,
+            records: &records,
+            leaked_processes: 0,
+            ledger: None,
+        });
+        let a = slo_named(&v, "amplification");
+        assert!(
+            !a.passed
+                && a.note
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("no delivery ledger")
+        );
     }
 
     /// Finding 8 of issue 13: a crash injected inside a `refuse` window cannot recover before
@@ -1689,6 +2060,7 @@ mod tests {
             cleared_at: ms(at + window),
             one_shot: window == 0,
             probability: 1.0,
+            from_injection: false,
         })
     }
 

@@ -118,7 +118,7 @@ pub struct HttpFake {
 fn new_service(server: &FakeServer) -> McpService {
     let server = server.clone();
     let config = StreamableHttpServerConfig::default().disable_allowed_hosts();
-    StreamableHttpService::new(move || Ok(server.clone()), Default::default(), config)
+    StreamableHttpService::new(move || Ok(server.for_session()), Default::default(), config)
 }
 
 impl HttpFake {

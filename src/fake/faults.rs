@@ -66,6 +66,11 @@ pub struct ActiveFault {
     pub tools: Vec<String>,
     /// When its window ends; `None` lasts until cleared.
     pub until: Option<Instant>,
+    /// Only sessions whose handshake finished before `arrived` are affected (`scope:
+    /// instance`).
+    pub instance: bool,
+    /// When this process first heard of it.
+    pub arrived: Instant,
     source: Source,
 }
 
@@ -74,12 +79,16 @@ impl ActiveFault {
         self.until.is_none_or(|u| now < u)
     }
 
-    /// Whether this fault concerns a request: `tool` is the tool's name for `tools/call` and
-    /// `None` for any other request (`ping`, `tools/list`). A hang without a tool filter stops
-    /// every request, so that a hung server also fails the client's `ping`; every other kind
-    /// acts on tool calls only.
-    pub fn targets(&self, tool: Option<&str>) -> bool {
-        match tool {
+    /// Whether this fault concerns a request: `on.tool` is the tool's name for `tools/call`
+    /// and `None` for any other request (`ping`, `tools/list`). A hang without a tool filter
+    /// stops every request, so that a hung server also fails the client's `ping`; every other
+    /// kind acts on tool calls only. A fault scoped to the instance spares sessions that
+    /// started after it arrived.
+    pub fn targets(&self, on: RequestRef<'_>) -> bool {
+        if self.instance && on.born.is_none_or(|born| born >= self.arrived) {
+            return false;
+        }
+        match on.tool {
             Some(name) => self.tools.is_empty() || self.tools.iter().any(|t| t == name),
             None => matches!(self.kind, WireKind::Hang) && self.tools.is_empty(),
         }
@@ -125,6 +134,9 @@ pub struct RequestRef<'a> {
     pub tool: Option<&'a str>,
     /// The harness request, for the hub's decisions and the delivery ledger.
     pub request: Option<u64>,
+    /// When the session it came on finished its handshake, if it has; faults scoped to the
+    /// instance affect only sessions born before they arrived.
+    pub born: Option<Instant>,
 }
 
 impl<'a> RequestRef<'a> {
@@ -132,6 +144,7 @@ impl<'a> RequestRef<'a> {
         RequestRef {
             tool: Some(tool),
             request,
+            born: None,
         }
     }
 
@@ -140,7 +153,13 @@ impl<'a> RequestRef<'a> {
         RequestRef {
             tool: None,
             request: None,
+            born: None,
         }
+    }
+
+    /// The same request, on a session born at `born`.
+    pub fn on_session(self, born: Option<Instant>) -> Self {
+        RequestRef { born, ..self }
     }
 }
 
@@ -189,6 +208,13 @@ impl FaultState {
         }
         {
             let mut faults = lock(&self.shared.faults);
+            // A fault already known keeps the moment it first arrived: a later snapshot only
+            // moves its end.
+            let arrived: HashMap<usize, Instant> = faults
+                .iter()
+                .filter(|f| f.source == Source::Hub)
+                .map(|f| (f.index, f.arrived))
+                .collect();
             faults.retain(|f| f.source != Source::Hub);
             faults.extend(active.into_iter().map(|f| ActiveFault {
                 index: f.index,
@@ -196,6 +222,8 @@ impl FaultState {
                 probability: f.probability,
                 tools: f.tools,
                 until: Some(now + Duration::from_millis(f.remaining_ms)),
+                instance: f.instance,
+                arrived: arrived.get(&f.index).copied().unwrap_or(now),
                 source: Source::Hub,
             }));
         }
@@ -218,6 +246,8 @@ impl FaultState {
             probability,
             tools,
             until,
+            instance: false,
+            arrived: Instant::now(),
             source: Source::Local,
         });
         self.bump();
@@ -354,7 +384,7 @@ impl FaultState {
         let candidates: Vec<ActiveFault> = self
             .active()
             .into_iter()
-            .filter(|f| wanted(&f.kind) && f.targets(on.tool))
+            .filter(|f| wanted(&f.kind) && f.targets(on))
             .collect();
         if candidates.is_empty() {
             return candidates;
@@ -469,6 +499,7 @@ mod tests {
             probability,
             tools: vec![],
             remaining_ms,
+            instance: false,
         }
     }
 
@@ -678,6 +709,32 @@ mod tests {
                 .await,
             Err(Cancelled)
         );
+    }
+
+    /// `scope: instance`: a session born before the fault arrived is hit, one born after is
+    /// not, and a snapshot that repeats the fault keeps its first arrival.
+    #[tokio::test(start_paused = true)]
+    async fn a_fault_scoped_to_the_instance_spares_later_sessions() {
+        let state = FaultState::new(Transport::Stdio);
+        let old = Instant::now();
+        tokio::time::advance(Duration::from_millis(10)).await;
+        let mut hang = wire(0, WireKind::Hang, 1.0, 60_000);
+        hang.instance = true;
+        state.set_from_hub(vec![hang.clone()]);
+        tokio::time::advance(Duration::from_millis(10)).await;
+        state.set_from_hub(vec![hang]);
+        let young = Instant::now();
+        let on = |born| RequestRef::call("echo", None).on_session(born);
+        let hung = |born| {
+            let state = state.clone();
+            async move { state.hits(on(born), |_| true).await.len() }
+        };
+        assert_eq!(hung(Some(old)).await, 1, "alive at injection");
+        assert_eq!(hung(Some(young)).await, 0, "started after it");
+        assert_eq!(hung(None).await, 0, "no handshake yet");
+        // Without the scope every session is hit.
+        state.set_from_hub(vec![wire(1, WireKind::Hang, 1.0, 60_000)]);
+        assert_eq!(hung(Some(young)).await, 1);
     }
 
     #[test]

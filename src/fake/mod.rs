@@ -82,6 +82,9 @@ pub struct FakeServer {
     /// Told whenever the tool list changes, for `subscriptions/listen` (protocol 2026-07-28,
     /// where change notifications travel only on a subscription).
     list_changed: tokio::sync::broadcast::Sender<()>,
+    /// When this session's handshake finished (one per handler: [`FakeServer::for_session`]),
+    /// for faults scoped to the sessions alive when they arrived.
+    born: Arc<std::sync::OnceLock<tokio::time::Instant>>,
 }
 
 impl FakeServer {
@@ -101,6 +104,25 @@ impl FakeServer {
             journal: None,
             faults,
             list_changed: tokio::sync::broadcast::channel(16).0,
+            born: Arc::default(),
+        }
+    }
+
+    /// The handler of a new session: everything shared with this one but the moment its
+    /// handshake finishes.
+    pub fn for_session(&self) -> Self {
+        FakeServer {
+            born: Arc::default(),
+            ..self.clone()
+        }
+    }
+
+    /// A request on this session, as the faults see it.
+    fn on<'a>(&self, tool: Option<&'a str>, request: Option<u64>) -> RequestRef<'a> {
+        RequestRef {
+            tool,
+            request,
+            born: self.born.get().copied(),
         }
     }
 }
@@ -552,12 +574,13 @@ impl rmcp::ServerHandler for FakeServer {
         }
         // What rmcp's default `initialize` does.
         context.peer.set_peer_info(request.clone());
+        let _ = self.born.set(tokio::time::Instant::now());
         self.negotiate_initialize(&request)
     }
 
     async fn ping(&self, context: RequestContext<RoleServer>) -> Result<(), ErrorData> {
         self.faults
-            .hold_while_hung(RequestRef::other(), &context.ct)
+            .hold_while_hung(self.on(None, None), &context.ct)
             .await
             .map_err(|_| cancelled())
     }
@@ -610,7 +633,7 @@ impl rmcp::ServerHandler for FakeServer {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         self.faults
-            .hold_while_hung(RequestRef::other(), &context.ct)
+            .hold_while_hung(self.on(None, None), &context.ct)
             .await
             .map_err(|_| cancelled())?;
         let mut tools = (*self.tools).clone();
@@ -639,7 +662,7 @@ impl rmcp::ServerHandler for FakeServer {
         if self.faults.transport() == Transport::Stdio {
             self.faults.note_call(&request.name, harness_request);
         }
-        let on = RequestRef::call(&request.name, harness_request);
+        let on = self.on(Some(&request.name), harness_request);
         self.faults
             .hold_while_hung(on, &context.ct)
             .await

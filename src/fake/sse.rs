@@ -259,7 +259,7 @@ impl SseFake {
             session: Arc::clone(&session),
             inbox: rx,
         };
-        let server = self.server.clone();
+        let server = self.server.for_session();
         let ended = session.ended.clone();
         tokio::spawn(async move {
             match server.serve(transport).await {

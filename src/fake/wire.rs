@@ -128,6 +128,11 @@ pub struct WireFault {
     pub tools: Vec<String>,
     /// Milliseconds the window has left when the message is sent.
     pub remaining_ms: u64,
+    /// `scope: instance`: only sessions that finished their handshake before the fault
+    /// reached this fake are affected; sessions (and processes) started later are healthy,
+    /// so a proxy that replaces a hung or slow session gets a working one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub instance: bool,
 }
 
 fn one() -> f64 {
@@ -205,6 +210,7 @@ mod tests {
                 probability: 0.8,
                 tools: vec![],
                 remaining_ms: 9000,
+                instance: false,
             }],
         };
         let text = serde_json::to_string(&faults).unwrap();

@@ -542,6 +542,14 @@ fn fails_without_recovery(name: &str) {
     eprintln!("{name} without recovery misses: {missed:?}");
 }
 
+/// Finding 4 of issue 13: windowed faults could not fail a proxy that does no recovery, because
+/// the window was excluded and the clock started when the fake was healthy again. Now the storm
+/// is judged by what reaches the failing server: without recovery every call is passed on.
+#[test]
+fn storm_fails_without_recovery() {
+    fails_without_recovery("500-storm");
+}
+
 #[test]
 fn crash_loop_fails_without_recovery() {
     fails_without_recovery("crash-loop");

@@ -224,6 +224,7 @@ fn fault(index: usize, kind: WireKind, window: Duration) -> WireFault {
         probability: 1.0,
         tools: vec![],
         remaining_ms: window.as_millis() as u64,
+        instance: false,
     }
 }
 
@@ -376,8 +377,11 @@ async fn reports_calls_and_applied_faults(rig: Rig, kind: WireKind, status: u16)
     };
     // The first calls may come before the snapshot is in; the one that got the fault is the
     // one to look for.
+    // Every attempt its own request id, so that a report can only be about that attempt.
+    let ids = std::sync::atomic::AtomicU64::new(100);
+    let next = || ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let hit = eventually("a call that got the fault", SOON, async || {
-        let n = rig.hub.calls().len() as u64 + 100;
+        let n = next();
         (call(n).await.0 == status).then_some(n)
     })
     .await;
@@ -387,12 +391,16 @@ async fn reports_calls_and_applied_faults(rig: Rig, kind: WireKind, status: u16)
     .await;
     assert!(rig.hub.calls().contains(&("echo".to_string(), Some(hit))));
     rig.hub.set_faults(vec![]);
-    let clean = eventually("a clean answer", SOON, async || {
-        let n = rig.hub.calls().len() as u64 + 1000;
+    // A clean answer shows the fake has the empty snapshot (an attempt of that request may
+    // still have met the fault before a retry); the call after it meets nothing.
+    eventually("a clean answer", SOON, async || {
+        let n = next();
         let (got, body) = call(n).await;
         (got == 200 && body == json!(format!("hi [r{n}]"))).then_some(n)
     })
     .await;
+    let clean = next();
+    assert_eq!(call(clean).await.0, 200);
     eventually("the clean call's report", SOON, async || {
         rig.hub
             .calls()
@@ -484,6 +492,28 @@ async fn a_tool_filter_spares_other_tools() {
 
 // ---------------------------------------------------------------------------------------------
 // Time: latency, hang
+
+/// `scope: instance`: a hang of the sessions alive at injection, while the window stays open
+/// for a minute. The proxy (2 s deadline) answers 504, notices the hung session and replaces
+/// it; the new session is healthy although the window is still open.
+async fn scoped_hang_is_healed_by_a_new_session(rig: Rig) {
+    let mut hang = fault(0, WireKind::Hang, LONG);
+    hang.instance = true;
+    rig.hub.set_faults(vec![hang]);
+    until_echo_status(&rig, 504, SOON).await;
+    // Well inside the 60 s window.
+    until_echo_ok(&rig, Duration::from_secs(20)).await;
+}
+
+#[tokio::test]
+async fn a_hang_scoped_to_the_instance_is_healed_by_a_new_session_stdio() {
+    scoped_hang_is_healed_by_a_new_session(stdio_rig("sh", 2).await).await;
+}
+
+#[tokio::test]
+async fn a_hang_scoped_to_the_instance_is_healed_by_a_new_session_http() {
+    scoped_hang_is_healed_by_a_new_session(http_rig("sh", 2).await).await;
+}
 
 async fn latency(rig: Rig) {
     let (_, _, baseline) = echo(&rig).await;
