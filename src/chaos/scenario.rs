@@ -832,6 +832,30 @@ impl Parser<'_> {
             None => Vec::new(),
         };
         let slo = self.slo(self.require(&m, "slo")?)?;
+        // A fault must leave the proxy the time the SLO gives it to recover, or the event fails
+        // for a reason of the scenario's own making.
+        if let Some(within) = slo.recovery_within {
+            for fault in &faults {
+                let clock = if fault.instance_scope {
+                    fault.at
+                } else {
+                    fault.clears_at()
+                };
+                if clock + within > duration {
+                    return Err(self.invalid(
+                        fault.line,
+                        &format!("faults[{}]", fault.entry),
+                        format!(
+                            "{} at {} leaves {} of run after it, less than slo.recovery_within ({}): no recovery could be seen in time; end it earlier or run longer",
+                            fault.kind.label(),
+                            fmt_secs(clock),
+                            fmt_secs(duration.saturating_sub(clock)),
+                            fmt_secs(within)
+                        ),
+                    ));
+                }
+            }
+        }
         Ok(Scenario {
             name,
             description,
@@ -1317,7 +1341,16 @@ impl Parser<'_> {
         };
         let probability = m
             .get("probability")
-            .map(|p| self.share(p))
+            .map(|p| {
+                let x = self.share(p)?;
+                if x == 0.0 {
+                    return Err(self.field_error(
+                        p,
+                        "a fault with probability 0 never applies, so it tests nothing; leave the fault out or give a chance above 0",
+                    ));
+                }
+                Ok(x)
+            })
             .transpose()?
             .unwrap_or(1.0);
         let mut tools = Vec::new();
@@ -1604,7 +1637,39 @@ impl Parser<'_> {
                 "amplification",
             ],
         )?;
-        let recovery_rate = m.get("recovery_rate").map(|r| self.share(r)).transpose()?;
+        // A share of 0 is met by anything: an objective that cannot fail.
+        let objective = |key: &str| {
+            m.get(key)
+                .map(|r| {
+                    let x = self.share(r)?;
+                    if x == 0.0 {
+                        return Err(self.field_error(
+                            r,
+                            "0 is met by any run, so it checks nothing; give a share above 0 or leave it out",
+                        ));
+                    }
+                    Ok(x)
+                })
+                .transpose()
+        };
+        let objectives = [
+            "recovery_rate",
+            "success_rate",
+            "window_success_rate",
+            "amplification",
+            "p99_latency",
+        ];
+        if !objectives.iter().any(|k| m.has(k)) {
+            return Err(self.invalid(
+                m.line,
+                &m.path,
+                format!(
+                    "asks for nothing a proxy could fail; give at least one of {} (hung_requests, leaked_processes and wrong_answers are checked anyway, 0 unless given)",
+                    objectives.join(", ")
+                ),
+            ));
+        }
+        let recovery_rate = objective("recovery_rate")?;
         let recovery_within = m
             .get("recovery_within")
             .map(|r| self.duration(r, Bound::Positive))
@@ -1621,7 +1686,7 @@ impl Parser<'_> {
         Ok(SloSpec {
             recovery_rate,
             recovery_within,
-            success_rate: m.get("success_rate").map(|r| self.share(r)).transpose()?,
+            success_rate: objective("success_rate")?,
             hung_requests: m
                 .get("hung_requests")
                 .map(|r| self.unsigned(r))
@@ -1641,10 +1706,7 @@ impl Parser<'_> {
                 .map(|r| self.unsigned(r))
                 .transpose()?
                 .unwrap_or(0),
-            window_success_rate: m
-                .get("window_success_rate")
-                .map(|r| self.share(r))
-                .transpose()?,
+            window_success_rate: objective("window_success_rate")?,
             amplification: m
                 .get("amplification")
                 .map(|r| self.amplification(r))
@@ -1732,7 +1794,7 @@ load:
 faults:
   - {at: 10s, for: 10s, server: flaky, kind: http-error, status: 500, probability: 0.8}
   - {at: 5s, kind: crash, server: local, every: 3s, count: 3}
-  - at: 30s
+  - at: 25s
     for: 2s
     kind: latency
     min: 50ms
@@ -2092,7 +2154,7 @@ slo:
     #[test]
     fn fault_window_past_the_duration_is_an_error() {
         rejects(
-            &edit("at: 30s", "at: 39s"),
+            &edit("at: 25s", "at: 39s"),
             26,
             "faults[2].for",
             "the window 39s..41s ends after the run",
@@ -2290,6 +2352,70 @@ slo:
             23,
             "faults[0].scope",
             "unknown key",
+        );
+    }
+
+    /// Finding 11 of issue 13: scenarios that cannot fail, or cannot pass, were accepted.
+    #[test]
+    fn hollow_scenarios_are_refused() {
+        rejects(
+            &edit("probability: 0.8", "probability: 0"),
+            23,
+            "faults[0].probability",
+            "probability 0 never applies, so it tests nothing",
+        );
+        rejects(
+            &edit("recovery_rate: 0.90", "recovery_rate: 0"),
+            32,
+            "slo.recovery_rate",
+            "0 is met by any run",
+        );
+        rejects(
+            &edit("success_rate: 0.99", "success_rate: 0.0"),
+            34,
+            "slo.success_rate",
+            "0 is met by any run",
+        );
+        rejects(
+            &edit("  rate: 50\n", "  rate: 0\n"),
+            17,
+            "load.rate",
+            "must be more than 0 requests per second",
+        );
+        // Only the defaults: nothing a proxy could fail but what is checked anyway.
+        let only_defaults = VALID
+            .split("slo:")
+            .next()
+            .map(|head| format!("{head}slo:\n  hung_requests: 0\n  leaked_processes: 0\n"))
+            .unwrap();
+        rejects(
+            &only_defaults,
+            31,
+            "slo",
+            "asks for nothing a proxy could fail; give at least one of recovery_rate",
+        );
+        rejects(
+            &only_defaults.replace(
+                "slo:\n  hung_requests: 0\n  leaked_processes: 0\n",
+                "slo: {}\n",
+            ),
+            31,
+            "slo",
+            "asks for nothing a proxy could fail",
+        );
+        // A window that ends 5 s before the end of the run, with 10 s to recover: the event
+        // could never count as recovered.
+        rejects(
+            &edit("  - at: 25s\n    for: 2s\n", "  - at: 33s\n    for: 2s\n"),
+            25,
+            "faults[2]",
+            "latency at 35s leaves 5s of run after it, less than slo.recovery_within (10s)",
+        );
+        rejects(
+            &edit("every: 3s, count: 3}", "every: 3s, count: 11}"),
+            24,
+            "faults[1]",
+            "crash at 32s leaves 8s of run after it",
         );
     }
 

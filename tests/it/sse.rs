@@ -402,7 +402,7 @@ fn a_chaos_run_over_sse_passes() {
         "name: sse
 description: A legacy SSE server crashes, loses its sessions, and has its stream cut.
 seed: 5
-duration: 8s
+duration: 10s
 servers:
   - name: legacy
     transport: sse
