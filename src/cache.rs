@@ -5,7 +5,8 @@
 //! changes when its tool list changes or it is restarted from the API, so that nothing from
 //! before is served after), the tool and the canonical JSON of the arguments (key order does not
 //! matter). Concurrent misses for one key make one upstream call (moka's entry API coalesces
-//! them). Errors, tool errors included, are never cached.
+//! them). Errors, tool errors included, are never cached. With `--cache-redis-url`, replicas
+//! share results through Redis behind this cache (`crate::shared_cache`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,6 +36,8 @@ struct Cached {
     ttl: Duration,
     /// About the bytes the entry holds: its serialized result and its key.
     bytes: usize,
+    /// Whether it came from the shared cache (another replica's call), not an upstream call.
+    shared: bool,
 }
 
 /// What an entry costs besides its key and result (moka's bookkeeping, the `Arc`s).
@@ -68,6 +71,8 @@ impl Expiry<CacheKey, Cached> for PerEntryTtl {
 #[derive(Clone)]
 pub struct ResultCache {
     cache: moka::future::Cache<CacheKey, Cached>,
+    /// The replicas' shared cache behind this one, if configured.
+    shared: Option<Arc<crate::shared_cache::SharedCache>>,
 }
 
 impl std::fmt::Debug for ResultCache {
@@ -95,7 +100,15 @@ impl ResultCache {
                 .weigher(weigh)
                 .expire_after(PerEntryTtl)
                 .build(),
+            shared: None,
         }
+    }
+
+    /// Puts the replicas' shared cache behind this one: a miss here asks it before the
+    /// upstream, and what the upstream answers is kept there too.
+    pub fn with_shared(mut self, shared: crate::shared_cache::SharedCache) -> Self {
+        self.shared = Some(Arc::new(shared));
+        self
     }
 
     /// The cached result for `key`, or the result of `call` (then kept for `ttl` unless it is
@@ -111,21 +124,42 @@ impl ResultCache {
         F: Future<Output = Result<Value, Failure>>,
     {
         let key_len = key.arguments.len() + key.server.len() + key.tool.len();
+        let shared = self.shared.as_ref().map(|shared| {
+            let shared_key =
+                crate::shared_cache::SharedCache::key(&key.server, &key.tool, &key.arguments);
+            (shared, shared_key)
+        });
         let entry = self
             .cache
             .entry(key)
             .or_try_insert_with(async {
+                if let Some((shared, shared_key)) = &shared
+                    && let Some((result, left)) = shared.get(shared_key, MAX_RESULT_BYTES).await
+                {
+                    return Ok(Cached {
+                        bytes: serialized_len(&result) + key_len + ENTRY_OVERHEAD,
+                        result: Arc::new(result),
+                        ttl: left.min(ttl),
+                        shared: true,
+                    });
+                }
                 match call.await {
                     Ok(result) if result.get("isError").and_then(Value::as_bool) == Some(true) => {
                         Err(NotCached::ToolError(result))
                     }
                     Ok(result) => match serialized_len(&result) {
                         len if len > MAX_RESULT_BYTES => Err(NotCached::TooLarge(result)),
-                        len => Ok(Cached {
-                            result: Arc::new(result),
-                            ttl,
-                            bytes: len + key_len + ENTRY_OVERHEAD,
-                        }),
+                        len => {
+                            if let Some((shared, shared_key)) = shared {
+                                shared.put(shared_key, &result, ttl);
+                            }
+                            Ok(Cached {
+                                result: Arc::new(result),
+                                ttl,
+                                bytes: len + key_len + ENTRY_OVERHEAD,
+                                shared: false,
+                            })
+                        }
                     },
                     Err(failure) => Err(NotCached::Failure(failure)),
                 }
@@ -133,7 +167,8 @@ impl ResultCache {
             .await;
         match entry {
             Ok(entry) => {
-                let hit = !entry.is_fresh();
+                // Waited for another caller's miss, or found in the shared cache: a hit.
+                let hit = !entry.is_fresh() || entry.value().shared;
                 (Ok(entry.into_value().result), hit)
             }
             Err(not_cached) => (Err((*not_cached).clone()), false),

@@ -411,6 +411,16 @@ pub struct ServeArgs {
         default_value_t = 64 * 1024 * 1024
     )]
     pub cache_max_bytes: u64,
+    /// A Redis URL (`redis://[:password@]host:port/db`, `rediss://` for TLS, or
+    /// `redis+unix:///path`): replicas share cached results through it, behind each one's own
+    /// cache. Redis down or slow is a miss, never an error.
+    #[arg(
+        help_heading = "Cache",
+        long = "cache-redis-url",
+        env = "MCPO_CACHE_REDIS_URL",
+        hide_env_values = true
+    )]
+    pub cache_redis_url: Option<String>,
     /// Seconds a cached result lives unless its server's `cache.ttl` says otherwise.
     #[arg(
         help_heading = "Cache",

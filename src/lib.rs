@@ -23,4 +23,5 @@ pub mod redact;
 pub mod reference;
 pub mod reload;
 pub mod serve;
+pub mod shared_cache;
 pub mod upstream;

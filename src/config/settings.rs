@@ -57,6 +57,8 @@ pub struct ServeConfig {
     pub recovery_target: Duration,
     pub cache_max_size: u64,
     pub cache_max_bytes: u64,
+    /// Where replicas share cached results (`--cache-redis-url`).
+    pub cache_redis_url: Option<crate::shared_cache::RedisUrl>,
     pub cache_default_ttl: Duration,
     /// What one server's tool listing may hold.
     pub listing: crate::catalog::ListingLimits,
@@ -127,6 +129,7 @@ impl ServeConfig {
             recovery_target: Duration::from_secs(10),
             cache_max_size: 1000,
             cache_max_bytes: 64 * 1024 * 1024,
+            cache_redis_url: None,
             cache_default_ttl: Duration::from_secs(300),
             listing: crate::catalog::ListingLimits::default(),
             body_timeout: Duration::from_secs(30),
@@ -179,6 +182,13 @@ pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
     let recovery_target = secs("--recovery-target", args.recovery_target)?;
     let cache_default_ttl = secs("--cache-default-ttl", args.cache_default_ttl)?;
     let body_timeout = secs("--body-timeout", args.body_timeout)?;
+    let cache_redis_url = match args.cache_redis_url.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(url) => Some(
+            crate::shared_cache::RedisUrl::parse(url)
+                .map_err(|e| flag("--cache-redis-url", e.to_string()))?,
+        ),
+    };
     let header_timeout = secs("--header-timeout", args.header_timeout)?;
     if args.max_connections == 0 {
         return Err(flag("--max-connections", "must be at least 1".into()));
@@ -303,6 +313,7 @@ pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
         recovery_target,
         cache_max_size: args.cache_max_size,
         cache_max_bytes: args.cache_max_bytes,
+        cache_redis_url,
         cache_default_ttl,
         listing: crate::catalog::ListingLimits {
             max_tools: args.max_tools,

@@ -79,7 +79,7 @@ impl AppState {
             .map(|k| auth::ApiKey::new(k, config.strict_auth));
         Arc::new(AppState {
             body_budget: body::BodyBudget::default(),
-            cache: ResultCache::new(config.cache_max_size, config.cache_max_bytes),
+            cache: result_cache(&config),
             key,
             config,
             fleet,
@@ -113,6 +113,23 @@ impl AppState {
         } else {
             self.config.root_path.clone()
         }
+    }
+}
+
+/// The result cache, with the replicas' shared one behind it when configured.
+fn result_cache(config: &crate::config::ServeConfig) -> ResultCache {
+    let cache = ResultCache::new(config.cache_max_size, config.cache_max_bytes);
+    match config
+        .cache_redis_url
+        .as_ref()
+        .map(crate::shared_cache::SharedCache::new)
+    {
+        Some(Ok(shared)) => cache.with_shared(shared),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "the shared result cache is off");
+            cache
+        }
+        None => cache,
     }
 }
 

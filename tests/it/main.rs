@@ -23,6 +23,7 @@ mod recovery;
 mod reload;
 mod rolling;
 mod schema_props;
+mod shared_cache;
 mod shutdown;
 mod sse;
 mod tls;
