@@ -14,7 +14,7 @@
 //!   path, Prometheus rendering with 50 servers.
 //!
 //! `cargo bench -- --save-baseline main` then `cargo bench -- --baseline main` shows a
-//! regression as a percentage (README, "Benchmarks").
+//! regression as a percentage (docs/benchmarks.md, "cargo bench").
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

@@ -2,7 +2,7 @@
 //! and `GET /readyz`. Every number is read from the one registry (`crate::metrics`) and the
 //! live state of the upstreams; nothing is estimated.
 //!
-//! Definitions (also in the README):
+//! Definitions (also in docs/observability.md):
 //! - `avg_response_time`: mean end-to-end seconds since start; `p50`/`p95`/`p99`: over the
 //!   last hour;
 //! - `total_requests`: tool calls answered since start; `cache_hit_rate`: hits / (hits + misses)
