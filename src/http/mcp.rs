@@ -31,7 +31,7 @@ use super::error::upstream_answer;
 use crate::catalog::{ToolEntry, ValidationStack};
 use crate::http::validate::capped_text;
 use crate::metrics::RequestClass;
-use crate::upstream::{Failure, Upstream};
+use crate::upstream::{Failure, Status, Upstream};
 
 /// Separates the server from the tool in the names `/mcp` gives tools (`time__get_current_time`).
 pub const SEPARATOR: &str = "__";
@@ -149,11 +149,114 @@ impl McpFront {
     }
 }
 
+/// How often an endpoint session looks for a change in the tools it serves.
+const LIST_CHANGE_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl McpFront {
+    /// The servers whose tools this endpoint lists now, with their catalogs: a server that is
+    /// down (or never listed its tools) is left out, so that it fails nothing for the others.
+    fn listed(&self) -> Vec<(Arc<Upstream>, Arc<crate::catalog::ToolCatalog>)> {
+        self.upstreams()
+            .into_iter()
+            .filter(|u| !matches!(u.view().status, Status::Down | Status::Stopped))
+            .filter_map(|u| u.catalog().map(|c| (u, c)))
+            .collect()
+    }
+
+    /// What identifies the set of tools listed now: each listed server and its catalog (a new
+    /// listing is a new catalog). A change of it is a `list_changed`.
+    fn tool_set(&self) -> Vec<(String, usize)> {
+        let mut set: Vec<(String, usize)> = self
+            .listed()
+            .into_iter()
+            .map(|(u, c)| (u.name().to_string(), Arc::as_ptr(&c) as usize))
+            .collect();
+        set.sort();
+        set
+    }
+
+    /// Resolves once the set of tools listed differs from `last` (which it then holds), or
+    /// never if `closed` says the client is gone first.
+    async fn tool_set_changed(
+        &self,
+        last: &mut Vec<(String, usize)>,
+        closed: impl Fn() -> bool,
+    ) -> bool {
+        let mut tick = tokio::time::interval(LIST_CHANGE_CHECK);
+        loop {
+            tick.tick().await;
+            if closed() {
+                return false;
+            }
+            let now = self.tool_set();
+            if now != *last {
+                *last = now;
+                return true;
+            }
+        }
+    }
+}
+
 impl ServerHandler for McpFront {
     fn get_info(&self) -> ServerConfig {
-        let mut info = ServerConfig::new(ServerCapabilities::builder().enable_tools().build());
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_tool_list_changed()
+            .build();
+        let mut info = ServerConfig::new(capabilities);
         info.server_info = Implementation::new("mcpo", env!("CARGO_PKG_VERSION"));
         info
+    }
+
+    /// A session (protocol up to 2025-11-25) is told `notifications/tools/list_changed`
+    /// whenever the tools it would list change: a server came up or went down, an upstream
+    /// listed new tools, a reload added or removed a server. The watch ends with the session.
+    async fn on_initialized(&self, context: rmcp::service::NotificationContext<RoleServer>) {
+        let front = self.clone();
+        let peer = context.peer.clone();
+        tokio::spawn(async move {
+            let mut last = front.tool_set();
+            while front
+                .tool_set_changed(&mut last, || peer.is_transport_closed())
+                .await
+            {
+                if peer.notify_tool_list_changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Protocol 2026-07-28: change notifications travel on a subscription.
+    fn accepted_subscription_filter(
+        &self,
+        requested: &rmcp::model::SubscriptionFilter,
+    ) -> Option<rmcp::model::SubscriptionFilter> {
+        (requested.tools_list_changed == Some(true)).then(|| {
+            rmcp::model::SubscriptionFilter::builder()
+                .tools_list_changed()
+                .build()
+        })
+    }
+
+    async fn listen(&self, context: rmcp::service::SubscriptionContext) -> Result<(), ErrorData> {
+        let mut last = self.tool_set();
+        loop {
+            tokio::select! {
+                changed = self.tool_set_changed(&mut last, || false) => {
+                    if !changed {
+                        return Ok(());
+                    }
+                    let note = rmcp::model::ServerNotification::ToolListChangedNotification(
+                        Default::default(),
+                    );
+                    if context.sink().send(note).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                _ = context.cancelled() => return Ok(()),
+            }
+        }
     }
 
     async fn list_tools(
@@ -162,12 +265,9 @@ impl ServerHandler for McpFront {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let mut tools = Vec::new();
-        for upstream in self.upstreams() {
-            // A server that has not listed its tools yet (starting, down) contributes none;
-            // its tools appear once it is up, as its OpenAPI routes do.
-            let Some(catalog) = upstream.catalog() else {
-                continue;
-            };
+        // A server that has not listed its tools yet (starting), or is down, contributes
+        // none; its tools appear (with a list_changed) once it is up.
+        for (upstream, catalog) in self.listed() {
             for tool in catalog.tools() {
                 let name = match &self.scope {
                     Some(_) => tool.name.clone(),

@@ -98,3 +98,165 @@ async fn mcp_clients_keep_their_session_while_the_upstream_crashes_behind_it() {
     let text = metrics.to_string();
     assert!(text.contains("\"echo\""), "{text}");
 }
+
+/// An rmcp client that says when the endpoint announces `notifications/tools/list_changed`.
+#[derive(Clone)]
+struct ListWatcher {
+    changed: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl rmcp::ClientHandler for ListWatcher {
+    async fn on_tool_list_changed(
+        &self,
+        _context: rmcp::service::NotificationContext<rmcp::RoleClient>,
+    ) {
+        self.changed.notify_one();
+    }
+}
+
+/// The MCP endpoint issue, acceptance 3: with one of three servers down at start,
+/// `initialize` and `tools/list` succeed at once with the other two, and the third's tools
+/// appear with a `list_changed` when it comes up.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_down_at_start_fails_nothing_and_joins_with_a_list_changed() {
+    use rmcp::ServiceExt as _;
+    use rmcp::transport::StreamableHttpClientTransport;
+    use std::time::Duration;
+
+    // A port that nothing listens on yet.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = json!({"mcpServers": {
+        "a": stdio_fake("a"),
+        "b": stdio_fake("b"),
+        "c": {"type": "streamable-http", "url": format!("http://127.0.0.1:{port}/mcp")},
+    }});
+    let proxy = Proxy::start(&config, &[]);
+    proxy
+        .wait_ok("/a/openapi.json", Duration::from_secs(30))
+        .await;
+    proxy
+        .wait_ok("/b/openapi.json", Duration::from_secs(30))
+        .await;
+
+    let watcher = ListWatcher {
+        changed: Default::default(),
+    };
+    let client = watcher
+        .clone()
+        .serve(StreamableHttpClientTransport::from_uri(proxy.url("/mcp")))
+        .await
+        .expect("initialize with one server down");
+    let names = |tools: Vec<rmcp::model::Tool>| -> Vec<String> {
+        let mut n: Vec<String> = tools.into_iter().map(|t| t.name.to_string()).collect();
+        n.sort();
+        n
+    };
+    let listed = names(client.list_all_tools().await.unwrap());
+    assert!(listed.contains(&"a__echo".to_string()) && listed.contains(&"b__echo".to_string()));
+    assert!(!listed.iter().any(|n| n.starts_with("c__")), "{listed:?}");
+
+    let _c = common::FakeHttp::start_on("c", port);
+    tokio::time::timeout(Duration::from_secs(30), watcher.changed.notified())
+        .await
+        .expect("a tools/list_changed once c is up");
+    let listed = names(client.list_all_tools().await.unwrap());
+    assert!(listed.contains(&"c__echo".to_string()), "{listed:?}");
+    let answer = client
+        .call_tool(
+            rmcp::model::CallToolRequestParams::new("c__echo")
+                .with_arguments(json!({"message": "joined"}).as_object().cloned().unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&answer.content).unwrap()[0]["text"],
+        "joined"
+    );
+    client.cancel().await.unwrap();
+}
+
+/// The MCP endpoint issue, acceptance 2, with many calls at once: one MCP session makes 16
+/// concurrent calls while the upstream stdio child is SIGKILLed (and, on another server, the
+/// upstream HTTP session is lost); no call fails and the client's session never ends.
+#[tokio::test(flavor = "multi_thread")]
+async fn sixteen_calls_in_flight_survive_a_crash_and_a_lost_session() {
+    use rmcp::ServiceExt as _;
+    use rmcp::transport::StreamableHttpClientTransport;
+    use std::time::Duration;
+
+    let http = common::FakeHttp::start("lossy");
+    let config = json!({"mcpServers": {
+        "local": stdio_fake("local"),
+        "remote": {"type": "streamable-http", "url": http.url},
+    }});
+    let proxy = Proxy::start(&config, &[]);
+    proxy
+        .wait_ok("/local/openapi.json", Duration::from_secs(30))
+        .await;
+    proxy
+        .wait_ok("/remote/openapi.json", Duration::from_secs(30))
+        .await;
+    let client = ListWatcher {
+        changed: Default::default(),
+    }
+    .serve(StreamableHttpClientTransport::from_uri(proxy.url("/mcp")))
+    .await
+    .unwrap();
+    let client = std::sync::Arc::new(client);
+    for (server, disrupt) in [("local", "kill"), ("remote", "lose")] {
+        let calls: Vec<_> = (0..16)
+            .map(|i| {
+                let client = client.clone();
+                tokio::spawn(async move {
+                    let args = json!({"ms": 400, "tag": format!("{server}-{i}")});
+                    let r = client
+                        .call_tool(
+                            rmcp::model::CallToolRequestParams::new(format!("{server}__sleep"))
+                                .with_arguments(args.as_object().cloned().unwrap()),
+                        )
+                        .await;
+                    (i, r)
+                })
+            })
+            .collect();
+        // Once all 16 are in flight upstream (each takes 400 ms), the disruption.
+        common::eventually("16 calls in flight", Duration::from_secs(10), async || {
+            let (_, d) = proxy.get("/diagnostics").await;
+            let members = d["servers"][server]["pool"]["members"].as_array()?.clone();
+            let in_flight: u64 = members.iter().filter_map(|m| m["in_flight"].as_u64()).sum();
+            (in_flight >= 16).then_some(())
+        })
+        .await;
+        match disrupt {
+            "kill" => {
+                let children = common::children(proxy.pid());
+                let fake = children
+                    .iter()
+                    .find(|pid| {
+                        std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                            .is_ok_and(|c| c.contains("local"))
+                    })
+                    .copied()
+                    .expect("the stdio child of local");
+                common::signal(fake, "KILL");
+            }
+            _ => http.fault(json!({"kind": "session-loss"})).await,
+        }
+        for call in calls {
+            let (i, r) = call.await.unwrap();
+            let r = r.unwrap_or_else(|e| panic!("{server} call {i} failed: {e}"));
+            assert_ne!(r.is_error, Some(true), "{server} call {i}: {r:?}");
+            let text = serde_json::to_value(&r.content).unwrap()[0]["text"].clone();
+            assert_eq!(
+                text,
+                json!(format!("slept 400 ms [{server}-{i}]")),
+                "{server} call {i}"
+            );
+        }
+    }
+    assert!(!client.is_transport_closed());
+}
