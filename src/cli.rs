@@ -255,6 +255,24 @@ pub struct ServeArgs {
         env = "MCPO_TRUST_LOOPBACK"
     )]
     pub trust_loopback: bool,
+    /// What joins a server's name and a tool's on `/mcp` (`time__now`); letters, digits, `_`
+    /// and `-`, at most 8.
+    #[arg(
+        help_heading = "Servers",
+        long = "mcp-separator",
+        env = "MCPO_MCP_SEPARATOR",
+        default_value = "__"
+    )]
+    pub mcp_separator: String,
+    /// At most this many MCP sessions (`Mcp-Session-Id`) at once on each MCP endpoint; a new
+    /// one past it is answered 503. Idle sessions end after 5 minutes.
+    #[arg(
+        help_heading = "Limits",
+        long = "max-mcp-sessions",
+        env = "MCPO_MAX_MCP_SESSIONS",
+        default_value_t = 1000
+    )]
+    pub max_mcp_sessions: usize,
     /// Seconds a client has to send a request's head (the request line and headers); a
     /// keep-alive connection idle for as long is closed.
     #[arg(

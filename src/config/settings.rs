@@ -70,6 +70,10 @@ pub struct ServeConfig {
     pub max_connections: usize,
     /// Without a key, whether loopback clients see privileged details (`--trust-loopback`).
     pub trust_loopback: bool,
+    /// What joins server and tool names on `/mcp`.
+    pub mcp_separator: String,
+    /// MCP sessions per endpoint at most.
+    pub max_mcp_sessions: usize,
     pub monitor: crate::monitor::MonitorSettings,
     /// Watch the config file and apply server changes without a restart.
     pub hot_reload: bool,
@@ -136,6 +140,8 @@ impl ServeConfig {
             header_timeout: Duration::from_secs(30),
             max_connections: 4096,
             trust_loopback: false,
+            mcp_separator: "__".into(),
+            max_mcp_sessions: 1000,
             monitor: crate::monitor::MonitorSettings::default(),
             hot_reload: false,
         }
@@ -190,6 +196,21 @@ pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
         ),
     };
     let header_timeout = secs("--header-timeout", args.header_timeout)?;
+    let separator = &args.mcp_separator;
+    if separator.is_empty()
+        || separator.len() > 8
+        || !separator
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(flag(
+            "--mcp-separator",
+            format!("must be 1 to 8 letters, digits, '_' or '-', found {separator:?}"),
+        ));
+    }
+    if args.max_mcp_sessions == 0 {
+        return Err(flag("--max-mcp-sessions", "must be at least 1".into()));
+    }
     if args.max_connections == 0 {
         return Err(flag("--max-connections", "must be at least 1".into()));
     }
@@ -323,6 +344,8 @@ pub fn from_cli(args: &ServeArgs) -> Result<ServeConfig, ConfigError> {
         header_timeout,
         max_connections: args.max_connections,
         trust_loopback: args.trust_loopback,
+        mcp_separator: args.mcp_separator.clone(),
+        max_mcp_sessions: args.max_mcp_sessions,
         monitor,
         hot_reload: args.hot_reload,
     })

@@ -56,6 +56,7 @@ pub async fn diagnostics(
         recommendations.extend(r);
         servers.insert(key.to_string(), report);
     }
+    issues.extend(super::mcp::name_collisions(&state));
     let alerts = state.monitor.alerts();
     for a in &alerts {
         issues.push(format!("alert {}: {}", a.kind, a.message));

@@ -33,23 +33,76 @@ use crate::http::validate::capped_text;
 use crate::metrics::RequestClass;
 use crate::upstream::{Failure, Status, Upstream};
 
-/// Separates the server from the tool in the names `/mcp` gives tools (`time__get_current_time`).
-pub const SEPARATOR: &str = "__";
-
 /// At most this many schema errors are listed in an invalid-params error.
 const MAX_ERRORS: usize = 10;
 
 type Service = StreamableHttpService<McpFront, LocalSessionManager>;
 
+/// How long an MCP session of the endpoint may sit idle before it is ended.
+const SESSION_IDLE: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// The MCP specification asks servers to check `Origin` (a web page must not drive a local
+/// endpoint), and a page whose name was rebound to 127.0.0.1 sends its own name as `Host`.
+/// So: a request whose `Origin` is another origin than the one it was sent to is refused
+/// unless that origin is listed in `--cors-allow-origins` (a `*` there does not count here);
+/// and when the proxy listens on loopback only, a `Host` that is not a loopback name is
+/// refused. A client that is no browser sends no `Origin` and is not affected.
+fn refuse_origin(state: &AppState, headers: &http::HeaderMap) -> Option<Response> {
+    let refuse = |why: &str| {
+        Some(
+            (
+                http::StatusCode::FORBIDDEN,
+                axum::Json(json!({"detail": {"message": why}})),
+            )
+                .into_response(),
+        )
+    };
+    if super::auth::cross_origin(headers) {
+        let origin = headers
+            .get(http::header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let listed = state
+            .config
+            .cors_allow_origins
+            .iter()
+            .any(|o| o != "*" && o.eq_ignore_ascii_case(origin));
+        if !listed {
+            return refuse(
+                "the MCP endpoint does not answer pages of another origin; list the origin in --cors-allow-origins to allow it",
+            );
+        }
+    }
+    let loopback_only = state
+        .config
+        .host
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+        || state.config.host.eq_ignore_ascii_case("localhost");
+    if loopback_only && !super::auth::host_is_loopback(headers) {
+        return refuse(
+            "the proxy listens on loopback only and this request names another host (DNS rebinding?)",
+        );
+    }
+    None
+}
+
 /// The endpoints' services, one per scope (every server, or one), made on first use so that a
 /// server added by a reload gets its own.
 #[derive(Default)]
 pub struct Endpoints {
-    services: Mutex<HashMap<Option<String>, Service>>,
+    services: Mutex<HashMap<Option<String>, ScopedService>>,
 }
 
+/// A scope's service and the session manager it shares, whose count the cap reads.
+type ScopedService = (Service, Arc<LocalSessionManager>);
+
 impl Endpoints {
-    fn service(&self, state: &Arc<AppState>, scope: Option<String>) -> Service {
+    fn service(
+        &self,
+        state: &Arc<AppState>,
+        scope: Option<String>,
+    ) -> (Service, Arc<LocalSessionManager>) {
         let mut services = self
             .services
             .lock()
@@ -60,15 +113,18 @@ impl Endpoints {
                 let front = McpFront {
                     state: state.clone(),
                     scope,
+                    names: Default::default(),
                 };
                 // Host names are the operator's to choose (the proxy often runs behind a
                 // reverse proxy or under a service name); the API key guards the endpoint.
+                // (`refuse_origin` checks Host where it matters: a loopback-only proxy.)
                 let config = StreamableHttpServerConfig::default().disable_allowed_hosts();
-                StreamableHttpService::new(
-                    move || Ok(front.clone()),
-                    Arc::new(LocalSessionManager::default()),
-                    config,
-                )
+                let mut manager = LocalSessionManager::default();
+                manager.session_config.keep_alive = Some(SESSION_IDLE);
+                let manager = Arc::new(manager);
+                let service =
+                    StreamableHttpService::new(move || Ok(front.clone()), manager.clone(), config);
+                (service, manager)
             })
             .clone()
     }
@@ -97,7 +153,29 @@ pub async fn one(
 }
 
 async fn serve(state: Arc<AppState>, scope: Option<String>, request: Request<Body>) -> Response {
-    let service = state.mcp.service(&state, scope);
+    if let Some(refusal) = refuse_origin(&state, request.headers()) {
+        return refusal;
+    }
+    let (service, sessions) = state.mcp.service(&state, scope);
+    // A request without a session id may open one (an `initialize`): refused past the cap.
+    if request.method() == http::Method::POST
+        && !request.headers().contains_key("mcp-session-id")
+        && sessions.sessions.read().await.len() >= state.config.max_mcp_sessions
+    {
+        let mut r = (
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"detail": {"message": format!(
+                "the MCP endpoint has {} sessions open, its maximum (--max-mcp-sessions); try again shortly",
+                state.config.max_mcp_sessions
+            )}})),
+        )
+            .into_response();
+        r.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("5"),
+        );
+        return r;
+    }
     let delete = request.method() == http::Method::DELETE;
     let mut response = match service.oneshot(request).await {
         Ok(response) => response.map(Body::new),
@@ -117,7 +195,14 @@ pub struct McpFront {
     state: Arc<AppState>,
     /// `None`: every server, tools named `{server}__{tool}`; `Some(name)`: that one.
     scope: Option<String>,
+    /// The endpoint names of the tools, for the tool set they were made for.
+    names: Arc<Mutex<Option<NamedSet>>>,
 }
+
+/// A tool set and the endpoint names made for it.
+type NamedSet = (ToolSet, Arc<NameMap>);
+
+type ToolSet = Vec<(String, usize)>;
 
 impl McpFront {
     fn upstreams(&self) -> Vec<Arc<Upstream>> {
@@ -130,23 +215,110 @@ impl McpFront {
 
     /// The upstream and listed tool an endpoint tool name stands for.
     fn resolve(&self, name: &str) -> Option<(Arc<Upstream>, Arc<ToolEntry>)> {
-        for upstream in self.upstreams() {
-            let tool = match &self.scope {
-                Some(_) => name,
-                None => match name
-                    .strip_prefix(upstream.name())
-                    .and_then(|rest| rest.strip_prefix(SEPARATOR))
-                {
-                    Some(tool) => tool,
-                    None => continue,
-                },
-            };
-            if let Some(entry) = upstream.catalog().and_then(|c| c.tool(tool).cloned()) {
-                return Some((upstream, entry));
+        let names = self.names();
+        names.by_name.get(name).cloned()
+    }
+
+    /// The names this endpoint lists its tools under, with what each stands for (made once
+    /// per change of the served set).
+    fn names(&self) -> Arc<NameMap> {
+        let set = self.tool_set();
+        let mut cached = self
+            .names
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((at, map)) = cached.as_ref()
+            && *at == set
+        {
+            return map.clone();
+        }
+        let separator = &self.state.config.mcp_separator;
+        let mut map = NameMap::default();
+        for (upstream, catalog) in self.listed() {
+            for tool in catalog.tools() {
+                let server = self.scope.is_none().then(|| upstream.name());
+                let name = endpoint_name(server, &tool.name, separator);
+                if let Some((first, _)) = map.by_name.get(&name) {
+                    map.collisions.push(format!(
+                        "tool '{}' of server '{}' is not listed on the MCP endpoint: its name there, '{name}', is taken by a tool of server '{}'",
+                        tool.name,
+                        upstream.name(),
+                        first.name()
+                    ));
+                    continue;
+                }
+                map.order.push(name.clone());
+                map.by_name.insert(name, (upstream.clone(), tool.clone()));
             }
         }
-        None
+        let map = Arc::new(map);
+        *cached = Some((set, map.clone()));
+        map
     }
+}
+
+/// The tools of an endpoint by the names it lists them under.
+#[derive(Default)]
+struct NameMap {
+    by_name: HashMap<String, (Arc<Upstream>, Arc<ToolEntry>)>,
+    /// The names in listing order.
+    order: Vec<String>,
+    /// Tools left out because another took their name.
+    collisions: Vec<String>,
+}
+
+/// Longest tool name MCP clients pass on to model APIs (OpenAI's and Anthropic's limit).
+const MAX_NAME: usize = 64;
+
+/// The name of a tool on an endpoint: `{server}{separator}{tool}` on `/mcp` (its own name on
+/// `/{server}/mcp`), made to fit `^[a-zA-Z0-9_-]{1,64}$`, what the model APIs accept: any other
+/// character becomes `_`, and a name longer than 64 keeps its first 55 characters and adds
+/// `_` and 8 hex digits of the SHA-256 of the name it stands for, so that it stays unique and
+/// the same across listings. The proxy maps it back (see [`McpFront::resolve`]).
+pub fn endpoint_name(server: Option<&str>, tool: &str, separator: &str) -> String {
+    let full = match server {
+        Some(server) => format!("{server}{separator}{tool}"),
+        None => tool.to_string(),
+    };
+    let clean: String = full
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if !clean.is_empty() && clean.len() <= MAX_NAME && clean == full {
+        return clean;
+    }
+    // Too long, or characters changed: the hash keeps `a.b` and `a_b`, and two long names
+    // that share their first 55 characters, apart.
+    let short: String = clean.chars().take(MAX_NAME - 9).collect();
+    format!("{short}_{}", &hex_digest(&full)[..8])
+}
+
+fn hex_digest(text: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Tools that `/mcp` (every server) leaves out because their names collide, for
+/// `/diagnostics`.
+pub fn name_collisions(state: &Arc<AppState>) -> Vec<String> {
+    if !state.config.config_mode {
+        return Vec::new();
+    }
+    let front = McpFront {
+        state: state.clone(),
+        scope: None,
+        names: Default::default(),
+    };
+    front.names().collisions.clone()
 }
 
 /// How often an endpoint session looks for a change in the tools it serves.
@@ -267,12 +439,12 @@ impl ServerHandler for McpFront {
         let mut tools = Vec::new();
         // A server that has not listed its tools yet (starting), or is down, contributes
         // none; its tools appear (with a list_changed) once it is up.
-        for (upstream, catalog) in self.listed() {
-            for tool in catalog.tools() {
-                let name = match &self.scope {
-                    Some(_) => tool.name.clone(),
-                    None => format!("{}{SEPARATOR}{}", upstream.name(), tool.name),
-                };
+        let names = self.names();
+        for name in &names.order {
+            let Some((_, tool)) = names.by_name.get(name) else {
+                continue;
+            };
+            {
                 let mut listed = json!({"name": name, "inputSchema": tool.input_schema});
                 if let Some(t) = &tool.title {
                     listed["title"] = json!(t);
@@ -394,4 +566,40 @@ fn error_of(failure: Failure, server: &str, tool: &str) -> ErrorData {
         message,
         Some(json!({"status": status.as_u16(), "class": label, "retryAfter": retry_after})),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_names_fit_model_apis_and_stay_apart() {
+        let valid = |n: &str| {
+            !n.is_empty()
+                && n.len() <= MAX_NAME
+                && n.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        };
+        assert_eq!(endpoint_name(Some("time"), "now", "__"), "time__now");
+        assert_eq!(endpoint_name(None, "now", "__"), "now");
+        let dotted = endpoint_name(Some("fs"), "read.file", "__");
+        let underscored = endpoint_name(Some("fs"), "read_file", "__");
+        assert!(valid(&dotted) && dotted != underscored, "{dotted}");
+        let long_a = endpoint_name(Some("a-very-long-server-name"), &"x".repeat(60), "__");
+        let long_b = endpoint_name(
+            Some("a-very-long-server-name"),
+            &format!("{}y", "x".repeat(59)),
+            "__",
+        );
+        assert!(
+            valid(&long_a) && valid(&long_b) && long_a != long_b,
+            "{long_a} {long_b}"
+        );
+        assert_eq!(
+            long_a,
+            endpoint_name(Some("a-very-long-server-name"), &"x".repeat(60), "__")
+        );
+        assert!(valid(&endpoint_name(Some("s"), "", "__")));
+        assert!(valid(&endpoint_name(None, "ünïcødé tool", "__")));
+    }
 }

@@ -260,3 +260,49 @@ async fn sixteen_calls_in_flight_survive_a_crash_and_a_lost_session() {
     }
     assert!(!client.is_transport_closed());
 }
+
+/// The MCP endpoint issue, safety: a page of another origin, or one whose name was rebound to
+/// 127.0.0.1, is refused (the MCP specification asks servers to check `Origin`); a client that
+/// is no browser (no `Origin`) is served; and sessions past `--max-mcp-sessions` get a 503.
+#[tokio::test]
+async fn the_endpoint_refuses_other_origins_rebound_hosts_and_sessions_past_the_cap() {
+    let proxy = Proxy::start(
+        &json!({"mcpServers": {"calc": stdio_fake("calc")}}),
+        &["--max-mcp-sessions", "2"],
+    );
+    proxy
+        .wait_ok("/calc/openapi.json", std::time::Duration::from_secs(30))
+        .await;
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "t", "version": "1"}}});
+    let post = |headers: &[(&str, String)]| {
+        let mut r = proxy
+            .client
+            .post(proxy.url("/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .json(&initialize);
+        for (k, v) in headers {
+            r = r.header(*k, v);
+        }
+        r.send()
+    };
+    let port = proxy.base.rsplit(':').next().unwrap().to_string();
+    let r = post(&[("origin", "http://evil.example".into())])
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    let r = post(&[("host", format!("evil.example:{port}"))])
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+    // Same origin (a page served by the proxy itself) and no origin are served.
+    let r = post(&[("origin", proxy.base.clone())]).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let r = post(&[]).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // Two sessions are open now: a third is refused until one ends.
+    let r = post(&[]).await.unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+}
