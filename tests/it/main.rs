@@ -4,6 +4,7 @@
 mod common;
 
 mod chaos;
+mod chaos_gallery;
 mod chaos_invalid;
 mod cli_config;
 mod cli_surface;
