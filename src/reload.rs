@@ -1,4 +1,6 @@
-//! `--hot-reload`: watch the config file and bring the running servers in line with it.
+//! `--hot-reload`: watch the config file and bring the running servers in line with it; and
+//! SIGHUP, which reads it again whether or not it is watched (the daemon convention that
+//! operators and `systemctl reload` expect; unhandled, a SIGHUP would kill the proxy).
 //!
 //! The directory holding the file is watched, not the file itself: editors that save by writing
 //! a new file and renaming it over the old one replace the inode a file watch would follow.
@@ -14,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use notify::RecursiveMode;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ServerConfig, parse_config_file};
@@ -23,7 +26,8 @@ use crate::upstream::fleet::Fleet;
 const DEBOUNCE: Duration = Duration::from_millis(250);
 
 /// Watches `path` until `stop`, applying each valid change to `fleet`. `running` is the
-/// server list the fleet was started with.
+/// server list the fleet was started with. With `watch_files` false, only SIGHUP reads the
+/// file again.
 ///
 /// The path is kept as given and read through on every change, never canonicalised once: a
 /// Kubernetes ConfigMap mounts `config.json -> ..data/config.json` with `..data` a symlink that
@@ -35,11 +39,12 @@ pub async fn watch(
     fleet: Arc<Fleet>,
     running: Vec<ServerConfig>,
     stop: CancellationToken,
+    watch_files: bool,
 ) {
     let file = match std::path::absolute(&path) {
         Ok(p) => p,
         Err(e) => {
-            tracing::error!(file = %path.display(), error = %e, "hot reload: cannot resolve the config file; not watching it");
+            tracing::error!(file = %path.display(), error = %e, "reload: cannot resolve the config file; it will not be reloaded");
             return;
         }
     };
@@ -47,40 +52,19 @@ pub async fn watch(
         return;
     };
     let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(8);
-    let debouncer = notify_debouncer_full::new_debouncer(
-        DEBOUNCE,
-        None,
-        move |result: notify_debouncer_full::DebounceEventResult| {
-            let touched = match result {
-                // Reading the file is an event too (access); only changes count, or each read
-                // would schedule the next. Any change in a watched directory may be the one
-                // that matters (a symlink on the way to the file swapped), so the file is read
-                // again and applied only if its servers differ from the running ones.
-                Ok(events) => events
-                    .iter()
-                    .any(|e| !matches!(e.event.kind, notify::EventKind::Access(_))),
-                Err(_) => true,
-            };
-            if touched {
-                // Full means a reload is already queued; one is enough.
-                let _ = tx.try_send(());
-            }
-        },
-    );
-    let mut debouncer = match debouncer {
-        Ok(d) => d,
-        Err(e) => {
-            tracing::error!(error = %e, "hot reload: cannot watch files on this system");
-            return;
-        }
+    // Kept so that `rx` stays open when no file watcher holds a sender.
+    let _sender = tx.clone();
+    let mut debouncer = if watch_files {
+        file_watcher(&dir, tx)
+    } else {
+        None
     };
-    if let Err(e) = debouncer.watch(&dir, RecursiveMode::NonRecursive) {
-        tracing::error!(dir = %dir.display(), error = %e, "hot reload: cannot watch the config's directory");
-        return;
-    }
     // The directory the symlinks lead to, when that is another one.
     let mut target_dir: Option<PathBuf> = None;
-    let mut follow_target = |debouncer: &mut notify_debouncer_full::Debouncer<_, _>| {
+    let mut follow_target = |debouncer: &mut Option<Debouncer>| {
+        let Some(debouncer) = debouncer.as_mut() else {
+            return;
+        };
         let now = file
             .canonicalize()
             .ok()
@@ -106,16 +90,28 @@ pub async fn watch(
         }
     };
     follow_target(&mut debouncer);
-    tracing::info!(file = %file.display(), "hot reload: watching the config file");
+    if debouncer.is_some() {
+        tracing::info!(file = %file.display(), "hot reload: watching the config file");
+    }
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot handle SIGHUP; it will not reload the config");
+            None
+        }
+    };
     let mut running = running;
     let mut last_error: Option<String> = None;
     loop {
         tokio::select! {
             event = rx.recv() => if event.is_none() { return },
+            () = hangup(&mut hangups) => {
+                tracing::info!(file = %file.display(), "SIGHUP: reading the config file again");
+            }
             _ = stop.cancelled() => return,
         }
         follow_target(&mut debouncer);
-        tracing::debug!(file = %file.display(), "hot reload: a change near the config file; reading it");
+        tracing::debug!(file = %file.display(), "reload: reading the config file");
         let parsed = {
             let file = file.clone();
             tokio::task::spawn_blocking(move || parse_config_file(&file)).await
@@ -148,5 +144,59 @@ pub async fn watch(
             "hot reload: config applied"
         );
         running = servers;
+    }
+}
+
+type Debouncer = notify_debouncer_full::Debouncer<
+    notify::RecommendedWatcher,
+    notify_debouncer_full::RecommendedCache,
+>;
+
+/// A watcher of `dir` that sends on `tx` after each debounced change, or `None` (logged) when
+/// the system cannot watch it; SIGHUP still reloads then.
+fn file_watcher(dir: &std::path::Path, tx: tokio::sync::mpsc::Sender<()>) -> Option<Debouncer> {
+    let debouncer = notify_debouncer_full::new_debouncer(
+        DEBOUNCE,
+        None,
+        move |result: notify_debouncer_full::DebounceEventResult| {
+            let touched = match result {
+                // Reading the file is an event too (access); only changes count, or each read
+                // would schedule the next. Any change in a watched directory may be the one
+                // that matters (a symlink on the way to the file swapped), so the file is read
+                // again and applied only if its servers differ from the running ones.
+                Ok(events) => events
+                    .iter()
+                    .any(|e| !matches!(e.event.kind, notify::EventKind::Access(_))),
+                Err(_) => true,
+            };
+            if touched {
+                // Full means a reload is already queued; one is enough.
+                let _ = tx.try_send(());
+            }
+        },
+    );
+    let mut debouncer = match debouncer {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::error!(error = %e, "hot reload: cannot watch files on this system");
+            return None;
+        }
+    };
+    if let Err(e) = debouncer.watch(dir, RecursiveMode::NonRecursive) {
+        tracing::error!(dir = %dir.display(), error = %e, "hot reload: cannot watch the config's directory");
+        return None;
+    }
+    Some(debouncer)
+}
+
+/// The next SIGHUP; never, when it cannot be handled.
+async fn hangup(signals: &mut Option<Signal>) {
+    match signals {
+        Some(s) => {
+            if s.recv().await.is_none() {
+                std::future::pending::<()>().await;
+            }
+        }
+        None => std::future::pending::<()>().await,
     }
 }

@@ -218,15 +218,16 @@ pub async fn start_with(
                 .run(registry.clone(), children, upstream_stop.clone()),
         );
     }
-    if config.hot_reload
-        && let Some(path) = config.config_path.clone()
-    {
+    if let Some(path) = config.config_path.clone() {
         supervisors.spawn(crate::reload::watch(
             path,
             fleet.clone(),
             config.servers.clone(),
             upstream_stop.clone(),
+            config.hot_reload,
         ));
+    } else {
+        supervisors.spawn(ignore_hangups(upstream_stop.clone()));
     }
     let state = AppState::new(config.clone(), fleet.clone(), registry.clone(), monitor);
     let app = router(state.clone());
@@ -284,6 +285,24 @@ fn server_limits(config: &ServeConfig) -> ServerLimits {
         }
     }
     limits
+}
+
+/// Without a config file there is nothing to reload: a SIGHUP (a closed terminal, a
+/// `systemctl reload`) is logged, not fatal.
+async fn ignore_hangups(stop: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            got = hangups.recv() => if got.is_none() { return },
+            _ = stop.cancelled() => return,
+        }
+        tracing::info!(
+            "SIGHUP: no config file to read again (servers came from the command line); ignored"
+        );
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT.

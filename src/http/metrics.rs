@@ -374,7 +374,7 @@ pub async fn healthz() -> Response {
 }
 
 /// Every configured server has been ready at least once and none is down.
-pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+pub async fn readyz(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let mut reasons = Vec::new();
     if state.lame_duck.is_cancelled() {
         reasons.push(
@@ -404,6 +404,18 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     }
     if reasons.is_empty() {
         axum::Json(json!({"status": "ready"})).into_response()
+    } else if withholds_reasons(&state, &headers) {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({
+                "status": "not ready",
+                "detail": format!(
+                    "{} reason(s), shown with the API key (--strict-auth)",
+                    reasons.len()
+                ),
+            })),
+        )
+            .into_response()
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -411,4 +423,20 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         )
             .into_response()
     }
+}
+
+/// Under `--strict-auth` the probe stays open, but server names and errors are for the key's
+/// holder only (without it, they are as open as the tool listing, as in mcpo).
+fn withholds_reasons(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(key) = state.key.as_ref() else {
+        return false;
+    };
+    state.config.strict_auth
+        && key
+            .check(
+                headers
+                    .get(axum::http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok()),
+            )
+            .is_err()
 }

@@ -31,7 +31,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tower_http::cors::{AllowHeaders, AllowOrigin, Any, CorsLayer};
 
 use crate::cache::{CacheKey, NotCached, ResultCache, canonical_json};
 use crate::catalog::{ToolCatalog, ToolEntry, ValidationStack};
@@ -176,10 +176,15 @@ pub fn router(state: Arc<AppState>) -> Router {
     pages = pages
         .route("/diagnostics", get(diagnostics::diagnostics))
         .route("/metrics", get(metrics::metrics))
-        .route("/healthz", get(metrics::healthz))
-        .route("/readyz", get(metrics::readyz))
         .route("/status", get(status::page));
     let mut pages = pages.with_state(state.clone()).merge(docs::asset_routes());
+    // Liveness and readiness stay open even under `--strict-auth`: a load balancer's or
+    // kubelet's probe carries no key. `/readyz` names servers and errors only to a caller
+    // with the key when `--strict-auth` is set.
+    let probes = Router::new()
+        .route("/healthz", get(metrics::healthz))
+        .route("/readyz", get(metrics::readyz))
+        .with_state(state.clone());
     if let Some(key) = key {
         let layer = axum::middleware::from_fn_with_state(key, auth::require_key);
         tools = tools.layer(layer.clone());
@@ -190,6 +195,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(tools)
         .merge(pages)
+        .merge(probes)
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -220,7 +226,9 @@ async fn close_when_lame_duck(
 fn cors(origins: &[String]) -> CorsLayer {
     let layer = CorsLayer::new()
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-        .allow_headers(Any)
+        // Mirrored, not `*`: browsers never let the wildcard cover `Authorization`, so a page
+        // on an allowed origin could not send the key.
+        .allow_headers(AllowHeaders::mirror_request())
         .expose_headers(Any);
     if origins.iter().any(|o| o == "*") {
         layer.allow_origin(Any)

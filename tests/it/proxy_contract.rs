@@ -458,6 +458,18 @@ async fn api_key_guards_tools_and_preflight_passes() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
     assert!(r.headers().contains_key("access-control-allow-origin"));
+    // Browsers never let the wildcard `*` cover `Authorization`: the answer must name it, or
+    // a page on another origin (Open WebUI's per-user tool servers) cannot send the key.
+    let allowed = r
+        .headers()
+        .get("access-control-allow-headers")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    assert!(
+        allowed.split(',').any(|h| h.trim() == "authorization"),
+        "allowed headers: {allowed:?}"
+    );
     // Without --strict-auth the docs stay open; the OpenAPI documents the bearer scheme.
     let (status, doc) = proxy.get("/fake/openapi.json").await;
     assert_eq!(status, 200);
@@ -477,6 +489,39 @@ async fn api_key_guards_tools_and_preflight_passes() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
+
+    // A kubelet's probe carries no key: under --strict-auth liveness and readiness stay open,
+    // but which server is down, and why, is for the key's holder only.
+    let strict = Proxy::start(
+        &json!({"mcpServers": {
+            "fake": {"command": mcpo_bin(), "args": ["fake-server"]},
+            "missing": {"command": "/nonexistent/secret-path-server"}
+        }}),
+        &["--api-key", "top-secret", "--strict-auth"],
+    );
+    let (status, _) = strict.get("/healthz").await;
+    assert_eq!(status, 200);
+    let r = strict
+        .client
+        .get(strict.url("/readyz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    let text = r.text().await.unwrap();
+    assert!(
+        !text.contains("missing") && !text.contains("secret-path"),
+        "{text}"
+    );
+    let r = strict
+        .client
+        .get(strict.url("/readyz"))
+        .bearer_auth("top-secret")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    assert!(r.text().await.unwrap().contains("missing"));
 }
 
 #[tokio::test]

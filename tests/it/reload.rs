@@ -267,3 +267,56 @@ async fn a_changed_server_lets_its_calls_run_to_their_deadline_not_the_drain_tim
     )
     .await;
 }
+
+/// SIGHUP reads the config file again, with or without `--hot-reload` (the daemon
+/// convention; unhandled, SIGHUP killed the proxy), and an invalid file changes nothing.
+#[tokio::test]
+async fn sighup_reads_the_config_again_and_never_kills_the_proxy() {
+    let v1 = json!({"mcpServers": {"first": stdio_fake("hup-first")}});
+    let proxy = Proxy::start(&v1, &[]);
+    let path = proxy.config_path.clone().unwrap();
+    proxy
+        .wait_ok("/first/openapi.json", Duration::from_secs(30))
+        .await;
+    let hangup = || {
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &proxy.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    // Invalid: the running server stays, and the proxy lives.
+    std::fs::write(&path, "{ not json").unwrap();
+    hangup();
+    let v2 = json!({"mcpServers": {
+        "first": stdio_fake("hup-first"),
+        "second": stdio_fake("hup-second"),
+    }});
+    save_by_rename(&path, &v2);
+    hangup();
+    proxy
+        .wait_ok("/second/openapi.json", Duration::from_secs(30))
+        .await;
+    let (status, _) = proxy.get("/first/openapi.json").await;
+    assert_eq!(status, 200);
+
+    // Servers from the command line: nothing to read again, and the proxy lives on.
+    let cli = Proxy::start_args(
+        &[
+            "--",
+            common::mcpo_bin(),
+            "fake-server",
+            "--transport",
+            "stdio",
+        ],
+        &[],
+    );
+    cli.wait_ok("/openapi.json", Duration::from_secs(30)).await;
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &cli.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (status, body) = cli.post("/echo", json!({"message": "after HUP"})).await;
+    assert_eq!((status, body), (200, json!("after HUP")));
+}
