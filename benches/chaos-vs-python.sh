@@ -16,8 +16,16 @@ if [ ! -x "$venv/bin/mcpo" ]; then
   "$venv/bin/pip" install --quiet --disable-pip-version-check \
     'mcpo==0.0.20' 'mcp<2' 'fastapi<0.129'
 fi
-cargo build --release --quiet
-bin=${CARGO_TARGET_DIR:-target}/release/mcpo
+# MCPO_BIN: a binary already built (then the table says which build it was).
+if [ -n "${MCPO_BIN:-}" ]; then
+  bin=$MCPO_BIN
+  build=${MCPO_BUILD:-"binary $bin"}
+else
+  cargo build --release --quiet
+  bin=${CARGO_TARGET_DIR:-target}/release/mcpo
+  build="release build"
+fi
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 out=${OUT:-chaos-reports/compare}
 mkdir -p "$out"
 python_target="$PWD/$venv/bin/mcpo --host 127.0.0.1 --port {port} --config {config}"
@@ -29,9 +37,9 @@ for file in ${SCENARIOS:-fault-scenarios/*.yaml}; do
   "$bin" chaos "$file" --target "$python_target" --report "$out/$name.py.json" \
     --html "$out/$name.py.html" >"$out/$name.py.log" 2>&1 || true
 done
-python3 - "$out" <<'PY'
+python3 - "$out" "$build" "$commit" <<'PY'
 import json, os, platform, sys, time
-out = sys.argv[1]
+out, build, commit = sys.argv[1], sys.argv[2], sys.argv[3]
 names = sorted({f.split('.')[0] for f in os.listdir(out) if f.endswith('.rs.json')})
 def load(name, which):
     try:
@@ -48,20 +56,44 @@ def cell(report, slo):
     return "n/a"
 lines = [
     f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()}, {os.cpu_count()} cores "
-    f"({platform.platform()}); release build; same scenario, seed, fakes and load for both.",
+    f"({platform.platform()}); {build}, commit {commit}; same scenario, seed, fakes and load "
+    "for both. Each verdict is followed by the delivery ledger: how many fault events reached "
+    "the proxy's servers (a crash: instances killed; a window: upstream requests it changed), "
+    "so a row shows whether the fault was delivered at all.",
     "",
     "| scenario | SLO | target | mcpo-rs | Python mcpo 0.0.20 |",
     "| --- | --- | --- | --- | --- |",
 ]
+def delivery(report):
+    if report is None:
+        return "did not run"
+    events = report.get("events") or []
+    reached = 0
+    for e in events:
+        d = e.get("delivery") or {}
+        if d.get("instances_reached", 0) > 0 and (e["window_ms"] == 0 or d.get("requests_changed", 0) > 0):
+            reached += 1
+    calls = sum(s.get("calls_received") or 0 for s in report.get("servers") or [])
+    text = f"{reached} of {len(events)} faults delivered; {calls} calls reached the fakes"
+    if not report.get("valid", True):
+        text += "; INVALID: " + "; ".join(report.get("invalid") or [])[:300]
+    return text
 for name in names:
     rs, py = load(name, "rs"), load(name, "py")
     ref = rs or py
     if ref is None:
         continue
-    verdicts = f'{"PASS" if rs and rs["passed"] else "FAIL"} / {"PASS" if py and py["passed"] else "FAIL"}'
+    def verdict(r):
+        if r is None:
+            return "did not run"
+        if not r.get("valid", True):
+            return "INVALID"
+        return "PASS" if r["passed"] else "FAIL"
+    verdicts = f'{verdict(rs)} / {verdict(py)}'
     for s in ref["slos"]:
         lines.append(f'| {name} | {s["name"]} | {s["target"]} | {cell(rs, s["name"])} | {cell(py, s["name"])} |')
     lines.append(f"| {name} | **verdict** | | {verdicts.split(' / ')[0]} | {verdicts.split(' / ')[1]} |")
+    lines.append(f"| {name} | delivery | | {delivery(rs)} | {delivery(py)} |")
 table = "\n".join(lines)
 with open(os.path.join(out, "table.md"), "w") as f:
     f.write(table + "\n")

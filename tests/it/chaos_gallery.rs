@@ -235,8 +235,39 @@ fn judge(name: &str, broken: &[(Proxy, &[&str])]) -> Vec<(Proxy, Run)> {
         }
         runs.push((proxy, run));
     }
+    record(name, &runs);
     assert!(problems.is_empty(), "{}", problems.join("\n\n"));
     runs
+}
+
+/// Writes the verdicts of one scenario's runs to `chaos-reports/gallery/{name}.md` (a row
+/// per proxy: exit, the SLOs missed with their figures, the delivery ledger), so that what
+/// the judge said of each broken proxy can be read after the run, not only when it fails.
+fn record(name: &str, runs: &[(Proxy, Run)]) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("chaos-reports/gallery");
+    let mut text = format!(
+        "| {name}: proxy | exit | SLOs missed (measured) | faults delivered |\n| --- | --- | --- | --- |\n"
+    );
+    for (proxy, run) in runs {
+        let events = run.report["events"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let delivered = events
+            .iter()
+            .filter(|e| e["delivery"]["instances_reached"].as_u64().unwrap_or(0) > 0)
+            .count();
+        text.push_str(&format!(
+            "| {} | {} | {} | {delivered} of {} |\n",
+            proxy.name(),
+            run.code,
+            run.missed().join(", "),
+            events.len()
+        ));
+    }
+    // Best effort: the verdict is the assertion, this file is for reading.
+    let _ = std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::write(dir.join(format!("{name}.md")), text));
 }
 
 /// The 500 storm: a proxy that passes every call on to the failing server (no breaker) and
