@@ -630,7 +630,9 @@ fn wire_kind(kind: &FaultKind) -> Option<WireKind> {
         },
         FaultKind::ToolError => WireKind::ToolError,
         FaultKind::Reset => WireKind::Reset,
-        FaultKind::Garbage => WireKind::Garbage,
+        FaultKind::Garbage { forms } => WireKind::Garbage {
+            forms: forms.clone(),
+        },
         FaultKind::SlowStart { delay } => WireKind::SlowStart {
             delay_ms: ms(*delay),
         },

@@ -32,6 +32,8 @@ use std::time::Duration;
 use saphyr::{LoadableYamlNode, MarkedYaml, Scalar, YamlData};
 use serde_json::{Map as JsonMap, Number, Value as Json};
 
+pub use crate::fake::wire::GarbageForm;
+
 /// The client deadline of a request when `load.deadline` is not given.
 pub const DEFAULT_CLIENT_DEADLINE: Duration = Duration::from_secs(15);
 
@@ -90,7 +92,7 @@ impl Scenario {
             | FaultKind::Latency { .. }
             | FaultKind::JsonRpcError { .. }
             | FaultKind::ToolError
-            | FaultKind::Garbage
+            | FaultKind::Garbage { .. }
             | FaultKind::SlowStart { .. }
             | FaultKind::Refuse => true,
         }
@@ -245,8 +247,10 @@ pub enum FaultKind {
     ToolError,
     /// Windowed, per request: close the connection in the middle of the answer.
     Reset,
-    /// Windowed, per request: write something that is not JSON-RPC.
-    Garbage,
+    /// Windowed, per request: send garbage in place of the answer, in one of `forms` (each
+    /// request its own, drawn from the seed; every form when empty). Every form works on
+    /// every transport (see `fake::garbage`).
+    Garbage { forms: Vec<GarbageForm> },
     /// Windowed: `initialize` waits `delay` (also after a restart).
     SlowStart { delay: Duration },
     /// Windowed: the fake exits during start-up.
@@ -265,7 +269,7 @@ impl FaultKind {
             FaultKind::JsonRpcError { .. } => "jsonrpc-error",
             FaultKind::ToolError => "tool-error",
             FaultKind::Reset => "reset",
-            FaultKind::Garbage => "garbage",
+            FaultKind::Garbage { .. } => "garbage",
             FaultKind::SlowStart { .. } => "slow-start",
             FaultKind::Refuse => "refuse",
         }
@@ -302,6 +306,7 @@ fn kind_parameters(label: &str) -> &'static [&'static str] {
         "http-error" => &["status", "retry_after"],
         "jsonrpc-error" => &["code", "message"],
         "slow-start" => &["delay"],
+        "garbage" => &["form"],
         _ => &[],
     }
 }
@@ -1504,7 +1509,13 @@ impl Parser<'_> {
             "hang" => FaultKind::Hang,
             "tool-error" => FaultKind::ToolError,
             "reset" => FaultKind::Reset,
-            "garbage" => FaultKind::Garbage,
+            "garbage" => FaultKind::Garbage {
+                forms: m
+                    .get("form")
+                    .map(|f| self.garbage_forms(f))
+                    .transpose()?
+                    .unwrap_or_default(),
+            },
             "refuse" => FaultKind::Refuse,
             "latency" => self.latency(m)?,
             "http-error" => {
@@ -1550,6 +1561,47 @@ impl Parser<'_> {
                 ));
             }
         })
+    }
+
+    /// `form: cut-answer` or `form: [wrong-id, malformed-result]`: the forms a garbage fault
+    /// may take; without it, every form.
+    fn garbage_forms(&self, f: &Field<'_, '_>) -> Result<Vec<GarbageForm>> {
+        let items = match &f.node.data {
+            YamlData::Sequence(_) => {
+                let items = self.items(f)?;
+                if items.is_empty() {
+                    return Err(self.field_error(
+                        f,
+                        "an empty list allows no form; leave `form` out to mean every form",
+                    ));
+                }
+                items
+            }
+            _ => vec![Field {
+                path: f.path.clone(),
+                line: f.line,
+                node: f.node,
+            }],
+        };
+        let known: Vec<&str> = GarbageForm::ALL.iter().map(|g| g.label()).collect();
+        let mut forms = Vec::new();
+        for item in &items {
+            let label = self.string(item)?;
+            let Some(form) = GarbageForm::from_label(&label) else {
+                return Err(self.field_error(
+                    item,
+                    format!(
+                        "unknown garbage form `{label}`{}; one of: {}",
+                        suggestion(&label, &known),
+                        known.join(", ")
+                    ),
+                ));
+            };
+            if !forms.contains(&form) {
+                forms.push(form);
+            }
+        }
+        Ok(forms)
     }
 
     /// `ms: 200` (a number is milliseconds, or a duration with a unit) for a fixed delay, or
@@ -2554,11 +2606,15 @@ slo:
             "kind: garbage",
         ))
         .unwrap();
-        assert_eq!(s.faults[4].kind, FaultKind::Garbage);
-        assert!(Scenario::transport_supports(
-            &FaultKind::Garbage,
-            Transport::Stdio
-        ));
+        assert_eq!(s.faults[4].kind, FaultKind::Garbage { forms: vec![] });
+        for transport in [Transport::Stdio, Transport::StreamableHttp, Transport::Sse] {
+            assert!(Scenario::transport_supports(
+                &FaultKind::Garbage {
+                    forms: GarbageForm::ALL.to_vec()
+                },
+                transport
+            ));
+        }
         // Legacy SSE has HTTP and sessions: every kind can happen there.
         for kind in [
             FaultKind::SessionLoss,
@@ -2567,7 +2623,7 @@ slo:
                 status: 503,
                 retry_after: None,
             },
-            FaultKind::Garbage,
+            FaultKind::Garbage { forms: vec![] },
             FaultKind::Crash,
             FaultKind::Refuse,
         ] {
@@ -2576,6 +2632,57 @@ slo:
                 "{kind:?}"
             );
         }
+    }
+
+    #[test]
+    fn garbage_takes_one_form_or_a_list_of_them() {
+        let with = |form: &str| {
+            edit(
+                "kind: latency\n    min: 50ms\n    max: 2s",
+                &format!("kind: garbage\n    form: {form}"),
+            )
+        };
+        let kind = |text: &str| parse(text).map(|s| s.faults[4].kind.clone()).unwrap();
+        assert_eq!(
+            kind(&with("cut-answer")),
+            FaultKind::Garbage {
+                forms: vec![GarbageForm::CutAnswer]
+            }
+        );
+        assert_eq!(
+            kind(&with("[wrong-id, malformed-result, wrong-id]")),
+            FaultKind::Garbage {
+                forms: vec![GarbageForm::WrongId, GarbageForm::MalformedResult]
+            }
+        );
+        rejects(
+            &with("cut-anwser"),
+            28,
+            "faults[2].form",
+            "unknown garbage form `cut-anwser` (did you mean `cut-answer`?); one of: text, not-jsonrpc, wrong-id, malformed-result, cut-answer",
+        );
+        rejects(
+            &with("[text, nope]"),
+            28,
+            "faults[2].form[1]",
+            "unknown garbage form `nope`",
+        );
+        rejects(
+            &with("[]"),
+            28,
+            "faults[2].form",
+            "an empty list allows no form",
+        );
+        // Only garbage has forms.
+        rejects(
+            &edit(
+                "kind: latency\n    min: 50ms\n    max: 2s",
+                "kind: tool-error\n    form: text",
+            ),
+            28,
+            "faults[2].form",
+            "",
+        );
     }
 
     #[test]

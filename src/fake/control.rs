@@ -26,7 +26,7 @@ use serde_json::json;
 use tower::ServiceExt as _;
 
 use super::FakeServer;
-use super::faults::{FaultState, RequestRef};
+use super::faults::{FaultState, GarbageMark, RequestRef};
 use super::wire::WireKind;
 
 /// One fault, as posted to `/control/fault`. Parameters are named as in `wire::WireKind`
@@ -63,6 +63,9 @@ pub struct FaultSpec {
     /// For `slow-start`.
     #[serde(default)]
     pub delay_ms: Option<u64>,
+    /// For `garbage`: the forms it may take (default every one).
+    #[serde(default)]
+    pub forms: Option<Vec<super::wire::GarbageForm>>,
     /// How long the fault lasts; absent means until cleared.
     #[serde(default)]
     pub for_ms: Option<u64>,
@@ -90,7 +93,9 @@ impl FaultSpec {
             },
             "tool-error" => WireKind::ToolError,
             "reset" => WireKind::Reset,
-            "garbage" => WireKind::Garbage,
+            "garbage" => WireKind::Garbage {
+                forms: self.forms.clone().unwrap_or_default(),
+            },
             "slow-start" => WireKind::SlowStart {
                 delay_ms: self.delay_ms.unwrap_or(1000),
             },
@@ -221,18 +226,19 @@ pub(crate) const RESET_AFTER: Duration = Duration::from_millis(50);
 /// The answer of a `tools/call` that a fault of the HTTP layer takes over, if one does:
 /// `http-error`, `reset`, `garbage`. The rest (hang, latency, errors in the answer) act in
 /// the MCP handler, the same way on every transport.
-async fn http_fault(fake: &HttpFake, on: RequestRef<'_>) -> Option<Response> {
+async fn http_fault(fake: &HttpFake, on: RequestRef<'_>, rpc_id: &str) -> Option<Response> {
     let hits = fake
         .faults()
         .hits(on, |k| {
             matches!(
                 k,
-                WireKind::HttpError { .. } | WireKind::Reset | WireKind::Garbage
+                WireKind::HttpError { .. } | WireKind::Reset | WireKind::Garbage { .. }
             )
         })
         .await;
     // One answer can carry one fault: the first that hit.
     let fault = hits.into_iter().next()?;
+    let garbage = GarbageMark::new(&fault, on.request, rpc_id);
     fake.faults().note_applied(&fault, on.request);
     Some(match fault.kind {
         WireKind::HttpError {
@@ -258,8 +264,13 @@ async fn http_fault(fake: &HttpFake, on: RequestRef<'_>) -> Option<Response> {
             });
             sse_response(Body::from_stream(cut))
         }
-        // An event whose data is not JSON, in a stream that then ends without an answer.
-        _ => sse_response(Body::from("data: this is not json-rpc\n\n")),
+        // The call never reaches the server, so the garbage is made from a stand-in answer;
+        // one event, in a stream that then ends without the answer.
+        _ => {
+            let answer = super::garbage::stand_in(rpc_id);
+            let data = super::garbage::mangle(garbage.form, garbage.pick, &answer);
+            sse_response(Body::from(format!("data: {data}\n\n")))
+        }
     })
 }
 
@@ -306,7 +317,11 @@ async fn mcp(State(fake): State<Arc<HttpFake>>, request: Request) -> Response {
             .and_then(|a| a.as_object())
             .and_then(|args| super::wire::request_of(tool, args));
         fake.faults().note_call(tool, request);
-        if let Some(response) = http_fault(&fake, RequestRef::call(tool, request)).await {
+        let rpc_id = message
+            .get("id")
+            .map(|id| id.to_string())
+            .unwrap_or_default();
+        if let Some(response) = http_fault(&fake, RequestRef::call(tool, request), &rpc_id).await {
             return response;
         }
     }
@@ -374,8 +389,14 @@ mod tests {
     #[tokio::test]
     async fn garbage_is_a_whole_answer_with_a_broken_event() -> std::io::Result<()> {
         let (fake, addr) = serve().await?;
-        fake.faults()
-            .add_local(WireKind::Garbage, 1.0, vec![], None);
+        fake.faults().add_local(
+            WireKind::Garbage {
+                forms: vec![super::super::wire::GarbageForm::Text],
+            },
+            1.0,
+            vec![],
+            None,
+        );
         let answer = raw_tool_call(addr).await?;
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         assert!(answer.contains("text/event-stream"), "{answer}");

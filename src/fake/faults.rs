@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::wire::{FakeMessage, WireFault, WireKind};
+use super::wire::{FakeMessage, GarbageForm, WireFault, WireKind};
 
 /// How long a per-request decision may take before the request goes on without the fault: a
 /// hub that is slow to answer must not turn every fault into latency.
@@ -111,8 +111,47 @@ struct Shared {
     /// The `req` of the next `decide`: one counter per process, as the wire protocol says.
     next_req: AtomicU64,
     next_local: AtomicUsize,
-    /// Lines of garbage owed to stdout, written between the next frames (see `stdio`).
-    garbage_lines: AtomicUsize,
+    /// Answers to replace with garbage, by JSON-RPC id (its JSON text): the stdio writer
+    /// looks each frame up here (see `stdio`).
+    garbage: Mutex<HashMap<String, GarbageMark>>,
+}
+
+/// An answer a `garbage` fault will replace: in which form, and whom to report it to once it
+/// has been.
+#[derive(Debug, Clone)]
+pub struct GarbageMark {
+    pub fault: ActiveFault,
+    /// The harness request the call belongs to.
+    pub request: Option<u64>,
+    pub form: GarbageForm,
+    /// The draw that chose the form, also for the malformed result.
+    pub pick: u64,
+}
+
+impl GarbageMark {
+    /// The mark of a call that `fault` (a `garbage` fault) hit; `rpc_id` is its JSON-RPC id,
+    /// which keys the draw when the call carries no harness request.
+    pub fn new(fault: &ActiveFault, request: Option<u64>, rpc_id: &str) -> Self {
+        let forms = match &fault.kind {
+            WireKind::Garbage { forms } => forms.as_slice(),
+            _ => &[],
+        };
+        let by = request.unwrap_or_else(|| hash(rpc_id));
+        let (form, pick) = super::garbage::choose(forms, &[fault.index as u64, by]);
+        GarbageMark {
+            fault: fault.clone(),
+            request,
+            form,
+            pick,
+        }
+    }
+}
+
+/// A stable hash of a string (FNV-1a), for draws keyed by text.
+fn hash(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// The way to the hub for decisions.
@@ -179,7 +218,7 @@ impl FaultState {
                 hub: Mutex::new(None),
                 next_req: AtomicU64::new(0),
                 next_local: AtomicUsize::new(LOCAL_INDEX_BASE),
-                garbage_lines: AtomicUsize::new(0),
+                garbage: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -471,14 +510,19 @@ impl FaultState {
             .any(|f| matches!(f.kind, WireKind::Refuse))
     }
 
-    /// Owes stdout one line of garbage before its next frame.
-    pub fn push_garbage_line(&self) {
-        self.shared.garbage_lines.fetch_add(1, Ordering::SeqCst);
+    /// The answer with JSON-RPC id `rpc_id` (its JSON text) is to be replaced by garbage.
+    pub fn mark_garbage(&self, rpc_id: String, mark: GarbageMark) {
+        lock(&self.shared.garbage).insert(rpc_id, mark);
     }
 
-    /// Takes the lines of garbage owed so far.
-    pub fn take_garbage_lines(&self) -> usize {
-        self.shared.garbage_lines.swap(0, Ordering::SeqCst)
+    /// Whether any answer is marked (so the writer need not parse frames when none is).
+    pub fn garbage_owed(&self) -> bool {
+        !lock(&self.shared.garbage).is_empty()
+    }
+
+    /// Takes the mark of the answer with JSON-RPC id `rpc_id`, if it has one.
+    pub fn take_garbage(&self, rpc_id: &str) -> Option<GarbageMark> {
+        lock(&self.shared.garbage).remove(rpc_id)
     }
 }
 
@@ -523,7 +567,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn local_windows_expire_and_unbounded_ones_stay() {
         let state = FaultState::new(Transport::StreamableHttp);
-        state.add_local(WireKind::Garbage, 1.0, vec![], Some(50));
+        state.add_local(WireKind::Garbage { forms: vec![] }, 1.0, vec![], Some(50));
         state.add_local(WireKind::Refuse, 1.0, vec![], None);
         tokio::time::advance(Duration::from_millis(60)).await;
         let kinds: Vec<WireKind> = state.active().into_iter().map(|f| f.kind).collect();

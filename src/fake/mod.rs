@@ -13,7 +13,7 @@
 //! | --- | --- | --- | --- |
 //! | hang, latency, jsonrpc-error, tool-error | MCP handler | MCP handler | MCP handler |
 //! | slow-start | `initialize` | `initialize` | `initialize` |
-//! | garbage | a stray line between frames (`stdio`) | a broken SSE event (`control`) | a broken event before the answer |
+//! | garbage | the answer's frame replaced (`stdio`) | the answer's stream: one broken event, then its end (`control`) | the answer's event replaced (`sse`) |
 //! | http-error | ignored (warning) | in front of rmcp (`control`) | the POST gets the status |
 //! | reset | ignored (warning) | the answer's stream is cut (`control`) | the session's stream is cut mid-answer; resumable |
 //! | refuse | exits before the handshake | exits before listening | exits before listening |
@@ -32,6 +32,7 @@ use serde_json::{Map, Value, json};
 
 pub mod control;
 pub mod faults;
+pub mod garbage;
 pub mod hub_client;
 pub mod sse;
 pub mod stdio;
@@ -489,14 +490,16 @@ fn cancelled() -> ErrorData {
 }
 
 impl FakeServer {
-    /// Applies the faults that act on a tool call's answer: latency first, then a garbage
-    /// line owed to stdout, then an error in place of the answer. `Some` is that error.
+    /// Applies the faults that act on a tool call's answer: latency first, then an error in
+    /// place of the answer (`Some` is that error), and on stdio a garbage mark on the answer
+    /// with JSON-RPC id `rpc_id`, which the stdout writer replaces when it writes it.
     async fn call_faults(
         &self,
         on: RequestRef<'_>,
+        rpc_id: &rmcp::model::RequestId,
         cancel: &tokio_util::sync::CancellationToken,
     ) -> Option<Result<CallToolResult, ErrorData>> {
-        // On HTTP a broken answer is the HTTP layer's business (see `control`).
+        // On HTTP a broken answer is the HTTP layer's business (see `control`, `sse`).
         let on_stdio = self.faults.transport() == Transport::Stdio;
         let hits = self
             .faults
@@ -504,7 +507,7 @@ impl FakeServer {
                 WireKind::Latency { .. } | WireKind::JsonrpcError { .. } | WireKind::ToolError => {
                     true
                 }
-                WireKind::Garbage => on_stdio,
+                WireKind::Garbage { .. } => on_stdio,
                 _ => false,
             })
             .await;
@@ -524,15 +527,15 @@ impl FakeServer {
                 _ = cancel.cancelled() => return Some(Err(cancelled())),
             }
         }
-        // After the delay, so that a garbage line is owed just before this answer is written.
         // The first error in the list takes the answer; only the faults that acted count as
-        // applied.
+        // applied (a garbage mark counts when the writer replaces the answer).
         let mut answer = None;
         for fault in hits {
             match &fault.kind {
-                WireKind::Garbage => {
-                    self.faults.note_applied(&fault, on.request);
-                    self.faults.push_garbage_line();
+                WireKind::Garbage { .. } => {
+                    let id = serde_json::to_string(rpc_id).unwrap_or_default();
+                    let mark = faults::GarbageMark::new(&fault, on.request, &id);
+                    self.faults.mark_garbage(id, mark);
                 }
                 WireKind::JsonrpcError { code, message } if answer.is_none() => {
                     self.faults.note_applied(&fault, on.request);
@@ -667,7 +670,7 @@ impl rmcp::ServerHandler for FakeServer {
             .hold_while_hung(on, &context.ct)
             .await
             .map_err(|_| cancelled())?;
-        if let Some(answer) = self.call_faults(on, &context.ct).await {
+        if let Some(answer) = self.call_faults(on, &context.id, &context.ct).await {
             return answer.map(Into::into);
         }
         match request.name.as_ref() {

@@ -14,8 +14,9 @@
 //!
 //! Faults of the HTTP layer, per `tools/call`: `http-error` answers the POST with the status
 //! (the message is dropped); `reset` cuts the stream in the middle of that call's answer (the
-//! answer stays in the session's log, so a client that resumes gets it whole); `garbage` puts
-//! an event whose data is not JSON-RPC just before the answer. `session-loss` forgets every
+//! answer stays in the session's log, so a client that resumes gets it whole); `garbage`
+//! replaces that call's answer event's data by its garbage (`garbage::mangle`: a `cut-answer`
+//! is the answer's first half in a whole event). `session-loss` forgets every
 //! session: POSTs to them get 404, their streams end, and they cannot be resumed.
 
 use std::collections::{HashMap, VecDeque};
@@ -39,15 +40,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::FakeServer;
 use super::control::{RESET_AFTER, apply_fault, http_error, sse_response};
-use super::faults::{FaultState, RequestRef};
+use super::faults::{FaultState, GarbageMark, RequestRef};
 use super::wire::WireKind;
 
 /// How long a session whose stream dropped waits to be resumed before it is forgotten.
 pub const DETACHED_GRACE: Duration = Duration::from_secs(10);
 /// Events kept per session for clients that resume.
 const LOG_EVENTS: usize = 1024;
-/// What a `garbage` fault sends in place of an event's JSON.
-const GARBAGE: &str = "this is not json-rpc";
 
 /// A poisoned lock only means a task panicked while holding it; the data is still whole.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -67,10 +66,10 @@ pub struct SseFake {
 }
 
 /// What a fault of the HTTP layer does to one call's answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum Mark {
     Cut,
-    Garbage,
+    Garbage(GarbageMark),
 }
 
 /// One event of a session's stream, whole, as written.
@@ -103,7 +102,11 @@ struct SseSession {
 
 impl SseSession {
     /// Sends `message` on the session's stream (as the session's MCP transport).
-    fn send(&self, message: &ServerJsonRpcMessage) -> Result<(), std::io::Error> {
+    fn send(
+        &self,
+        message: &ServerJsonRpcMessage,
+        faults: &FaultState,
+    ) -> Result<(), std::io::Error> {
         if self.ended.is_cancelled() {
             return Err(std::io::ErrorKind::NotConnected.into());
         }
@@ -115,13 +118,14 @@ impl SseSession {
         let mark = answers
             .and_then(|id| serde_json::to_string(id).ok())
             .and_then(|id| lock(&self.marks).remove(&id));
-        let data = serde_json::to_string(message).map_err(std::io::Error::other)?;
+        let mut data = serde_json::to_string(message).map_err(std::io::Error::other)?;
+        if let Some(Mark::Garbage(garbage)) = &mark {
+            data = super::garbage::mangle(garbage.form, garbage.pick, &data);
+            faults.note_applied(&garbage.fault, garbage.request);
+        }
         {
             let mut log = lock(&self.log);
-            if mark == Some(Mark::Garbage) {
-                self.append(&mut log, GARBAGE, false);
-            }
-            self.append(&mut log, &data, mark == Some(Mark::Cut));
+            self.append(&mut log, &data, matches!(mark, Some(Mark::Cut)));
         }
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
         Ok(())
@@ -170,6 +174,8 @@ impl SseSession {
 /// server's messages onto its stream out.
 struct SessionTransport {
     session: Arc<SseSession>,
+    /// To report a garbage fault applied when it is.
+    faults: FaultState,
     inbox: mpsc::UnboundedReceiver<ClientJsonRpcMessage>,
 }
 
@@ -180,7 +186,7 @@ impl rmcp::transport::Transport<RoleServer> for SessionTransport {
         &mut self,
         item: ServerJsonRpcMessage,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send + 'static {
-        std::future::ready(self.session.send(&item))
+        std::future::ready(self.session.send(&item, &self.faults))
     }
 
     fn receive(&mut self) -> impl Future<Output = Option<ClientJsonRpcMessage>> + Send {
@@ -257,6 +263,7 @@ impl SseFake {
         lock(&self.sessions).insert(id, Arc::clone(&session));
         let transport = SessionTransport {
             session: Arc::clone(&session),
+            faults: self.faults().clone(),
             inbox: rx,
         };
         let server = self.server.for_session();
@@ -438,24 +445,29 @@ async fn post_message(
             .hits(RequestRef::call(tool, request), |k| {
                 matches!(
                     k,
-                    WireKind::HttpError { .. } | WireKind::Reset | WireKind::Garbage
+                    WireKind::HttpError { .. } | WireKind::Reset | WireKind::Garbage { .. }
                 )
             })
             .await;
         // One answer can carry one fault: the first that hit.
         if let Some(fault) = hits.into_iter().next() {
-            fake.faults().note_applied(&fault, request);
             let id = value.get("id").map(Value::to_string).unwrap_or_default();
             match fault.kind {
                 WireKind::HttpError {
                     status,
                     retry_after,
-                } => return http_error(status, retry_after),
+                } => {
+                    fake.faults().note_applied(&fault, request);
+                    return http_error(status, retry_after);
+                }
                 WireKind::Reset => {
+                    fake.faults().note_applied(&fault, request);
                     lock(&session.marks).insert(id, Mark::Cut);
                 }
+                // Applied when the answer is sent (`SseSession::send`), if it is.
                 _ => {
-                    lock(&session.marks).insert(id, Mark::Garbage);
+                    let mark = Mark::Garbage(GarbageMark::new(&fault, request, &id));
+                    lock(&session.marks).insert(id, mark);
                 }
             }
         }

@@ -1,10 +1,11 @@
-//! stdout for the stdio fake: rmcp's frames, plus whole lines of garbage when a `garbage`
-//! fault asks for them.
+//! stdout for the stdio fake: rmcp's frames, with the answers a `garbage` fault marked
+//! replaced by their garbage (`garbage::mangle`).
 //!
-//! A garbage line must reach the client as a line of its own, the way a server that prints a
-//! stray log line to stdout would send it: never inside a JSON-RPC frame, which would turn a
-//! "bad line" fault into a corrupted answer. So the writer remembers whether the last byte it
-//! passed on ended a line, and injects owed lines only there, just before the next write.
+//! The writer sees bytes, not messages, so it keeps the line being written until its end and
+//! looks each whole frame up by its JSON-RPC id. A marked frame is replaced whole, in place:
+//! garbage never lands inside another frame, and the frames around it go out unchanged. The
+//! replacement ends with a newline like any frame, so a `cut-answer` is the answer's first
+//! half on a line of its own and the rest is never sent.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -13,43 +14,70 @@ use tokio::io::AsyncWrite;
 
 use super::faults::FaultState;
 
-/// What a garbage line says: no JSON at all, so a client's parser fails on its first byte.
-pub const GARBAGE_LINE: &[u8] = b"this is not json-rpc\n";
-
-/// An `AsyncWrite` that passes everything to `inner` and injects garbage lines between lines.
+/// An `AsyncWrite` that passes every frame to `inner`, replacing the marked ones.
 pub struct InjectingWriter<W> {
     inner: W,
     faults: FaultState,
-    /// Whether everything passed on so far ends with a newline (a frame boundary).
-    at_line_start: bool,
-    /// Garbage being written now, and how much of it is out.
-    injecting: Vec<u8>,
-    injected: usize,
+    /// The frame being written, up to its newline.
+    line: Vec<u8>,
+    /// Whole frames (replaced or not) waiting for `inner`, and how much of them is out.
+    out: Vec<u8>,
+    sent: usize,
 }
+
+/// Bytes waiting for `inner` past which a write waits: the fake's answers are small, this is
+/// only a bound on what a stalled reader can make it hold.
+const OUT_LIMIT: usize = 1 << 20;
 
 impl<W> InjectingWriter<W> {
     pub fn new(inner: W, faults: FaultState) -> Self {
         InjectingWriter {
             inner,
             faults,
-            at_line_start: true,
-            injecting: Vec::new(),
-            injected: 0,
+            line: Vec::new(),
+            out: Vec::new(),
+            sent: 0,
         }
+    }
+
+    /// Moves the whole frames of `line` to `out`, replacing the marked ones.
+    fn take_frames(&mut self) {
+        while let Some(end) = self.line.iter().position(|b| *b == b'\n') {
+            let frame: Vec<u8> = self.line.drain(..=end).collect();
+            match self.replacement(&frame[..end]) {
+                Some(garbage) => {
+                    self.out.extend_from_slice(garbage.as_bytes());
+                    self.out.push(b'\n');
+                }
+                None => self.out.extend_from_slice(&frame),
+            }
+        }
+    }
+
+    /// The garbage to send in place of `frame`, if its answer is marked; reports the fault
+    /// applied, since this is the moment it is.
+    fn replacement(&self, frame: &[u8]) -> Option<String> {
+        if !self.faults.garbage_owed() {
+            return None;
+        }
+        let message: serde_json::Value = serde_json::from_slice(frame).ok()?;
+        // Only answers carry an id without a method.
+        if message.get("method").is_some() {
+            return None;
+        }
+        let id = message.get("id")?.to_string();
+        let mark = self.faults.take_garbage(&id)?;
+        self.faults.note_applied(&mark.fault, mark.request);
+        let text = String::from_utf8_lossy(frame);
+        Some(super::garbage::mangle(mark.form, mark.pick, &text))
     }
 }
 
 impl<W: AsyncWrite + Unpin> InjectingWriter<W> {
-    /// Writes out the garbage owed, if this is a line boundary. Ready once none is left.
-    fn poll_inject(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        if self.injecting.is_empty() && self.at_line_start {
-            let owed = self.faults.take_garbage_lines();
-            self.injecting = GARBAGE_LINE.repeat(owed);
-            self.injected = 0;
-        }
-        while self.injected < self.injecting.len() {
-            let n = match Pin::new(&mut self.inner).poll_write(cx, &self.injecting[self.injected..])
-            {
+    /// Writes out what `out` holds. Ready once it is empty.
+    fn poll_drain(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        while self.sent < self.out.len() {
+            let n = match Pin::new(&mut self.inner).poll_write(cx, &self.out[self.sent..]) {
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
@@ -57,10 +85,10 @@ impl<W: AsyncWrite + Unpin> InjectingWriter<W> {
             if n == 0 {
                 return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
             }
-            self.injected += n;
+            self.sent += n;
         }
-        self.injecting.clear();
-        self.injected = 0;
+        self.out.clear();
+        self.sent = 0;
         Poll::Ready(Ok(()))
     }
 }
@@ -72,26 +100,37 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for InjectingWriter<W> {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
-        match this.poll_inject(cx) {
-            Poll::Ready(Ok(())) => {}
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-            Poll::Pending => return Poll::Pending,
+        if this.out.len() - this.sent >= OUT_LIMIT {
+            match this.poll_drain(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
         }
-        let written = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = written
-            && n > 0
-        {
-            this.at_line_start = buf[..n].last() == Some(&b'\n');
+        this.line.extend_from_slice(buf);
+        this.take_frames();
+        // Pass on what can go now; the rest goes with the next write or flush (rmcp flushes
+        // after every message).
+        if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
+            return Poll::Ready(Err(e));
         }
-        written
+        Poll::Ready(Ok(buf.len()))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        match this.poll_drain(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_flush(cx),
+            other => other,
+        }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        match this.poll_drain(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_shutdown(cx),
+            other => other,
+        }
     }
 }
 
@@ -100,25 +139,36 @@ mod tests {
     use tokio::io::AsyncWriteExt as _;
 
     use super::*;
-    use crate::fake::faults::Transport;
+    use crate::fake::faults::{GarbageMark, Transport};
+    use crate::fake::wire::{GarbageForm, WireKind};
 
     #[tokio::test]
-    async fn garbage_goes_between_lines_never_inside_one() -> std::io::Result<()> {
+    async fn a_marked_answer_is_replaced_whole_and_the_others_pass() -> std::io::Result<()> {
         let faults = FaultState::new(Transport::Stdio);
+        faults.add_local(
+            WireKind::Garbage {
+                forms: vec![GarbageForm::Text],
+            },
+            1.0,
+            vec![],
+            None,
+        );
+        let fault = faults.active().remove(0);
         let mut out = InjectingWriter::new(Vec::new(), faults.clone());
-        out.write_all(b"{\"a\":").await?;
-        // Owed in the middle of a frame: it has to wait for the frame's end.
-        faults.push_garbage_line();
-        out.write_all(b"1}\n").await?;
-        out.write_all(b"{\"b\":2}\n").await?;
-        faults.push_garbage_line();
-        faults.push_garbage_line();
-        out.write_all(b"{\"c\":3}\n").await?;
+        faults.mark_garbage("2".into(), GarbageMark::new(&fault, None, "2"));
+        // Frames split anywhere, two in one write: only the marked one changes.
+        out.write_all(br#"{"jsonrpc":"2.0","id":1,"res"#).await?;
+        out.write_all(b"ult\":{}}\n{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}}\n")
+            .await?;
+        out.write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"x\",\"id\":2}\n")
+            .await?;
+        out.flush().await?;
         let text = String::from_utf8_lossy(&out.inner).to_string();
         assert_eq!(
             text,
-            "{\"a\":1}\nthis is not json-rpc\n{\"b\":2}\nthis is not json-rpc\nthis is not json-rpc\n{\"c\":3}\n"
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\nthis is not json-rpc\n{\"jsonrpc\":\"2.0\",\"method\":\"x\",\"id\":2}\n"
         );
+        assert!(!faults.garbage_owed());
         Ok(())
     }
 }

@@ -163,12 +163,73 @@ pub enum WireKind {
     ToolError,
     /// Close the connection in the middle of the answer (streamable HTTP only).
     Reset,
-    /// Write something that is not JSON-RPC (stdio: a line on stdout; HTTP: a broken event).
-    Garbage,
+    /// Answer a tool call with garbage in place of its answer, in one of `forms` (every form
+    /// when empty), picked per request by [`draw`] (see `fake::garbage`).
+    Garbage {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        forms: Vec<GarbageForm>,
+    },
     /// `initialize` waits `delay_ms` (also on a restarted instance).
     SlowStart { delay_ms: u64 },
     /// The instance exits during start-up.
     Refuse,
+}
+
+/// What a `garbage` fault sends in place of a tool call's answer. Each reaches the JSON-RPC
+/// client as the one message it gets for its request: the real answer is never sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum GarbageForm {
+    /// A line (stdio) or an event (HTTP) that is not JSON at all.
+    Text,
+    /// Valid JSON that is not a JSON-RPC message (no `jsonrpc`, no `id`).
+    NotJsonrpc,
+    /// A well-formed response, for an id the client never used.
+    WrongId,
+    /// A response for the right id whose `result` is not a tool result.
+    MalformedResult,
+    /// The answer's first half; the rest is never sent.
+    CutAnswer,
+}
+
+impl GarbageForm {
+    /// Every form, in the order a mix draws from.
+    pub const ALL: [GarbageForm; 5] = [
+        GarbageForm::Text,
+        GarbageForm::NotJsonrpc,
+        GarbageForm::WrongId,
+        GarbageForm::MalformedResult,
+        GarbageForm::CutAnswer,
+    ];
+
+    /// The spelling in scenario files and on the wire.
+    pub fn label(self) -> &'static str {
+        match self {
+            GarbageForm::Text => "text",
+            GarbageForm::NotJsonrpc => "not-jsonrpc",
+            GarbageForm::WrongId => "wrong-id",
+            GarbageForm::MalformedResult => "malformed-result",
+            GarbageForm::CutAnswer => "cut-answer",
+        }
+    }
+
+    pub fn from_label(label: &str) -> Option<GarbageForm> {
+        GarbageForm::ALL.into_iter().find(|f| f.label() == label)
+    }
+}
+
+/// A pure draw keyed by `key`: the same key gives the same number in every process and run,
+/// so a choice made with it depends on what it is about (a fault, a request, an attempt) and
+/// never on the order in which requests arrived. SplitMix64's finaliser over each word.
+pub fn draw(key: &[u64]) -> u64 {
+    fn mix(mut z: u64) -> u64 {
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    key.iter().fold(0x9e37_79b9_7f4a_7c15, |h, k| {
+        mix(h.wrapping_add(0x9e37_79b9_7f4a_7c15) ^ k)
+    })
 }
 
 impl WireKind {

@@ -310,6 +310,8 @@ fn gallery_garbage_output() {
         &[
             (Proxy::Broken("stale"), &["wrong_answers"]),
             (Proxy::Broken("dies"), &["recovery_rate"]),
+            // No deadlines: an answer replaced by garbage is waited for forever.
+            (Proxy::NoRecovery, &["hung_requests"]),
         ],
     );
 }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{FakeHttp, Proxy, eventually, mcpo_bin};
-use mcpo::fake::wire::{FakeMessage, HubMessage, OneShot, WireFault, WireKind};
+use mcpo::fake::wire::{FakeMessage, GarbageForm, HubMessage, OneShot, WireFault, WireKind};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -582,99 +582,164 @@ async fn hang_is_a_504_at_the_deadline_then_normal_after_the_window_sse() {
 // ---------------------------------------------------------------------------------------------
 // Broken answers: garbage, http-error, reset
 
-#[tokio::test]
-async fn garbage_on_stdio_is_skipped_by_the_proxy() {
-    let rig = stdio_rig("garb", 5).await;
-    let window = Duration::from_secs(1);
-    rig.hub
-        .set_faults(vec![fault(0, WireKind::Garbage, window)]);
-    let window_ends = Instant::now() + window;
-    // rmcp's stdio transport drops lines that are not JSON (rust-sdk #938), so the answer
-    // that follows the garbage line still comes through (the line itself is checked in
-    // `stdio_garbage_is_a_whole_line_before_the_answer`).
-    while Instant::now() < window_ends {
-        let (status, body, took) = echo(&rig).await;
-        assert_eq!((status, &body), (200, &json!("hi")), "after {took:?}");
-    }
+fn garbage(form: GarbageForm) -> WireKind {
+    WireKind::Garbage { forms: vec![form] }
 }
 
+/// The stdio fake replaces the answer's frame by its garbage, whole, on a line of its own, in
+/// every form, and reports the fault applied to the request it hit. The real answer never
+/// follows (the next line is the answer to the next request).
 #[tokio::test]
-async fn stdio_garbage_is_a_whole_line_before_the_answer() {
+async fn stdio_garbage_replaces_the_answer_in_each_form() {
     let hub = TestHub::start().await;
-    hub.set_faults(vec![fault(0, WireKind::Garbage, LONG)]);
-    let mut child = tokio::process::Command::new(mcpo_bin())
-        .args([
-            "fake-server",
-            "--transport",
-            "stdio",
-            "--hub",
-            &hub.addr,
-            "--id",
-            "g",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut send = async |message: Value| {
-        let text = message.to_string() + "\n";
-        stdin.write_all(text.as_bytes()).await.unwrap();
-    };
-    // Every line up to the answer with `id`.
-    async fn until_answer(
-        stdout: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-        id: u64,
-    ) -> Vec<String> {
-        let mut lines = Vec::new();
-        loop {
-            let line = tokio::time::timeout(Duration::from_secs(10), stdout.next_line())
+    for (i, form) in GarbageForm::ALL.into_iter().enumerate() {
+        hub.set_faults(vec![fault(i, garbage(form), LONG)]);
+        let mut child = tokio::process::Command::new(mcpo_bin())
+            .args([
+                "fake-server",
+                "--transport",
+                "stdio",
+                "--hub",
+                &hub.addr,
+                "--id",
+                "g",
+            ])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut send = async |message: Value| {
+            let text = message.to_string() + "\n";
+            stdin.write_all(text.as_bytes()).await.unwrap();
+        };
+        let mut next_line = async || {
+            tokio::time::timeout(Duration::from_secs(10), stdout.next_line())
                 .await
                 .expect("a line within 10 s")
                 .unwrap()
-                .expect("stdout still open");
-            let is_answer =
-                serde_json::from_str::<Value>(&line).is_ok_and(|v| v["id"] == json!(id));
-            lines.push(line);
-            if is_answer {
-                return lines;
+                .expect("stdout still open")
+        };
+        send(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "test", "version": "0"}}}),
+        )
+        .await;
+        let handshake: Value = serde_json::from_str(&next_line().await).unwrap();
+        assert_eq!(handshake["id"], json!(1), "{handshake}");
+        send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await;
+        let request = 40 + i as u64;
+        send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"message": format!("hi [r{request}]")}}}))
+        .await;
+        let line = next_line().await;
+        let parsed = serde_json::from_str::<Value>(&line);
+        match form {
+            GarbageForm::Text => assert_eq!(line, "this is not json-rpc"),
+            GarbageForm::NotJsonrpc => {
+                let v = parsed.unwrap();
+                assert!(
+                    v.get("jsonrpc").is_none() && v.get("id").is_none(),
+                    "{line}"
+                );
+            }
+            GarbageForm::WrongId => {
+                let v = parsed.unwrap();
+                assert_eq!(v["id"], json!("not-2"), "{line}");
+                assert_eq!(
+                    v["result"]["content"][0]["text"],
+                    json!(format!("hi [r{request}]"))
+                );
+            }
+            GarbageForm::MalformedResult => {
+                let v = parsed.unwrap();
+                assert_eq!(v["id"], json!(2), "{line}");
+                assert!(
+                    serde_json::from_value::<rmcp::model::CallToolResult>(v["result"].clone())
+                        .is_err(),
+                    "{line}"
+                );
+            }
+            GarbageForm::CutAnswer => {
+                assert!(parsed.is_err(), "{line}");
+                assert!(line.starts_with(r#"{"jsonrpc":"2.0","id":2,"#), "{line}");
             }
         }
+        // The answer is gone for good: the next line answers the next request.
+        send(json!({"jsonrpc": "2.0", "id": 3, "method": "ping"})).await;
+        let pong: Value = serde_json::from_str(&next_line().await).unwrap();
+        assert_eq!(pong["id"], json!(3), "{form:?}: {pong}");
+        eventually("the fault's report", SOON, async || {
+            hub.applied().contains(&(i, Some(request))).then_some(())
+        })
+        .await;
     }
-    send(
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {},
-        "clientInfo": {"name": "test", "version": "0"}}}),
-    )
-    .await;
-    let handshake = until_answer(&mut stdout, 1).await;
-    assert_eq!(
-        handshake.len(),
-        1,
-        "garbage before a handshake: {handshake:?}"
-    );
-    send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await;
-    send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
-        "params": {"name": "echo", "arguments": {"message": "hi"}}}))
-    .await;
-    let call = until_answer(&mut stdout, 2).await;
-    assert_eq!(call.len(), 2, "{call:?}");
-    assert_eq!(call[0], "this is not json-rpc");
-    let answer: Value = serde_json::from_str(&call[1]).unwrap();
-    assert_eq!(
-        answer["result"]["content"][0]["text"],
-        json!("hi"),
-        "{answer}"
-    );
+}
+
+/// Every garbage form, each its own fault with probability 1: every call the fault hit gets a
+/// non-2xx from the proxy in bounded time (an error for a malformed result, the deadline for
+/// an answer that never comes), never a 200 with a wrong body; the fake reports the fault
+/// applied to that call; and echo answers again once the fault is gone.
+async fn garbage_reaches_the_client(rig: Rig) {
+    let ids = std::sync::atomic::AtomicU64::new(1000);
+    for (i, form) in GarbageForm::ALL.into_iter().enumerate() {
+        rig.hub.set_faults(vec![fault(i, garbage(form), LONG)]);
+        // The snapshot reaches the fake a moment after `set_faults`: call until one call met
+        // the fault; every call on the way must be right or an error.
+        let hit = eventually(&format!("a call that met {form:?}"), SOON * 4, async || {
+            let n = ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // The proxy's deadline is 2 s; a retry or two fit well within 20.
+            let (status, body) = tokio::time::timeout(
+                Duration::from_secs(20),
+                rig.proxy
+                    .post("/x/echo", json!({"message": format!("hi [r{n}]")})),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("{form:?}: r{n} got no answer within 20 s (a hang)"));
+            assert!(
+                status != 200 || body == json!(format!("hi [r{n}]")),
+                "{form:?}: a wrong 200: {body}"
+            );
+            let applied = rig.hub.applied().contains(&(i, Some(n)));
+            applied.then_some((n, status, body))
+        })
+        .await;
+        let (n, status, body) = hit;
+        assert!(
+            !(200..300).contains(&status),
+            "{form:?}: r{n} met the fault and got {status} {body}"
+        );
+    }
+    rig.hub.set_faults(vec![]);
+    until_echo_ok(&rig, Duration::from_secs(15)).await;
+}
+
+#[tokio::test]
+async fn garbage_in_every_form_is_an_error_never_a_wrong_200_stdio() {
+    garbage_reaches_the_client(stdio_rig("garb", 2).await).await;
+}
+
+#[tokio::test]
+async fn garbage_in_every_form_is_an_error_never_a_wrong_200_sse() {
+    garbage_reaches_the_client(sse_rig("garb", 2).await).await;
+}
+
+#[tokio::test]
+async fn garbage_in_every_form_is_an_error_never_a_wrong_200_http() {
+    garbage_reaches_the_client(http_rig("garb", 2).await).await;
 }
 
 #[tokio::test]
 async fn garbage_on_http_is_a_502_not_a_hang_and_recovers() {
     let rig = http_rig("garb", 5).await;
-    rig.hub
-        .set_faults(vec![fault(0, WireKind::Garbage, Duration::from_secs(2))]);
+    rig.hub.set_faults(vec![fault(
+        0,
+        garbage(GarbageForm::Text),
+        Duration::from_secs(2),
+    )]);
     // A broken event, then the end of the stream without an answer: the proxy sees the
     // connection end during the call, at once rather than at its 5 s deadline.
     let (body, took) = until_echo_status(&rig, 502, SOON).await;
@@ -737,21 +802,6 @@ async fn reset_over_sse_is_resumed_and_no_call_fails() {
     }
     let stats = rig.fake.as_ref().unwrap().stats().await;
     assert!(stats["resumed"].as_u64().unwrap() > 0, "{stats}");
-}
-
-/// Like stdio, and unlike streamable HTTP, where the broken event ends the answer's own
-/// stream: over SSE it is one stray event on the session's stream, skipped by the proxy.
-#[tokio::test]
-async fn garbage_over_sse_is_skipped_by_the_proxy() {
-    let rig = sse_rig("garb", 5).await;
-    let window = Duration::from_secs(1);
-    rig.hub
-        .set_faults(vec![fault(0, WireKind::Garbage, window)]);
-    let window_ends = Instant::now() + window;
-    while Instant::now() < window_ends {
-        let (status, body, took) = echo(&rig).await;
-        assert_eq!((status, &body), (200, &json!("hi")), "after {took:?}");
-    }
 }
 
 #[tokio::test]
