@@ -24,8 +24,10 @@ use std::time::Duration;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorCode, ErrorData,
-    Implementation, InitializeRequestParams, InitializeResult, ListToolsResult,
-    PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    GetPromptRequestParams, GetPromptResponse, GetPromptResult, Implementation,
+    InitializeRequestParams, InitializeResult, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
+    ReadResourceResponse, ReadResourceResult, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::{RequestContext, RoleServer, ServiceExt};
 use serde_json::{Map, Value, json};
@@ -589,7 +591,13 @@ impl rmcp::ServerHandler for FakeServer {
     }
 
     fn get_info(&self) -> ServerConfig {
-        let mut info = ServerConfig::new(ServerCapabilities::builder().enable_tools().build());
+        let mut info = ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .enable_prompts()
+                .build(),
+        );
         info.server_info =
             Implementation::new(format!("fake-{}", self.id), env!("CARGO_PKG_VERSION"));
         info.instructions = Some(format!(
@@ -628,6 +636,97 @@ impl rmcp::ServerHandler for FakeServer {
                 _ = context.cancelled() => return Ok(()),
             }
         }
+    }
+
+    /// One resource that names the instance (`fake://{id}/identity`), so that a test can see
+    /// which server a read reached.
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        serde_json::from_value(json!({"resources": [{
+            "uri": format!("fake://{}/identity", self.id),
+            "name": "identity",
+            "mimeType": "text/plain",
+        }]}))
+        .map_err(|e| ErrorData::internal_error(e.to_string(), None))
+    }
+
+    /// `fake://{id}/echo/{text}`: reads back `text`.
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        serde_json::from_value(json!({"resourceTemplates": [{
+            "uriTemplate": format!("fake://{}/echo/{{text}}", self.id),
+            "name": "echo",
+            "mimeType": "text/plain",
+        }]}))
+        .map_err(|e| ErrorData::internal_error(e.to_string(), None))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let own = format!("fake://{}/", self.id);
+        let text = match request.uri.strip_prefix(&own) {
+            Some("identity") => format!("fake-{}", self.id),
+            Some(rest) if rest.starts_with("echo/") => rest["echo/".len()..].to_string(),
+            _ => {
+                return Err(ErrorData::resource_not_found(
+                    format!("no resource {}", request.uri),
+                    None,
+                ));
+            }
+        };
+        serde_json::from_value::<ReadResourceResult>(json!({"contents": [{
+            "uri": request.uri, "mimeType": "text/plain", "text": text,
+        }]}))
+        .map(Into::into)
+        .map_err(|e| ErrorData::internal_error(e.to_string(), None))
+    }
+
+    /// `greet`, with an optional `name`.
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        serde_json::from_value(json!({"prompts": [{
+            "name": "greet",
+            "description": "A greeting from this fake.",
+            "arguments": [{"name": "name", "required": false}],
+        }]}))
+        .map_err(|e| ErrorData::internal_error(e.to_string(), None))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        if request.name != "greet" {
+            return Err(ErrorData::invalid_params(
+                format!("no prompt {}", request.name),
+                None,
+            ));
+        }
+        let name = request
+            .arguments
+            .as_ref()
+            .and_then(|a| a.get("name"))
+            .and_then(Value::as_str)
+            .unwrap_or("world");
+        serde_json::from_value::<GetPromptResult>(json!({"messages": [{
+            "role": "user",
+            "content": {"type": "text", "text": format!("hello {name} from fake-{}", self.id)},
+        }]}))
+        .map(Into::into)
+        .map_err(|e| ErrorData::internal_error(e.to_string(), None))
     }
 
     async fn list_tools(

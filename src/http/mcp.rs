@@ -6,6 +6,9 @@
 //! The endpoint's sessions belong to the proxy, not to any upstream: an upstream crash or a lost
 //! upstream session is recovered behind them (`Upstream::call_tool`, the same call path as
 //! `POST /{server}/{tool}`), so an MCP client never has to re-initialize because of it.
+//! Resources, prompts and completion of every server are aggregated too (`aggregate`).
+
+mod aggregate;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,8 +19,10 @@ use axum::response::{IntoResponse, Response};
 use rmcp::ErrorData;
 use rmcp::handler::server::ServerHandler;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ErrorCode, Implementation,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
+    ErrorCode, GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
+    ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::transport::streamable_http_server::{
@@ -371,9 +376,15 @@ impl McpFront {
 
 impl ServerHandler for McpFront {
     fn get_info(&self) -> ServerConfig {
+        // Resources, prompts and completion are announced whatever the servers behind offer
+        // now (capabilities are fixed at `initialize`, servers come and go): with none
+        // offering them the lists are empty.
         let capabilities = ServerCapabilities::builder()
             .enable_tools()
             .enable_tool_list_changed()
+            .enable_resources()
+            .enable_prompts()
+            .enable_completions()
             .build();
         let mut info = ServerConfig::new(capabilities);
         info.server_info = Implementation::new("mcpo", env!("CARGO_PKG_VERSION"));
@@ -463,6 +474,54 @@ impl ServerHandler for McpFront {
         }
         serde_json::from_value(json!({ "tools": tools }))
             .map_err(|e| ErrorData::internal_error(format!("tool list: {e}"), None))
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        self.list_prompts_of_all().await
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        self.get_prompt_of(request).await.map(Into::into)
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        self.list_resources_of_all().await
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        self.list_templates_of_all().await
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        self.read_resource_of(request).await.map(Into::into)
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        self.complete_of(request).await
     }
 
     async fn call_tool(

@@ -216,6 +216,9 @@ pub struct Upstream {
     grow_rx: std::sync::Mutex<Option<mpsc::Receiver<()>>>,
     pool_min: usize,
     pool_max: usize,
+    /// What a session of this server last announced at `initialize`: kept while every session
+    /// is being replaced, so that a request in that moment still knows where to go.
+    capabilities: std::sync::Mutex<Option<rmcp::model::ServerCapabilities>>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -260,6 +263,7 @@ impl Upstream {
                 started: Instant::now(),
             }),
             members: RwLock::new(Vec::new()),
+            capabilities: std::sync::Mutex::new(None),
             budget,
             grow,
             grow_rx: std::sync::Mutex::new(Some(grow_rx)),
@@ -501,6 +505,69 @@ impl Upstream {
     /// retryable in the config.
     fn idempotent(&self, tool: &ToolEntry) -> bool {
         tool.is_idempotent() || self.shared.config.retryable_tools.contains(&tool.name)
+    }
+
+    /// Sends a read-only request (resources, prompts, completion) within the server's
+    /// deadline. A session that ends under it is replaced and the request sent again on
+    /// another, as for an idempotent tool call; any other failure is the answer. Reads give
+    /// the breaker no verdict: it judges tool calls.
+    pub async fn request(
+        &self,
+        request: rmcp::model::ClientRequest,
+    ) -> Result<rmcp::model::ServerResult, Failure> {
+        let deadline = self.call_timeout();
+        let started = Instant::now();
+        let until = started.checked_add(deadline).unwrap_or(started);
+        let mut ended: Vec<u64> = Vec::new();
+        loop {
+            let (member, session, in_flight) = self.pick(until, deadline, &ended).await?;
+            let left = until
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1));
+            let outcome = session.request(request.clone(), left).await;
+            drop(in_flight);
+            let failure = match outcome {
+                Ok(result) => {
+                    session.record_answer();
+                    return Ok(result);
+                }
+                Err(f) => f,
+            };
+            let session_ended = match &failure {
+                Failure::SessionExpired => true,
+                Failure::TransportClosed { .. } => {
+                    session.is_dead() || session.ends_within(SESSION_END_SETTLE).await
+                }
+                _ => session.is_dead(),
+            };
+            if !session_ended
+                || !self.shared.policy.enabled
+                || Instant::now() >= until
+                || ended.len() > self.pool_max
+            {
+                return Err(failure);
+            }
+            member.report_broken(&session);
+            ended.push(session.id);
+        }
+    }
+
+    /// What the server said it can do: from a live session, else what the last one said;
+    /// `None` until a session has been up.
+    pub fn capabilities(&self) -> Option<rmcp::model::ServerCapabilities> {
+        let live = self
+            .members()
+            .iter()
+            .find_map(|m| m.ready_session())
+            .and_then(|s| s.capabilities());
+        let mut last = self
+            .capabilities
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if live.is_some() {
+            last.clone_from(&live);
+        }
+        last.clone()
     }
 
     /// Calls `tool` within the server's deadline, recovering as the policy decides. `meta` is

@@ -419,6 +419,26 @@ impl Session {
         })
     }
 
+    /// Sends any other request (resources, prompts, completion) and waits at most `within`.
+    /// These are reads: no progress window, no cancel on drop beyond rmcp's own.
+    pub async fn request(
+        &self,
+        request: ClientRequest,
+        within: Duration,
+    ) -> Result<ServerResult, Failure> {
+        let _counted = CallCount::new(self);
+        match tokio::time::timeout(within, self.peer.send_request(request)).await {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(e)) => Err(classify_service_error(&e)),
+            Err(_) => Err(Failure::Timeout { after: within }),
+        }
+    }
+
+    /// What the server said it can do, at `initialize`.
+    pub fn capabilities(&self) -> Option<rmcp::model::ServerCapabilities> {
+        self.peer.peer_info().map(|info| info.capabilities.clone())
+    }
+
     /// Sends `ping` and waits at most `within`.
     pub async fn ping(&self, within: Duration) -> Result<(), Failure> {
         match tokio::time::timeout(within, self.peer.send_request(ping_request())).await {

@@ -306,3 +306,148 @@ async fn the_endpoint_refuses_other_origins_rebound_hosts_and_sessions_past_the_
     assert_eq!(r.status().as_u16(), 503);
     assert!(r.headers().contains_key("retry-after"));
 }
+
+/// The MCP endpoint issue, resources and prompts: a real server with prompts, resources and
+/// templates (`server-everything`), two fakes (stdio and streamable HTTP) and a server that is
+/// down, behind `/mcp`. Prompts are listed as `{server}__{name}` and got by that name from
+/// the right server; resources keep their URIs and are read from the server that has them,
+/// also through a template; the down server fails nothing; a read right after the upstream
+/// HTTP session is lost, and one after the stdio child is SIGKILLed, are answered.
+#[tokio::test(flavor = "multi_thread")]
+async fn prompts_and_resources_of_every_server_are_served_and_survive_a_crash() {
+    use rmcp::ServiceExt as _;
+    use rmcp::model::{GetPromptRequestParams, ReadResourceRequestParams};
+    use rmcp::transport::StreamableHttpClientTransport;
+    use std::time::Duration;
+
+    let (command, args) = common::everything_stdio();
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let http = common::FakeHttp::start("remote-fake");
+    let config = json!({"mcpServers": {
+        "everything": {"command": command, "args": args},
+        "calc": stdio_fake("calc"),
+        "remote": {"type": "streamable-http", "url": http.url},
+        "gone": {"type": "streamable-http", "url": format!("http://127.0.0.1:{dead_port}/mcp")},
+    }});
+    let proxy = Proxy::start(&config, &[]);
+    for s in ["everything", "calc", "remote"] {
+        proxy
+            .wait_ok(&format!("/{s}/openapi.json"), Duration::from_secs(60))
+            .await;
+    }
+    let client =
+        ().serve(StreamableHttpClientTransport::from_uri(proxy.url("/mcp")))
+            .await
+            .unwrap();
+    let text = |v: Value| -> String {
+        v["contents"][0]["text"]
+            .as_str()
+            .or(v["messages"][0]["content"]["text"].as_str())
+            .unwrap_or_default()
+            .to_string()
+    };
+
+    let prompts = client.list_all_prompts().await.unwrap();
+    let names: Vec<&str> = prompts.iter().map(|p| p.name.as_str()).collect();
+    assert!(
+        names.contains(&"calc__greet") && names.contains(&"remote__greet"),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n.starts_with("everything__")),
+        "{names:?}"
+    );
+    let got = client
+        .get_prompt(
+            GetPromptRequestParams::new("remote__greet")
+                .with_arguments(json!({"name": "ada"}).as_object().cloned().unwrap()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        text(serde_json::to_value(&got).unwrap()),
+        "hello ada from fake-remote-fake"
+    );
+    // server-everything's own prompts, got by their endpoint names.
+    let simple = prompts
+        .iter()
+        .find(|p| {
+            p.name.starts_with("everything__")
+                && p.arguments
+                    .as_ref()
+                    .is_none_or(|a| a.iter().all(|a| a.required != Some(true)))
+        })
+        .expect("a prompt of server-everything without required arguments");
+    let got = client
+        .get_prompt(GetPromptRequestParams::new(simple.name.clone()))
+        .await
+        .unwrap();
+    assert!(!got.messages.is_empty(), "{got:?}");
+    let unknown = client
+        .get_prompt(GetPromptRequestParams::new("calc__nothing"))
+        .await;
+    assert!(unknown.is_err(), "{unknown:?}");
+
+    let read = async |uri: &str| {
+        client
+            .read_resource(ReadResourceRequestParams::new(uri.to_string()))
+            .await
+            .map(|r| text(serde_json::to_value(&r).unwrap()))
+    };
+    let resources = client.list_all_resources().await.unwrap();
+    let uris: Vec<&str> = resources.iter().map(|r| r.uri.as_str()).collect();
+    assert!(
+        uris.contains(&"fake://calc/identity") && uris.contains(&"fake://remote-fake/identity"),
+        "{uris:?}"
+    );
+    assert_eq!(read("fake://calc/identity").await.unwrap(), "fake-calc");
+    assert_eq!(
+        read("fake://remote-fake/identity").await.unwrap(),
+        "fake-remote-fake"
+    );
+    let everything = resources
+        .iter()
+        .find(|r| !r.uri.starts_with("fake://"))
+        .expect("a resource of server-everything");
+    let answer = client
+        .read_resource(ReadResourceRequestParams::new(everything.uri.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        serde_json::to_value(&answer.contents).unwrap()[0]["uri"],
+        json!(everything.uri)
+    );
+    // URIs made from templates, which no listing names: routed by the template.
+    let templates = client.list_all_resource_templates().await.unwrap();
+    assert!(
+        templates
+            .iter()
+            .any(|t| t.uri_template == "fake://calc/echo/{text}"),
+        "{templates:?}"
+    );
+    assert_eq!(read("fake://calc/echo/hi").await.unwrap(), "hi");
+    assert_eq!(
+        read("fake://remote-fake/echo/there").await.unwrap(),
+        "there"
+    );
+    assert!(read("fake://nobody/identity").await.is_err());
+
+    // The upstream HTTP session is lost: the next read on it is refused upstream and sent
+    // again on a new session.
+    http.fault(json!({"kind": "session-loss"})).await;
+    assert_eq!(
+        read("fake://remote-fake/identity").await.unwrap(),
+        "fake-remote-fake"
+    );
+    // The upstream children die; the next reads are answered all the same.
+    for pid in common::children(proxy.pid()) {
+        common::signal(pid, "KILL");
+    }
+    assert_eq!(read("fake://calc/identity").await.unwrap(), "fake-calc");
+    assert!(!client.is_transport_closed());
+    client.cancel().await.unwrap();
+}
