@@ -3,17 +3,18 @@
 //!
 //! The hub keeps, per server name, the windowed faults open now; an instance that connects
 //! while a window is open (a stdio child the proxy just restarted) gets it in its first
-//! snapshot. Per-request faults with a probability are decided here, from one generator per
-//! fault seeded from the run's seed, so the decisions of a run are reproducible and listed in
-//! its report.
+//! snapshot. Per-request faults with a probability are decided here, each decision a pure
+//! draw keyed by the fault's seed (from the run's seed), the harness request the call carries
+//! and the attempt (how many times that fault was decided for that request before), so that
+//! the same seed gives each request the same decisions whatever order the calls arrive in,
+//! and retries get draws of their own. A call without a harness request (a proxy's ping) is
+//! keyed by its own count on its instance. Every decision is listed in the report, marked
+//! applied only once the fake said it applied it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use rand::RngExt as _;
-use rand::SeedableRng as _;
-use rand::rngs::ChaCha8Rng;
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -22,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::record::{CallSeen, Delivery, InstanceRecord, Ledger};
 use super::report::Decision;
-use crate::fake::wire::{FakeMessage, HubMessage, OneShot, WireFault, WireKind};
+use crate::fake::wire::{FakeMessage, HubMessage, OneShot, WireFault, WireKind, draw, unit};
 
 /// Longest line accepted from a fake (hello and decide messages are tiny).
 const MAX_LINE: usize = 64 * 1024;
@@ -32,6 +33,11 @@ struct Conn {
     /// Index into `State::instances`.
     instance: usize,
     tx: mpsc::UnboundedSender<HubMessage>,
+    /// This instance's rank among its server's instances (0: the first to say hello), and
+    /// how many decisions it asked for calls without a harness request: together they key
+    /// those draws.
+    ordinal: u64,
+    unkeyed: u64,
 }
 
 /// A windowed fault open on a server, with its end.
@@ -52,8 +58,14 @@ struct Reach {
 struct State {
     conns: HashMap<u64, Conn>,
     open: HashMap<String, Vec<Open>>,
-    rngs: HashMap<usize, (ChaCha8Rng, f64)>,
-    decisions: Vec<Decision>,
+    /// The probability of each per-request fault that has one below 1.
+    probabilities: HashMap<usize, f64>,
+    /// Decisions made so far per fault and draw key, for the attempt number.
+    attempts: HashMap<(usize, u64, u64), u64>,
+    /// Every decision, with what the hub answered (a draw that hit, in an open window).
+    decisions: Vec<(Decision, bool)>,
+    /// Applied reports per fault and harness request.
+    applied: HashMap<(usize, Option<u64>), u64>,
     instances: Vec<InstanceRecord>,
     reach: BTreeMap<usize, Reach>,
     calls: Vec<CallSeen>,
@@ -93,8 +105,10 @@ impl Hub {
             state: Mutex::new(State {
                 conns: HashMap::new(),
                 open: HashMap::new(),
-                rngs: HashMap::new(),
+                probabilities: HashMap::new(),
+                attempts: HashMap::new(),
                 decisions: Vec::new(),
+                applied: HashMap::new(),
                 instances: Vec::new(),
                 reach: BTreeMap::new(),
                 calls: Vec::new(),
@@ -124,16 +138,13 @@ impl Hub {
     }
 
     /// Opens a window of `fault` on `server` until `until`, and tells its instances.
-    pub fn open(&self, server: &str, fault: WireFault, until: Instant) {
+    pub fn open(&self, server: &str, mut fault: WireFault, until: Instant) {
         let Ok(mut state) = self.shared.state.lock() else {
             return;
         };
+        fault.seed = fault_seed(self.shared.seed, fault.index);
         if fault.probability < 1.0 {
-            let stream = ChaCha8Rng::seed_from_u64(stream_seed(self.shared.seed, fault.index));
-            state
-                .rngs
-                .entry(fault.index)
-                .or_insert((stream, fault.probability));
+            state.probabilities.insert(fault.index, fault.probability);
         }
         // Opening a window that is open already moves its end (a start-up window opened
         // before the run's time zero gets its real end once that is known).
@@ -219,13 +230,27 @@ impl Hub {
         }
     }
 
-    /// Every per-request decision drawn so far, in order.
+    /// Every per-request decision so far, in the order they were asked for; a decision is
+    /// applied when the fake reported the fault applied to its request (the first ones
+    /// answered yes, as many as it reported).
     pub fn decisions(&self) -> Vec<Decision> {
-        self.shared
-            .state
-            .lock()
-            .map(|s| s.decisions.clone())
-            .unwrap_or_default()
+        let Ok(state) = self.shared.state.lock() else {
+            return Vec::new();
+        };
+        let mut reported = state.applied.clone();
+        state
+            .decisions
+            .iter()
+            .map(|(d, answered)| {
+                let mut d = d.clone();
+                let left = reported.entry((d.fault_index, d.request_id)).or_default();
+                d.applied = *answered && *left > 0;
+                if d.applied {
+                    *left -= 1;
+                }
+                d
+            })
+            .collect()
     }
 
     /// Stops listening and drops every connection.
@@ -235,9 +260,8 @@ impl Hub {
     }
 }
 
-/// The seed of fault `index`'s own stream: one stream per fault keeps its decisions the same
-/// whatever other faults draw meanwhile.
-fn stream_seed(seed: u64, index: usize) -> u64 {
+/// The seed of fault `index`: its draws are its own, whatever other faults draw.
+fn fault_seed(seed: u64, index: usize) -> u64 {
     seed ^ (index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
@@ -351,12 +375,18 @@ fn handle(shared: &Shared, id: u64, tx: &mpsc::UnboundedSender<HubMessage>, mess
                 calls: 0,
             });
             let instance = state.instances.len() - 1;
+            let ordinal = state.instances[..instance]
+                .iter()
+                .filter(|i| i.server == server)
+                .count() as u64;
             state.conns.insert(
                 id,
                 Conn {
                     server: server.clone(),
                     instance,
                     tx: tx.clone(),
+                    ordinal,
+                    unkeyed: 0,
                 },
             );
             // A refuse window open now makes this instance exit during its start-up, as soon
@@ -394,10 +424,11 @@ fn handle(shared: &Shared, id: u64, tx: &mpsc::UnboundedSender<HubMessage>, mess
                 request,
             });
         }
-        FakeMessage::Applied { fault, request: _ } => {
+        FakeMessage::Applied { fault, request } => {
             // Only from instances that said hello: the hub's own faults.
             if state.conns.contains_key(&id) {
                 state.reach.entry(fault).or_default().changed += 1;
+                *state.applied.entry((fault, request)).or_default() += 1;
             }
         }
         FakeMessage::Decide {
@@ -405,31 +436,50 @@ fn handle(shared: &Shared, id: u64, tx: &mpsc::UnboundedSender<HubMessage>, mess
             fault,
             request,
         } => {
-            let server = state
-                .conns
-                .get(&id)
-                .map(|c| c.server.clone())
-                .unwrap_or_default();
+            let Some(conn) = state.conns.get_mut(&id) else {
+                // Not an instance of the run: nothing to key a draw by.
+                let _ = tx.send(HubMessage::Decision { req, apply: false });
+                return;
+            };
+            let server = conn.server.clone();
+            // The draw's key: the harness request, or this instance's own count of calls
+            // without one (the key spaces apart: 0 for requests, 1 + rank for instances).
+            let key = match request {
+                Some(r) => (0, r),
+                None => {
+                    conn.unkeyed += 1;
+                    (1 + conn.ordinal, conn.unkeyed - 1)
+                }
+            };
+            let attempt = {
+                let n = state.attempts.entry((fault, key.0, key.1)).or_default();
+                *n += 1;
+                *n - 1
+            };
+            let seed = fault_seed(shared.seed, fault);
+            let drawn = state
+                .probabilities
+                .get(&fault)
+                .is_none_or(|p| unit(draw(&[seed, key.0, key.1, attempt])) < *p);
             // Only a window still open may apply; a late question after it closed is a no.
             let open = state.open.get(&server).is_some_and(|o| {
                 o.iter()
                     .any(|o| o.fault.index == fault && o.until > Instant::now())
             });
-            let apply = match state.rngs.get_mut(&fault) {
-                Some((rng, p)) => {
-                    let draw = rng.random_bool(p.clamp(0.0, 1.0));
-                    draw && open
-                }
-                None => open,
-            };
+            let apply = drawn && open;
             let at = state.now();
-            state.decisions.push(Decision {
-                at,
-                server,
-                fault_index: fault,
-                request_id: request,
-                applied: apply,
-            });
+            state.decisions.push((
+                Decision {
+                    at,
+                    server,
+                    fault_index: fault,
+                    request_id: request,
+                    attempt,
+                    drawn,
+                    applied: false,
+                },
+                apply,
+            ));
             let _ = tx.send(HubMessage::Decision { req, apply });
         }
     }
@@ -477,14 +527,17 @@ mod tests {
             probability,
             tools: vec![],
             remaining_ms: 0,
+            seed: 0,
             instance: false,
         }
     }
 
+    /// Decisions are keyed by request and attempt: two runs asking about the same requests
+    /// in opposite orders get the same answer for each; a second attempt gets its own draw.
     #[tokio::test]
-    async fn late_instances_get_open_windows_and_decisions_repeat_with_the_seed() {
+    async fn late_instances_get_open_windows_and_decisions_follow_the_request() {
         let mut runs = Vec::new();
-        for _ in 0..2 {
+        for order in [false, true] {
             let hub = Hub::start(7).await.unwrap();
             hub.set_zero(Instant::now());
             hub.open(
@@ -501,25 +554,40 @@ mod tests {
                 }
                 other => panic!("{other:?}"),
             }
-            let mut applied = Vec::new();
-            for req in 0..40 {
+            let mut requests: Vec<u64> = (0..40).chain([7, 7]).collect();
+            if order {
+                requests.reverse();
+            }
+            let mut applied = std::collections::BTreeMap::new();
+            for (req, request) in requests.into_iter().enumerate() {
+                let req = req as u64;
                 let ask = serde_json::to_string(&FakeMessage::Decide {
                     req,
                     fault: 0,
-                    request: None,
+                    request: Some(request),
                 })
                 .unwrap();
                 w.write_all(format!("{ask}\n").as_bytes()).await.unwrap();
                 match next(&mut lines).await {
                     HubMessage::Decision { req: r, apply } => {
                         assert_eq!(r, req);
-                        applied.push(apply);
+                        let attempt = applied.keys().filter(|(q, _)| *q == request).count();
+                        applied.insert((request, attempt), apply);
                     }
                     other => panic!("{other:?}"),
                 }
             }
-            assert!(applied.iter().any(|a| *a) && applied.iter().any(|a| !*a));
-            assert_eq!(hub.decisions().len(), 40);
+            assert!(applied.values().any(|a| *a) && applied.values().any(|a| !*a));
+            let decisions = hub.decisions();
+            assert_eq!(decisions.len(), 42);
+            // Nothing was reported applied, so nothing is.
+            assert!(decisions.iter().all(|d| !d.applied));
+            let attempts: Vec<u64> = decisions
+                .iter()
+                .filter(|d| d.request_id == Some(7))
+                .map(|d| d.attempt)
+                .collect();
+            assert_eq!(attempts, [0, 1, 2]);
             hub.close("a", 0);
             assert!(
                 matches!(next(&mut lines).await, HubMessage::Faults { active } if active.is_empty())
@@ -535,7 +603,10 @@ mod tests {
             runs.push(applied);
             hub.stop().await;
         }
-        assert_eq!(runs[0], runs[1], "the same seed draws the same decisions");
+        assert_eq!(
+            runs[0], runs[1],
+            "the same seed draws the same decision for each request and attempt"
+        );
     }
 
     async fn say(w: &mut tokio::net::tcp::OwnedWriteHalf, message: &FakeMessage) {

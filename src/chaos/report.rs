@@ -38,14 +38,23 @@ pub struct RunInfo {
     pub ledger: Ledger,
 }
 
-/// One draw of the seeded generator: whether fault `fault_index` hit a request (or, for
-/// whole-server kinds, an instance) on `server`.
+/// One per-request fault decision: whether fault `fault_index` hit attempt `attempt` of a
+/// request on `server`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision {
     pub at: Duration,
     pub server: String,
     pub fault_index: usize,
+    /// The harness request, or `None` for a request the harness did not make (a proxy's
+    /// ping), whose draws are keyed by their own count on that instance.
     pub request_id: Option<u64>,
+    /// How many times the fault was decided for that request before (0: the first attempt).
+    pub attempt: u64,
+    /// What the draw said: a pure function of the seed, the fault, the request and the
+    /// attempt, so two runs with the seed agree on it whatever order the requests came in.
+    pub drawn: bool,
+    /// Whether the fake reported the fault applied to it: a draw that came after its window
+    /// closed, or too late for its request, is not.
     pub applied: bool,
 }
 
@@ -267,6 +276,8 @@ pub fn to_json(scenario: &Scenario, verdict: &Verdict, run: &RunInfo) -> Value {
                 "server": d.server,
                 "fault": d.fault_index,
                 "request": d.request_id,
+                "attempt": d.attempt,
+                "drawn": d.drawn,
                 "applied": d.applied,
             })
         })
@@ -1232,6 +1243,8 @@ slo:
                 server: "flaky".into(),
                 fault_index: 0,
                 request_id: Some(i),
+                attempt: 0,
+                drawn: i % 5 != 0,
                 applied: i % 5 != 0,
             })
             .collect();

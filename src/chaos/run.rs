@@ -728,6 +728,7 @@ fn open_window(scenario: &Scenario, hub: &Hub, spec: &FaultSpec, until: Instant)
                 probability: spec.probability,
                 tools: spec.tools.clone(),
                 remaining_ms: 0,
+                seed: 0,
                 instance: spec.instance_scope,
             },
             until,

@@ -238,7 +238,8 @@ async fn http_fault(fake: &HttpFake, on: RequestRef<'_>, rpc_id: &str) -> Option
         .await;
     // One answer can carry one fault: the first that hit.
     let fault = hits.into_iter().next()?;
-    let garbage = GarbageMark::new(&fault, on.request, rpc_id);
+    let pick = fake.faults().value_draw(&fault, on.request, rpc_id);
+    let garbage = GarbageMark::new(&fault, on.request, pick);
     fake.faults().note_applied(&fault, on.request);
     Some(match fault.kind {
         WireKind::HttpError {

@@ -71,6 +71,8 @@ pub struct ActiveFault {
     pub instance: bool,
     /// When this process first heard of it.
     pub arrived: Instant,
+    /// Seeds the values this fake draws for it (see [`FaultState::value_draw`]).
+    pub seed: u64,
     source: Source,
 }
 
@@ -114,6 +116,9 @@ struct Shared {
     /// Answers to replace with garbage, by JSON-RPC id (its JSON text): the stdio writer
     /// looks each frame up here (see `stdio`).
     garbage: Mutex<HashMap<String, GarbageMark>>,
+    /// Values drawn so far per fault and request, so that each attempt of a request that
+    /// reaches this process gets its own (see [`FaultState::value_draw`]).
+    values: Mutex<HashMap<(usize, u64), u64>>,
 }
 
 /// An answer a `garbage` fault will replace: in which form, and whom to report it to once it
@@ -129,15 +134,14 @@ pub struct GarbageMark {
 }
 
 impl GarbageMark {
-    /// The mark of a call that `fault` (a `garbage` fault) hit; `rpc_id` is its JSON-RPC id,
-    /// which keys the draw when the call carries no harness request.
-    pub fn new(fault: &ActiveFault, request: Option<u64>, rpc_id: &str) -> Self {
+    /// The mark of a call that `fault` (a `garbage` fault) hit, in the form `pick` chooses
+    /// ([`FaultState::value_draw`]).
+    pub fn new(fault: &ActiveFault, request: Option<u64>, pick: u64) -> Self {
         let forms = match &fault.kind {
             WireKind::Garbage { forms } => forms.as_slice(),
             _ => &[],
         };
-        let by = request.unwrap_or_else(|| hash(rpc_id));
-        let (form, pick) = super::garbage::choose(forms, &[fault.index as u64, by]);
+        let (form, pick) = super::garbage::choose(forms, pick);
         GarbageMark {
             fault: fault.clone(),
             request,
@@ -219,6 +223,7 @@ impl FaultState {
                 next_req: AtomicU64::new(0),
                 next_local: AtomicUsize::new(LOCAL_INDEX_BASE),
                 garbage: Mutex::new(HashMap::new()),
+                values: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -263,6 +268,7 @@ impl FaultState {
                 until: Some(now + Duration::from_millis(f.remaining_ms)),
                 instance: f.instance,
                 arrived: arrived.get(&f.index).copied().unwrap_or(now),
+                seed: f.seed,
                 source: Source::Hub,
             }));
         }
@@ -287,6 +293,7 @@ impl FaultState {
             until,
             instance: false,
             arrived: Instant::now(),
+            seed: index as u64,
             source: Source::Local,
         });
         self.bump();
@@ -510,6 +517,25 @@ impl FaultState {
             .any(|f| matches!(f.kind, WireKind::Refuse))
     }
 
+    /// A value for `fault` acting on a request (a latency, a garbage form): a pure draw keyed
+    /// by the fault's seed, the harness request (`rpc_id`, the call's JSON-RPC id, when it has
+    /// none) and how many values this process drew for them before, so the same request gets
+    /// the same value in every run with the seed, and a retry its own.
+    pub fn value_draw(&self, fault: &ActiveFault, request: Option<u64>, rpc_id: &str) -> u64 {
+        // Keyed by text only when there is no request: a proxy's own calls.
+        let (space, by) = match request {
+            Some(r) => (0, r),
+            None => (1, hash(rpc_id)),
+        };
+        let attempt = {
+            let mut values = lock(&self.shared.values);
+            let n = values.entry((fault.index, by ^ space)).or_insert(0);
+            *n += 1;
+            *n - 1
+        };
+        super::wire::draw(&[fault.seed, space, by, attempt])
+    }
+
     /// The answer with JSON-RPC id `rpc_id` (its JSON text) is to be replaced by garbage.
     pub fn mark_garbage(&self, rpc_id: String, mark: GarbageMark) {
         lock(&self.shared.garbage).insert(rpc_id, mark);
@@ -526,10 +552,17 @@ impl FaultState {
     }
 }
 
-/// A uniform draw from `min_ms..=max_ms` (the bounds in either order).
-pub fn latency(min_ms: u64, max_ms: u64) -> Duration {
+/// A delay from `min_ms..=max_ms` (the bounds in either order), chosen by `pick` (a
+/// [`FaultState::value_draw`]), near enough to uniform for any range a scenario can give.
+pub fn latency(min_ms: u64, max_ms: u64, pick: u64) -> Duration {
     let (lo, hi) = (min_ms.min(max_ms), min_ms.max(max_ms));
-    Duration::from_millis(rand::rng().random_range(lo..=hi))
+    let span = hi - lo;
+    let offset = if span == u64::MAX {
+        pick
+    } else {
+        pick % (span + 1)
+    };
+    Duration::from_millis(lo + offset)
 }
 
 #[cfg(test)]
@@ -543,6 +576,7 @@ mod tests {
             probability,
             tools: vec![],
             remaining_ms,
+            seed: 0,
             instance: false,
         }
     }
@@ -783,10 +817,12 @@ mod tests {
 
     #[test]
     fn latency_draws_within_bounds() {
-        for _ in 0..100 {
-            let d = latency(20, 10);
-            assert!((10..=20).contains(&d.as_millis()));
-        }
-        assert_eq!(latency(5, 5), Duration::from_millis(5));
+        let drawn: std::collections::BTreeSet<u128> = (0..200)
+            .map(|k| latency(20, 10, crate::fake::wire::draw(&[k])).as_millis())
+            .collect();
+        assert!(drawn.iter().all(|d| (10..=20).contains(d)), "{drawn:?}");
+        assert_eq!(drawn.len(), 11, "every value in the range: {drawn:?}");
+        assert_eq!(latency(5, 5, 77), Duration::from_millis(5));
+        assert_eq!(latency(10, 20, 3), latency(10, 20, 3));
     }
 }

@@ -7,16 +7,15 @@
 
 use serde_json::{Value, json};
 
-use super::wire::{GarbageForm, draw};
+use super::wire::GarbageForm;
 
 /// The `text` form: no JSON at all, so a client's parser fails on its first byte.
 pub const TEXT: &str = "this is not json-rpc";
 
-/// The form one request gets from a fault that allows `forms` (every form when empty), and
-/// the draw `pick` that also chooses among the malformed results. Keyed by `key` (see
-/// [`draw`]), so the same request gets the same garbage in every run.
-pub fn choose(forms: &[GarbageForm], key: &[u64]) -> (GarbageForm, u64) {
-    let pick = draw(key);
+/// The form one request gets from a fault that allows `forms` (every form when empty), chosen
+/// by `pick` (a keyed draw, so the same request gets the same garbage in every run), and what
+/// is left of the draw to choose among the malformed results.
+pub fn choose(forms: &[GarbageForm], pick: u64) -> (GarbageForm, u64) {
     let forms: &[GarbageForm] = if forms.is_empty() {
         &GarbageForm::ALL
     } else {
@@ -91,6 +90,7 @@ pub fn stand_in(id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fake::wire::draw;
 
     const ANSWER: &str =
         r#"{"jsonrpc":"2.0","id":7,"result":{"content":[{"type":"text","text":"hi é"}]}}"#;
@@ -124,10 +124,9 @@ mod tests {
     #[test]
     fn a_mix_draws_every_form_and_a_key_always_the_same() {
         let drawn: std::collections::BTreeSet<GarbageForm> =
-            (0..200).map(|r| choose(&[], &[3, r]).0).collect();
+            (0..200).map(|r| choose(&[], draw(&[3, r])).0).collect();
         assert_eq!(drawn.len(), GarbageForm::ALL.len());
-        assert_eq!(choose(&[], &[3, 42]), choose(&[], &[3, 42]));
         let only = [GarbageForm::WrongId];
-        assert!((0..50).all(|r| choose(&only, &[1, r]).0 == GarbageForm::WrongId));
+        assert!((0..50).all(|r| choose(&only, draw(&[1, r])).0 == GarbageForm::WrongId));
     }
 }

@@ -513,12 +513,14 @@ impl FakeServer {
                 _ => false,
             })
             .await;
+        let id = serde_json::to_string(rpc_id).unwrap_or_default();
         let delay: Duration = hits
             .iter()
             .filter_map(|f| match f.kind {
                 WireKind::Latency { min_ms, max_ms } => {
                     self.faults.note_applied(f, on.request);
-                    Some(faults::latency(min_ms, max_ms))
+                    let pick = self.faults.value_draw(f, on.request, &id);
+                    Some(faults::latency(min_ms, max_ms, pick))
                 }
                 _ => None,
             })
@@ -535,9 +537,9 @@ impl FakeServer {
         for fault in hits {
             match &fault.kind {
                 WireKind::Garbage { .. } => {
-                    let id = serde_json::to_string(rpc_id).unwrap_or_default();
-                    let mark = faults::GarbageMark::new(&fault, on.request, &id);
-                    self.faults.mark_garbage(id, mark);
+                    let pick = self.faults.value_draw(&fault, on.request, &id);
+                    let mark = faults::GarbageMark::new(&fault, on.request, pick);
+                    self.faults.mark_garbage(id.clone(), mark);
                 }
                 WireKind::JsonrpcError { code, message } if answer.is_none() => {
                     self.faults.note_applied(&fault, on.request);

@@ -466,7 +466,8 @@ async fn post_message(
                 }
                 // Applied when the answer is sent (`SseSession::send`), if it is.
                 _ => {
-                    let mark = Mark::Garbage(GarbageMark::new(&fault, request, &id));
+                    let pick = fake.faults().value_draw(&fault, request, &id);
+                    let mark = Mark::Garbage(GarbageMark::new(&fault, request, pick));
                     lock(&session.marks).insert(id, mark);
                 }
             }

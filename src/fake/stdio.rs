@@ -155,7 +155,7 @@ mod tests {
         );
         let fault = faults.active().remove(0);
         let mut out = InjectingWriter::new(Vec::new(), faults.clone());
-        faults.mark_garbage("2".into(), GarbageMark::new(&fault, None, "2"));
+        faults.mark_garbage("2".into(), GarbageMark::new(&fault, None, 0));
         // Frames split anywhere, two in one write: only the marked one changes.
         out.write_all(br#"{"jsonrpc":"2.0","id":1,"res"#).await?;
         out.write_all(b"ult\":{}}\n{\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{}}\n")

@@ -15,8 +15,9 @@
 //! The hub sends the whole set of faults in force for that server on every change, with the
 //! time each has left, so an instance that connects late (a stdio child the proxy just
 //! restarted) picks up a window that is still open. Per-request faults with a probability are
-//! decided by the hub, from one seeded generator per fault, so a run's decisions are one
-//! sequence that the same seed reproduces, whichever instance asked.
+//! decided by the hub with a pure draw keyed by the fault's seed, the harness request the call
+//! belongs to and the attempt (see [`draw`]), so the same seed gives the same request the same
+//! decision whatever order the calls arrive in, and a retry gets its own draw.
 //!
 //! This module is a leaf shared by the fake (`fake`) and the harness (`chaos`): types only.
 
@@ -128,6 +129,10 @@ pub struct WireFault {
     pub tools: Vec<String>,
     /// Milliseconds the window has left when the message is sent.
     pub remaining_ms: u64,
+    /// The fault's own seed (from the run's seed and its index), for the values a fake
+    /// draws itself: a latency, a garbage form.
+    #[serde(default)]
+    pub seed: u64,
     /// `scope: instance`: only sessions that finished their handshake before the fault
     /// reached this fake are affected; sessions (and processes) started later are healthy,
     /// so a proxy that replaces a hung or slow session gets a working one.
@@ -218,6 +223,12 @@ impl GarbageForm {
     }
 }
 
+/// A draw as a share of 1, for a probability: `unit(x) < p` hits with chance `p`.
+pub fn unit(x: u64) -> f64 {
+    // The top 53 bits, as many as an f64 holds exactly.
+    (x >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// A pure draw keyed by `key`: the same key gives the same number in every process and run,
 /// so a choice made with it depends on what it is about (a fault, a request, an attempt) and
 /// never on the order in which requests arrived. SplitMix64's finaliser over each word.
@@ -271,6 +282,7 @@ mod tests {
                 probability: 0.8,
                 tools: vec![],
                 remaining_ms: 9000,
+                seed: 0,
                 instance: false,
             }],
         };

@@ -224,6 +224,7 @@ fn fault(index: usize, kind: WireKind, window: Duration) -> WireFault {
         probability: 1.0,
         tools: vec![],
         remaining_ms: window.as_millis() as u64,
+        seed: 0,
         instance: false,
     }
 }
