@@ -28,11 +28,17 @@ fi
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 out=${OUT:-chaos-reports/compare}
 mkdir -p "$out"
-python_target="$PWD/$venv/bin/mcpo --host 127.0.0.1 --port {port} --config {config}"
+case $venv in /*) ;; *) venv=$PWD/$venv ;; esac
+python_target="$venv/bin/mcpo --host 127.0.0.1 --port {port} --config {config}"
 for file in ${SCENARIOS:-fault-scenarios/*.yaml}; do
   name=$(basename "$file" .yaml)
-  echo "== $name: mcpo-rs" >&2
-  "$bin" chaos "$file" --report "$out/$name.rs.json" --html "$out/$name.rs.html" >"$out/$name.rs.log" 2>&1 || true
+  # ONLY=py keeps this proxy's reports of an earlier run (ONLY=rs the Python ones).
+  if [ "${ONLY:-}" != py ]; then
+    echo "== $name: mcpo-rs" >&2
+    "$bin" chaos "$file" --report "$out/$name.rs.json" --html "$out/$name.rs.html" \
+      >"$out/$name.rs.log" 2>&1 || true
+  fi
+  [ "${ONLY:-}" = rs ] && continue
   echo "== $name: Python mcpo 0.0.20" >&2
   "$bin" chaos "$file" --target "$python_target" --report "$out/$name.py.json" \
     --html "$out/$name.py.html" >"$out/$name.py.log" 2>&1 || true

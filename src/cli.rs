@@ -511,7 +511,7 @@ pub struct FakeServerArgs {
     #[arg(long, default_value = "fake")]
     pub id: String,
     /// A chaos harness's fault hub (HOST:PORT) to connect to: announce `--id` and this PID,
-    /// and apply the faults it sends (see `fake::wire`).
+    /// and apply the faults it sends (what `mcpo chaos` starts its fakes with).
     #[arg(long)]
     pub hub: Option<String>,
     /// stdio only: exit this many milliseconds after each handshake (a crash loop).
