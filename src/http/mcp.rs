@@ -527,7 +527,7 @@ impl ServerHandler for McpFront {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let Some((upstream, tool)) = self.resolve(&request.name) else {
             return Err(ErrorData::invalid_params(
@@ -571,7 +571,17 @@ impl ServerHandler for McpFront {
                 ));
             }
         }
-        let outcome = upstream.call_tool(&tool, Some(arguments), None).await;
+        // rmcp marks a call the client cancelled (`notifications/cancelled`) on its token and
+        // lets the handler run on: stop waiting, which drops the upstream call and so tells
+        // the upstream to stop too.
+        let outcome = tokio::select! {
+            outcome = upstream.call_tool(&tool, Some(arguments), None) => outcome,
+            // Not recorded, like an OpenAPI client that hangs up: neither a success nor the
+            // server's failure.
+            () = context.ct.cancelled() => {
+                return Err(ErrorData::new(ErrorCode(-32800), "request cancelled", None));
+            }
+        };
         let class = match &outcome {
             Ok(_) => RequestClass::Success,
             Err(f) => RequestClass::Failure(f.class()),

@@ -451,3 +451,57 @@ async fn prompts_and_resources_of_every_server_are_served_and_survive_a_crash() 
     assert!(!client.is_transport_closed());
     client.cancel().await.unwrap();
 }
+
+/// The MCP endpoint issue, cancellation: a client's `notifications/cancelled` for a call in
+/// flight through `/mcp` reaches the upstream server as its own `notifications/cancelled`
+/// (the fake counts the call it stopped working on).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_the_client_cancels_is_cancelled_upstream() {
+    use rmcp::ServiceExt as _;
+    use rmcp::model::{CallToolRequest, CallToolRequestParams, ClientRequest};
+    use rmcp::service::PeerRequestOptions;
+    use rmcp::transport::StreamableHttpClientTransport;
+    use std::time::Duration;
+
+    let fake = common::FakeHttp::start("cancel-mcp");
+    let proxy = Proxy::start(
+        &json!({"mcpServers": {"remote": {"type": "streamable-http", "url": fake.url}}}),
+        &[],
+    );
+    proxy
+        .wait_ok("/remote/openapi.json", Duration::from_secs(30))
+        .await;
+    let client =
+        ().serve(StreamableHttpClientTransport::from_uri(proxy.url("/mcp")))
+            .await
+            .unwrap();
+    assert_eq!(fake.stats().await["cancelled"], 0);
+    let call = ClientRequest::CallToolRequest(CallToolRequest::new(
+        CallToolRequestParams::new("remote__sleep")
+            .with_arguments(json!({"ms": 20_000}).as_object().cloned().unwrap()),
+    ));
+    let handle = client
+        .send_request_with_option(call, PeerRequestOptions::no_options())
+        .await
+        .unwrap();
+    common::eventually(
+        "the call is in flight upstream",
+        Duration::from_secs(10),
+        async || {
+            let (_, diag) = proxy.get("/diagnostics").await;
+            (diag["servers"]["remote"]["pool"]["members"][0]["in_flight"] == 1).then_some(())
+        },
+    )
+    .await;
+    handle
+        .cancel(Some("the user stopped it".into()))
+        .await
+        .unwrap();
+    common::eventually(
+        "the upstream hears of it",
+        Duration::from_secs(5),
+        async || (fake.stats().await["cancelled"] == 1).then_some(()),
+    )
+    .await;
+    client.cancel().await.unwrap();
+}
