@@ -395,6 +395,61 @@ mod tests {
         Ok(())
     }
 
+    /// The names the status page's CSS classes and the metrics' labels use.
+    #[test]
+    fn states_are_named_as_the_status_page_and_metrics_expect() {
+        assert_eq!(BreakerState::Closed.as_str(), "closed");
+        assert_eq!(BreakerState::Open.as_str(), "open");
+        assert_eq!(BreakerState::HalfOpen.as_str(), "half_open");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_may_go_the_moment_open_for_has_passed() -> TestResult {
+        let b = CircuitBreaker::new(BreakerConfig::default());
+        fail(&b, 5)?;
+        tokio::time::advance(Duration::from_millis(500)).await;
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        assert!(b.admit().is_ok());
+        Ok(())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failure_share_under_the_ratio_keeps_it_closed() -> TestResult {
+        let b = CircuitBreaker::new(BreakerConfig::default());
+        // 40% failures over the window, never five in a row: under the 50% ratio.
+        for i in 0..20 {
+            b.admit()?.record(i % 5 < 3);
+        }
+        assert_eq!(b.state(), BreakerState::Closed);
+        assert_eq!(b.trips(), 0);
+        Ok(())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_probe_of_an_earlier_round_decides_nothing() -> TestResult {
+        let b = CircuitBreaker::new(BreakerConfig::default());
+        fail(&b, 5)?;
+        tokio::time::advance(Duration::from_millis(501)).await;
+        // Round one: a slow probe, then another after `open_for`, which fails: open again.
+        let slow = b.admit()?;
+        tokio::time::advance(Duration::from_millis(501)).await;
+        b.admit()?.record(false);
+        assert_eq!(b.state(), BreakerState::Open);
+        // Round two: a probe goes out; meanwhile the slow probe of round one succeeds.
+        tokio::time::advance(Duration::from_millis(501)).await;
+        let current = b.admit()?;
+        slow.record(true);
+        assert_eq!(
+            b.state(),
+            BreakerState::HalfOpen,
+            "old news does not close it"
+        );
+        current.record(false);
+        assert_eq!(b.state(), BreakerState::Open);
+        assert_eq!(b.trips(), 3);
+        Ok(())
+    }
+
     #[tokio::test(start_paused = true)]
     async fn an_abandoned_probe_frees_the_slot() -> TestResult {
         let b = CircuitBreaker::new(BreakerConfig::default());

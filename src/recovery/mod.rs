@@ -305,6 +305,72 @@ mod tests {
     }
 
     #[test]
+    fn a_replay_after_a_session_ended_does_not_spend_the_budget() {
+        let p = RecoveryPolicy::standard(3);
+        let closed = Failure::TransportClosed { detail: "x".into() };
+        let mut c = ctx(&closed, 1, true);
+        // The pipe broke on a live session: a retry that may reach a failing server.
+        assert!(p.decide(&c).budgeted);
+        // The session is known to have ended: the replay is owed to that one event.
+        c.session_ended = true;
+        let d = p.decide(&c);
+        assert!(d.retry_after.is_some() && !d.budgeted, "{d:?}");
+    }
+
+    #[test]
+    fn http_retries_pause_with_jitter_under_a_growing_ceiling() {
+        let p = RecoveryPolicy::standard(10);
+        let storm = Failure::HttpStatus {
+            status: 503,
+            retry_after: None,
+        };
+        // Attempt 5: the ceiling is 25 ms doubled four times.
+        let pauses: Vec<Duration> = (0..50)
+            .filter_map(|_| p.decide(&ctx(&storm, 5, true)).retry_after)
+            .collect();
+        assert_eq!(pauses.len(), 50);
+        assert!(pauses.iter().all(|d| *d <= Duration::from_millis(400)));
+        assert!(
+            pauses.iter().any(|d| !d.is_zero()),
+            "a pause, not an instant retry"
+        );
+        // The server's own Retry-After is honoured as it is.
+        let asked = Failure::HttpStatus {
+            status: 503,
+            retry_after: Some(Duration::from_secs(2)),
+        };
+        assert_eq!(
+            p.decide(&ctx(&asked, 1, true)).retry_after,
+            Some(Duration::from_secs(2))
+        );
+    }
+
+    #[test]
+    fn a_shared_strategy_replaces_the_standard_one() {
+        let mut p = RecoveryPolicy::standard(3);
+        let shared: Arc<dyn RecoveryStrategy> = Arc::new(|_: &FailureContext<'_>| {
+            Decision::retry(SessionAction::Check, Duration::ZERO, false)
+        });
+        p.register_shared(FailureClass::Tool, shared);
+        let tool = Failure::Tool {
+            message: "x".into(),
+        };
+        assert_eq!(
+            p.decide(&ctx(&tool, 1, false)),
+            Decision::retry(SessionAction::Check, Duration::ZERO, false)
+        );
+    }
+
+    #[test]
+    fn debug_shows_the_settings() {
+        let shown = format!("{:?}", RecoveryPolicy::standard(4));
+        assert!(
+            shown.contains("enabled: true") && shown.contains("max_attempts: 4"),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn disabled_policy_never_recovers() {
         let p = RecoveryPolicy::disabled();
         assert_eq!(
