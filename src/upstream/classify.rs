@@ -341,6 +341,197 @@ mod tests {
         );
     }
 
+    type Http = StreamableHttpError<reqwest::Error>;
+
+    fn status(code: u16, retry_after: Option<&str>) -> Http {
+        StreamableHttpError::HttpStatus(
+            rmcp::transport::streamable_http_client::HttpStatusError::new(
+                code,
+                retry_after.map(str::to_string),
+            ),
+        )
+    }
+
+    fn closed(detail: &str) -> Failure {
+        Failure::TransportClosed {
+            detail: detail.into(),
+        }
+    }
+
+    fn http(status: u16) -> Failure {
+        Failure::HttpStatus {
+            status,
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn sdk_errors_by_cause() {
+        assert_eq!(
+            classify_service_error(&ServiceError::Cancelled {
+                reason: Some("shutting down".into())
+            }),
+            closed("the request was cancelled: shutting down")
+        );
+        assert!(matches!(
+            classify_service_error(&ServiceError::UnexpectedResponse),
+            Failure::Protocol { .. }
+        ));
+        // A failed send is classified by the transport's own error.
+        let send = ServiceError::TransportSend(rmcp::transport::DynamicTransportError::from_parts(
+            "test",
+            std::any::TypeId::of::<()>(),
+            Box::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe)),
+        ));
+        assert_eq!(
+            classify_service_error(&send),
+            closed("the connection closed (broken pipe)")
+        );
+    }
+
+    #[test]
+    fn streamable_http_statuses_and_retry_after() {
+        // 404 on a session request: the server forgot the session.
+        assert_eq!(
+            classify_transport(&status(404, None)),
+            Failure::SessionExpired
+        );
+        // Retry-After in seconds, spaces allowed, capped at an hour; a date is not honoured.
+        let wait = |value: &str| match classify_transport(&status(429, Some(value))) {
+            Failure::HttpStatus { retry_after, .. } => retry_after,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(wait(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(wait("86400"), Some(MAX_RETRY_AFTER));
+        assert_eq!(wait("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+        assert_eq!(
+            classify_transport(&Http::SessionRecoveryTimeout),
+            Failure::SessionExpired
+        );
+    }
+
+    #[test]
+    fn authorization_failures_are_401_and_403_and_a_failed_refresh_is_transient() {
+        use rmcp::transport::streamable_http_client::{AuthRequiredError, InsufficientScopeError};
+        let required = Http::AuthRequired(AuthRequiredError::new("Bearer".into()));
+        assert_eq!(classify_transport(&required), http(401));
+        let scope = Http::InsufficientScope(InsufficientScopeError::new("Bearer".into(), None));
+        assert_eq!(classify_transport(&scope), http(403));
+        let rejected = Http::Auth(AuthError::TokenRefreshRejected("invalid_grant".into()));
+        assert_eq!(classify_transport(&rejected), http(401));
+        let required = Http::Auth(AuthError::AuthorizationRequired);
+        assert_eq!(classify_transport(&required), http(401));
+        let failed = Http::Auth(AuthError::TokenRefreshFailed("503".into()));
+        assert!(
+            matches!(classify_transport(&failed), Failure::TransportClosed { .. }),
+            "may work on the next try"
+        );
+    }
+
+    #[test]
+    fn streamable_bodies_and_streams() {
+        assert_eq!(
+            classify_transport(&Http::Io(std::io::ErrorKind::ConnectionReset.into())),
+            closed("connection reset by the server")
+        );
+        let lost = Http::UnexpectedServerResponse("Bad Request: No valid session ID".into());
+        assert_eq!(classify_transport(&lost), Failure::SessionExpired);
+        let garbled = Http::UnexpectedServerResponse("<html>".into());
+        assert!(matches!(
+            classify_transport(&garbled),
+            Failure::Protocol { .. }
+        ));
+        assert!(matches!(
+            classify_transport(&Http::MissingSessionIdInResponse),
+            Failure::Protocol { .. }
+        ));
+        assert!(matches!(
+            classify_transport(&Http::UnexpectedEndOfStream),
+            Failure::TransportClosed { .. }
+        ));
+    }
+
+    #[test]
+    fn legacy_sse_stream_end_and_long_retry_after() {
+        assert_eq!(
+            classify_transport(&SseError::Closed),
+            closed("the event stream closed")
+        );
+        assert_eq!(
+            classify_transport(&SseError::Status {
+                status: 503,
+                retry_after: Some(Duration::from_secs(86_400))
+            }),
+            Failure::HttpStatus {
+                status: 503,
+                retry_after: Some(MAX_RETRY_AFTER)
+            }
+        );
+    }
+
+    /// An error that wraps another, as SDK layers do.
+    #[derive(Debug, thiserror::Error)]
+    #[error("wrapper around {0}")]
+    struct Wrapper(#[source] Box<dyn std::error::Error + Send + Sync>);
+
+    #[test]
+    fn chains_are_read_down_to_the_cause() {
+        let io = Wrapper(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert_eq!(classify_transport(&io), closed("connection refused"));
+        let http = Wrapper(Box::new(status(503, None)));
+        assert_eq!(classify_transport(&http), self::http(503));
+        let sse = Wrapper(Box::new(SseError::SessionLost));
+        assert_eq!(classify_transport(&sse), Failure::SessionExpired);
+        // Nothing known below: the deepest message, said once.
+        let plain = Wrapper(Box::new(Wrapper(Box::new(std::fmt::Error))));
+        assert_eq!(
+            classify_transport(&plain),
+            closed("an error occurred when formatting an argument")
+        );
+        let dns = Wrapper("dns error: failed to lookup address information".into());
+        assert_eq!(root_cause(&dns), "the host name does not resolve");
+        // The handshake keeps the transport's error in a field that is not its source.
+        let handshake = rmcp::service::ClientInitializeError::TransportError {
+            error: rmcp::transport::DynamicTransportError::from_parts(
+                "test",
+                std::any::TypeId::of::<()>(),
+                Box::new(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
+            ),
+            context: "send initialize request".into(),
+        };
+        assert_eq!(
+            classify_transport(&handshake),
+            closed("the connection closed in the middle of an answer")
+        );
+    }
+
+    #[test]
+    fn io_errors_in_words() {
+        use std::io::{Error, ErrorKind as K};
+        for (kind, phrase) in [
+            (K::ConnectionRefused, "connection refused"),
+            (K::ConnectionReset, "connection reset by the server"),
+            (K::ConnectionAborted, "connection aborted"),
+            (K::TimedOut, "timed out"),
+            (K::BrokenPipe, "the connection closed (broken pipe)"),
+            (
+                K::UnexpectedEof,
+                "the connection closed in the middle of an answer",
+            ),
+            (K::NotFound, "not found"),
+            (K::PermissionDenied, "permission denied"),
+            (K::AddrNotAvailable, "address not available"),
+        ] {
+            assert_eq!(io_phrase(&Error::from(kind)), phrase);
+        }
+        // An I/O error that wraps another is said by what it wraps.
+        let wrapped = Error::other(Wrapper("dns error: no such host".into()));
+        assert_eq!(io_phrase(&wrapped), "the host name does not resolve");
+        assert_eq!(io_phrase(&Error::other("plain")), "plain");
+    }
+
     #[tokio::test]
     async fn a_refused_sse_post_is_a_plain_connect_failure() {
         // A port that was just free: nothing listens there.
