@@ -316,6 +316,72 @@ mod tests {
         }
     }
 
+    /// Calls `cache` for `key` with a result made by `result`, counting the upstream calls.
+    async fn fetch(
+        cache: &ResultCache,
+        key: CacheKey,
+        ttl: Duration,
+        calls: &AtomicU32,
+        result: Value,
+    ) -> bool {
+        let (r, hit) = cache
+            .get_or_call(key, ttl, async {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Ok(result)
+            })
+            .await;
+        assert!(r.is_ok(), "{r:?}");
+        hit
+    }
+
+    #[tokio::test]
+    async fn a_result_is_served_for_its_ttl_and_not_after() {
+        let cache = ResultCache::new(100, 64 * 1024 * 1024);
+        let calls = AtomicU32::new(0);
+        let ttl = Duration::from_millis(200);
+        let result = json!({"content": []});
+        assert!(!fetch(&cache, key("{}"), ttl, &calls, result.clone()).await);
+        assert!(fetch(&cache, key("{}"), ttl, &calls, result.clone()).await);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!fetch(&cache, key("{}"), ttl, &calls, result).await);
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_result_of_exactly_the_size_limit_is_kept() {
+        let cache = ResultCache::new(100, 64 * 1024 * 1024);
+        let calls = AtomicU32::new(0);
+        // `{"t":"` and `"}` around the text.
+        let result = json!({"t": "x".repeat(MAX_RESULT_BYTES - 8)});
+        assert_eq!(serialized_len(&result), MAX_RESULT_BYTES);
+        let ttl = Duration::from_secs(60);
+        assert!(!fetch(&cache, key("{}"), ttl, &calls, result.clone()).await);
+        assert!(fetch(&cache, key("{}"), ttl, &calls, result).await);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn an_entry_weighs_its_result_and_its_key() {
+        // A share per entry far below the entry's own bytes.
+        let cache = ResultCache::new(1_000_000, 1 << 30);
+        let calls = AtomicU32::new(0);
+        let key = CacheKey {
+            server: "s".repeat(200).into(),
+            epoch: 0,
+            tool: "t".repeat(200).into(),
+            arguments: "a".repeat(1000),
+        };
+        let result = json!({"content": [{"type": "text", "text": "x".repeat(100_000)}]});
+        let own = serde_json::to_string(&result).map_or(0, |t| t.len()) + 1400;
+        fetch(&cache, key, Duration::from_secs(60), &calls, result).await;
+        cache.settle().await;
+        let weight = usize::try_from(cache.weighted_bytes()).unwrap_or(usize::MAX);
+        // At least its result and key, plus no more than a little bookkeeping.
+        assert!((own..own + 1024).contains(&weight), "{weight} for {own}");
+        assert!(format!("{cache:?}").contains("entries: 1"), "{cache:?}");
+    }
+
     /// The hostile-input issue, finding 10: the cache was bounded by entries only, so 1,000
     /// results of 1 MB would have held about a gigabyte.
     #[tokio::test]
