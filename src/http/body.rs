@@ -176,8 +176,8 @@ async fn discard(mut stream: axum::body::BodyDataStream, refusal: BodyError) -> 
 }
 
 /// About how many JSON values `body` holds, from a scan of its bytes: every value but the first
-/// follows a `,`, a `[` or a `:`. Exact for valid JSON up to empty containers, and never an
-/// undercount, which is what a limit needs.
+/// follows a `,`, a `[` or a `:`. Never an undercount, which is what a limit needs; exact for
+/// arrays and scalars, one over per empty array and per object member after the first.
 pub fn json_value_count(body: &[u8]) -> usize {
     let mut count = 1;
     let mut in_string = false;
@@ -276,6 +276,160 @@ mod tests {
                 "{text}: {counted} > {expected} + 1"
             );
         }
+    }
+
+    /// A body sent in chunks, with no declared length.
+    fn chunked(chunks: Vec<Vec<u8>>) -> Body {
+        Body::from_stream(futures::stream::iter(
+            chunks.into_iter().map(Ok::<_, std::io::Error>),
+        ))
+    }
+
+    /// docs/security.md: one body 16 MiB; all bodies being read at once 32 MiB.
+    const DOCUMENTED_LIMIT: usize = 16 << 20;
+
+    #[tokio::test]
+    async fn a_body_of_exactly_the_limit_is_read_and_one_byte_more_is_not() {
+        let budget = BodyBudget::default();
+        let mut headers = HeaderMap::new();
+        headers.insert(http::header::CONTENT_LENGTH, DOCUMENTED_LIMIT.into());
+        let full = read(
+            &headers,
+            Body::from(vec![b'x'; DOCUMENTED_LIMIT]),
+            &budget,
+            WITHIN,
+        );
+        let full = full.await;
+        assert_eq!(
+            full.as_ref().map(|b| b.bytes.len()).ok(),
+            Some(DOCUMENTED_LIMIT)
+        );
+        // Two such bodies at once fit in the shared budget; not one byte more.
+        let second = read(
+            &headers,
+            Body::from(vec![b'x'; DOCUMENTED_LIMIT]),
+            &budget,
+            WITHIN,
+        );
+        let second = second.await;
+        assert!(second.is_ok(), "{second:?}");
+        let third = read(&HeaderMap::new(), Body::from(vec![b'x']), &budget, WITHIN).await;
+        assert!(matches!(third, Err(BodyError::Busy)), "{third:?}");
+        drop((full, second));
+        // No declared length: the limit holds on the bytes that arrive.
+        let over = chunked(vec![vec![b'x'; DOCUMENTED_LIMIT], vec![b'x']]);
+        let over = read(&HeaderMap::new(), over, &budget, WITHIN).await;
+        assert!(matches!(over, Err(BodyError::TooLarge { .. })), "{over:?}");
+    }
+
+    #[tokio::test]
+    async fn a_chunked_body_takes_its_share_as_it_arrives_and_exactly_that() {
+        // Four units: a body of four chunks of one unit fits exactly, and holds all four.
+        let budget = BodyBudget::new(4 * UNIT);
+        let body = chunked(vec![vec![b'x'; UNIT]; 4]);
+        let first = read(&HeaderMap::new(), body, &budget, WITHIN).await;
+        let first = first.map(|b| b.bytes.len());
+        assert_eq!(first.as_ref().ok(), Some(&(4 * UNIT)), "{first:?}");
+        // (The length was read, the body dropped: its share is back.)
+        let none = HeaderMap::new();
+        let held = read(&none, chunked(vec![vec![b'x'; UNIT]; 4]), &budget, WITHIN).await;
+        assert!(held.is_ok(), "{held:?}");
+        // While it is held, not one more byte fits.
+        let one = read(&HeaderMap::new(), Body::from(vec![b'x']), &budget, WITHIN).await;
+        assert!(matches!(one, Err(BodyError::Busy)), "{one:?}");
+        drop(held);
+        let one = read(&HeaderMap::new(), Body::from(vec![b'x']), &budget, WITHIN).await;
+        assert!(one.is_ok(), "{one:?}");
+    }
+
+    #[tokio::test]
+    async fn a_shed_body_is_read_to_its_end_but_never_past_the_limit() {
+        let budget = BodyBudget::new(UNIT);
+        // The rest of a refused body is drained, so the client sees the 503, not a broken pipe.
+        let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = sent.clone();
+        let chunks = (0..8).map(move |_| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; 2 * UNIT]))
+        });
+        let read1 = read(
+            &HeaderMap::new(),
+            Body::from_stream(futures::stream::iter(chunks)),
+            &budget,
+            WITHIN,
+        )
+        .await;
+        assert!(matches!(read1, Err(BodyError::Busy)), "{read1:?}");
+        assert_eq!(sent.load(std::sync::atomic::Ordering::SeqCst), 8);
+        // A client that keeps sending is cut once the limit has been read: of a body four times
+        // the limit, the rest is not read.
+        let chunk = 64 * UNIT + 1;
+        let sent = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = sent.clone();
+        let long = (0..4 * BODY_LIMIT / chunk).map(move |_| {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok::<_, std::io::Error>(Bytes::from(vec![b'x'; chunk]))
+        });
+        let long = Body::from_stream(futures::stream::iter(long));
+        let cut = read(&HeaderMap::new(), long, &budget, WITHIN).await;
+        assert!(matches!(cut, Err(BodyError::Busy)), "{cut:?}");
+        let read_chunks = sent.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            read_chunks <= BODY_LIMIT / chunk + 2,
+            "{read_chunks} chunks read"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_shed_body_whose_rest_is_exactly_the_limit_is_read_to_its_end() {
+        use futures::StreamExt as _;
+        let budget = BodyBudget::new(UNIT);
+        let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = ended.clone();
+        // Refused on its first chunk; then exactly the limit, then its end.
+        let mut chunks = vec![Bytes::from(vec![b'x'; 2 * UNIT])];
+        chunks.extend((0..16).map(|_| Bytes::from(vec![b'x'; BODY_LIMIT / 16])));
+        let body = futures::stream::iter(chunks.into_iter().map(Ok::<_, std::io::Error>)).chain(
+            futures::stream::poll_fn(move |_| {
+                seen.store(true, std::sync::atomic::Ordering::SeqCst);
+                std::task::Poll::Ready(None)
+            }),
+        );
+        let shed = read(&HeaderMap::new(), Body::from_stream(body), &budget, WITHIN).await;
+        assert!(matches!(shed, Err(BodyError::Busy)), "{shed:?}");
+        assert!(ended.load(std::sync::atomic::Ordering::SeqCst));
+    }
+
+    /// Exact for arrays and scalars (what a hostile body is made of); an object counts one
+    /// extra per member after the first (the comma before a key).
+    #[test]
+    fn value_count_is_exact_for_arrays_and_over_by_the_object_commas() {
+        let cases: &[(&str, usize)] = &[
+            ("1", 1),
+            (r#"["x", "x", "x"]"#, 4),
+            (r#"[[1], [2, 3]]"#, 6),
+            (r#""a\"b,c""#, 1),
+            (r#"["a\\", "b,"]"#, 3),
+            (r#"{"a": 1}"#, 2),
+            // 7 values, and one comma between the two members.
+            (r#"{"a": [1, 2, "x,y:[z"], "b": {"c": null}}"#, 8),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(json_value_count(text.as_bytes()), *expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn the_value_limit_is_inclusive() {
+        // An array of n numbers is n + 1 values.
+        let array = |n: usize| format!("[{}0]", "0,".repeat(n - 1));
+        let at = array(MAX_JSON_VALUES - 1);
+        assert_eq!(check_values(at.as_bytes()).ok(), Some(MAX_JSON_VALUES));
+        let over = array(MAX_JSON_VALUES);
+        assert!(matches!(
+            check_values(over.as_bytes()),
+            Err(BodyError::TooManyValues { .. })
+        ));
     }
 
     #[tokio::test]
