@@ -22,7 +22,8 @@ use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
     ErrorCode, GetPromptRequestParams, GetPromptResponse, Implementation, ListPromptsResult,
     ListResourceTemplatesResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams,
-    ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities, ServerConfig,
+    ProgressNotificationParam, ReadResourceRequestParams, ReadResourceResponse, ServerCapabilities,
+    ServerConfig,
 };
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::transport::streamable_http_server::{
@@ -574,8 +575,25 @@ impl ServerHandler for McpFront {
         // rmcp marks a call the client cancelled (`notifications/cancelled`) on its token and
         // lets the handler run on: stop waiting, which drops the upstream call and so tells
         // the upstream to stop too.
+        // A client that asked for progress (a token in `_meta`) gets the upstream's, under
+        // its own token; each also renews the upstream call's window (rmcp's clock).
+        let progress = context.meta.get_progress_token().map(|token| {
+            let (sink, mut heard) =
+                tokio::sync::mpsc::unbounded_channel::<ProgressNotificationParam>();
+            let peer = context.peer.clone();
+            // Ends when the call does (the last sender is dropped with it).
+            tokio::spawn(async move {
+                while let Some(mut note) = heard.recv().await {
+                    note.progress_token = token.clone();
+                    if peer.notify_progress(note).await.is_err() {
+                        return;
+                    }
+                }
+            });
+            sink
+        });
         let outcome = tokio::select! {
-            outcome = upstream.call_tool(&tool, Some(arguments), None) => outcome,
+            outcome = upstream.call_tool_with_progress(&tool, Some(arguments), None, progress.as_ref()) => outcome,
             // Not recorded, like an OpenAPI client that hangs up: neither a success nor the
             // server's failure.
             () = context.ct.cancelled() => {

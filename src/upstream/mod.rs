@@ -584,6 +584,19 @@ impl Upstream {
         arguments: Option<JsonObject>,
         meta: Option<&JsonObject>,
     ) -> Result<Value, Failure> {
+        self.call_tool_with_progress(tool, arguments, meta, None)
+            .await
+    }
+
+    /// [`Upstream::call_tool`], with the call's `notifications/progress` (from whichever
+    /// session carries it, replays included) sent to `progress`.
+    pub async fn call_tool_with_progress(
+        &self,
+        tool: &ToolEntry,
+        arguments: Option<JsonObject>,
+        meta: Option<&JsonObject>,
+        progress: Option<&session::ProgressSink>,
+    ) -> Result<Value, Failure> {
         let deadline = self.call_timeout();
         let started = Instant::now();
         let until = started.checked_add(deadline).unwrap_or(started);
@@ -624,7 +637,7 @@ impl Upstream {
             let left = hard_until.saturating_duration_since(now).max(window);
             let outcome = tokio::time::timeout_at(
                 hard_until + CALL_BACKSTOP,
-                session.call_tool(&tool.name, arguments.clone(), meta, window, left),
+                session.call_tool(&tool.name, arguments.clone(), meta, window, left, progress),
             )
             .await;
             // Whichever clock ran out, the call is reported against the deadline it was given.

@@ -33,11 +33,19 @@ const MAX_TOOL_PAGES: usize = 100;
 /// Tools kept past `max_tools` while listing, for disabled tools the catalog then drops.
 const MAX_TOOL_SLACK: usize = 100;
 
-/// Our side of the MCP conversation: identifies the proxy and hears list changes.
+/// Where a call's `notifications/progress` go: its caller's channel.
+pub type ProgressSink = tokio::sync::mpsc::UnboundedSender<rmcp::model::ProgressNotificationParam>;
+
+/// The sinks of the calls in flight on a session, by the progress token rmcp gave each.
+type ProgressRoutes = Arc<std::sync::Mutex<HashMap<rmcp::model::ProgressToken, ProgressSink>>>;
+
+/// Our side of the MCP conversation: identifies the proxy, hears list changes and passes each
+/// call's progress on to whoever waits for it.
 #[derive(Clone)]
 pub(crate) struct ProxyClient {
     info: ClientConfig,
     tools_changed: Arc<Notify>,
+    progress: ProgressRoutes,
 }
 
 impl rmcp::ClientHandler for ProxyClient {
@@ -47,6 +55,40 @@ impl rmcp::ClientHandler for ProxyClient {
 
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
         self.tools_changed.notify_one();
+    }
+
+    async fn on_progress(
+        &self,
+        params: rmcp::model::ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let sink = self
+            .progress
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&params.progress_token)
+            .cloned();
+        if let Some(sink) = sink {
+            // The caller may be gone already; its progress is then nobody's.
+            let _ = sink.send(params);
+        }
+    }
+}
+
+/// Removes a call's progress route when the call ends, however it ends.
+struct ProgressRoute<'a> {
+    routes: &'a ProgressRoutes,
+    token: Option<rmcp::model::ProgressToken>,
+}
+
+impl Drop for ProgressRoute<'_> {
+    fn drop(&mut self) {
+        if let Some(token) = self.token.take() {
+            self.routes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&token);
+        }
     }
 }
 
@@ -67,6 +109,8 @@ pub struct Session {
     calls: AtomicUsize,
     idle: Notify,
     pub tools_changed: Arc<Notify>,
+    /// Shared with this session's [`ProxyClient`].
+    progress: ProgressRoutes,
 }
 
 impl std::fmt::Debug for Session {
@@ -102,7 +146,9 @@ impl Session {
         oauth: Option<OAuthHttpClient>,
     ) -> Result<(Session, ToolCatalog), ConnectError> {
         let tools_changed = Arc::new(Notify::new());
+        let progress = ProgressRoutes::default();
         let handler = ProxyClient {
+            progress: progress.clone(),
             info: ClientConfig::new(
                 ClientCapabilities::default(),
                 Implementation::new("mcpo", env!("CARGO_PKG_VERSION")),
@@ -300,6 +346,7 @@ impl Session {
             calls: AtomicUsize::new(0),
             idle: Notify::new(),
             tools_changed,
+            progress,
         };
         subscribe_to_list_changes(&session, &server.name);
         let catalog = match session
@@ -373,6 +420,8 @@ impl Session {
     /// `notifications/progress` of the call opens a new `window`, up to `cap` in all (rmcp
     /// keeps both clocks, and sends `notifications/cancelled` when one runs out). Dropping
     /// this future (the caller's own deadline, a client gone) cancels the call upstream too.
+    ///
+    /// With `progress`, the call's `notifications/progress` are sent there as they come.
     pub async fn call_tool(
         &self,
         tool: &str,
@@ -380,6 +429,7 @@ impl Session {
         meta: Option<&JsonObject>,
         window: Duration,
         cap: Duration,
+        progress: Option<&ProgressSink>,
     ) -> Result<Value, Failure> {
         let _counted = CallCount::new(self);
         let mut params = CallToolRequestParams::new(tool.to_string());
@@ -399,6 +449,16 @@ impl Session {
         let mut abandoned = CancelOnDrop {
             peer: self.peer.clone(),
             id: Some(handle.id.clone()),
+        };
+        let _route = ProgressRoute {
+            routes: &self.progress,
+            token: progress.map(|sink| {
+                self.progress
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert(handle.progress_token.clone(), sink.clone());
+                handle.progress_token.clone()
+            }),
         };
         let answer = handle.await_response().await;
         abandoned.id = None;

@@ -505,3 +505,73 @@ async fn a_call_the_client_cancels_is_cancelled_upstream() {
     .await;
     client.cancel().await.unwrap();
 }
+
+/// Hears `notifications/progress`.
+#[derive(Clone, Default)]
+struct ProgressWatcher {
+    heard: std::sync::Arc<std::sync::Mutex<Vec<rmcp::model::ProgressNotificationParam>>>,
+}
+
+impl rmcp::ClientHandler for ProgressWatcher {
+    async fn on_progress(
+        &self,
+        params: rmcp::model::ProgressNotificationParam,
+        _context: rmcp::service::NotificationContext<rmcp::RoleClient>,
+    ) {
+        self.heard.lock().unwrap().push(params);
+    }
+}
+
+/// The MCP endpoint issue, progress: the upstream's `notifications/progress` for a call made
+/// through `/mcp` reach the client under the client's own progress token, and keep the call
+/// alive past the server's 1 s deadline (2.4 s of work in 6 steps).
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_progress_reaches_the_mcp_client_and_keeps_the_call_alive() {
+    use rmcp::ServiceExt as _;
+    use rmcp::model::{CallToolRequest, CallToolRequestParams, ClientRequest, ServerResult};
+    use rmcp::service::PeerRequestOptions;
+    use rmcp::transport::StreamableHttpClientTransport;
+    use std::time::Duration;
+
+    let mut server = stdio_fake("steps");
+    server["timeout"] = json!(1);
+    let proxy = Proxy::start(&json!({"mcpServers": {"steps": server}}), &[]);
+    proxy
+        .wait_ok("/steps/openapi.json", Duration::from_secs(30))
+        .await;
+    let watcher = ProgressWatcher::default();
+    let client = watcher
+        .clone()
+        .serve(StreamableHttpClientTransport::from_uri(proxy.url("/mcp")))
+        .await
+        .unwrap();
+    let call = ClientRequest::CallToolRequest(CallToolRequest::new(
+        CallToolRequestParams::new("steps__progress").with_arguments(
+            json!({"steps": 6, "every_ms": 400, "tag": "done"})
+                .as_object()
+                .cloned()
+                .unwrap(),
+        ),
+    ));
+    let handle = client
+        .send_request_with_option(
+            call,
+            PeerRequestOptions::with_timeout(Duration::from_secs(20)).reset_timeout_on_progress(),
+        )
+        .await
+        .unwrap();
+    let token = handle.progress_token.clone();
+    let answer = handle.await_response().await.unwrap();
+    let ServerResult::CallToolResult(result) = answer else {
+        panic!("not a tool result: {answer:?}");
+    };
+    assert_ne!(result.is_error, Some(true), "{result:?}");
+    assert!(
+        serde_json::to_string(&result.content).unwrap().contains("done"),
+        "{result:?}"
+    );
+    let heard = watcher.heard.lock().unwrap().clone();
+    assert!(heard.len() >= 5, "progress heard: {heard:?}");
+    assert!(heard.iter().all(|p| p.progress_token == token), "{heard:?}");
+    client.cancel().await.unwrap();
+}
