@@ -224,6 +224,13 @@ impl CircuitBreaker {
         }
         inner.window.push_back(healthy);
         inner.consecutive = if healthy { 0 } else { inner.consecutive + 1 };
+        // Only a failure opens the breaker. A success that fills the window to `min_calls`
+        // must not trip it on the failures before it: right after a server recovers, that
+        // shed the first healthy calls (seen in the mixed scenario: beta's breaker opened
+        // 0.3 s after its 503 window had cleared, on a success).
+        if healthy {
+            return;
+        }
         let failures = inner.window.iter().filter(|ok| !**ok).count();
         let ratio_trips = inner.window.len() >= self.config.min_calls
             && failures as f64 >= self.config.failure_ratio * inner.window.len() as f64;
@@ -321,9 +328,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn opens_on_a_high_failure_ratio_and_reopens_on_a_failed_probe() -> TestResult {
         let b = CircuitBreaker::new(BreakerConfig::default());
-        // 80% failures, never five in a row.
+        // 80% failures, never five in a row; the tenth, a failure, opens it.
         for i in 0..10 {
-            b.admit()?.record(i % 5 == 4);
+            b.admit()?.record(i % 5 == 0);
         }
         assert_eq!(b.state(), BreakerState::Open);
         tokio::time::advance(Duration::from_millis(600)).await;
@@ -458,5 +465,25 @@ mod tests {
         drop(b.admit()?);
         assert!(b.admit().is_ok(), "a new probe may go");
         Ok(())
+    }
+
+    /// A success never opens the breaker, even the one that fills the window to `min_calls`
+    /// with half of it failures: the server just answered well.
+    #[test]
+    fn a_success_that_fills_the_window_does_not_open_it() {
+        let b = CircuitBreaker::new(BreakerConfig::default());
+        // 5 failures and 4 successes, alternating (never 5 failures in a row): 9 calls, under
+        // `min_calls`.
+        for i in 0..9 {
+            let permit = b.admit().expect("closed");
+            permit.record(i % 2 == 1);
+        }
+        assert_eq!(b.state(), BreakerState::Closed);
+        b.admit().expect("closed").record(true);
+        assert_eq!(b.state(), BreakerState::Closed, "opened on a success");
+        assert_eq!(b.trips(), 0);
+        // The next failure makes it 6 of 11: that one opens it.
+        b.admit().expect("closed").record(false);
+        assert_eq!(b.state(), BreakerState::Open);
     }
 }

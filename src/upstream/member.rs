@@ -367,6 +367,8 @@ impl Member {
                     }
                     // Died before answering anything: one event against the server (a crash
                     // loop opens the breaker), and the next attempt backs off.
+                    tracing::debug!(server = %name, member = self.index, session = id, reason = %end.reason,
+                        "a session ended before answering any call: counted against the server");
                     self.shared.breaker.record_event(false);
                     (
                         format!(

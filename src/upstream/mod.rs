@@ -695,6 +695,10 @@ impl Upstream {
                     m.mark_failing("the circuit breaker opened");
                 }
             }
+            if breaker.trips() > trips_before {
+                tracing::warn!(server = %self.name(), tool = %tool.name, failure = failure.label(),
+                    session_ended, attempt, "this call's failure opened the circuit breaker");
+            }
             let now = Instant::now();
             if session_ended {
                 ended.push(session.id);

@@ -567,7 +567,9 @@ async fn upstream_progress_reaches_the_mcp_client_and_keeps_the_call_alive() {
     };
     assert_ne!(result.is_error, Some(true), "{result:?}");
     assert!(
-        serde_json::to_string(&result.content).unwrap().contains("done"),
+        serde_json::to_string(&result.content)
+            .unwrap()
+            .contains("done"),
         "{result:?}"
     );
     let heard = watcher.heard.lock().unwrap().clone();
