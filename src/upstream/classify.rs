@@ -532,6 +532,24 @@ mod tests {
         assert_eq!(io_phrase(&Error::other("plain")), "plain");
     }
 
+    /// Errors from real sockets carry an OS code, and their own text says it ("Connection
+    /// aborted (os error 103)"): each kind must still be said in the proxy's words.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn os_errors_in_words_not_in_their_codes() {
+        use std::io::Error;
+        // Linux's ECONNABORTED, ETIMEDOUT, EACCES, EADDRNOTAVAIL, ECONNREFUSED.
+        for (code, phrase) in [
+            (103, "connection aborted"),
+            (110, "timed out"),
+            (13, "permission denied"),
+            (99, "address not available"),
+            (111, "connection refused"),
+        ] {
+            assert_eq!(io_phrase(&Error::from_raw_os_error(code)), phrase);
+        }
+    }
+
     #[tokio::test]
     async fn a_refused_sse_post_is_a_plain_connect_failure() {
         // A port that was just free: nothing listens there.
