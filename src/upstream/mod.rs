@@ -533,13 +533,7 @@ impl Upstream {
                 }
                 Err(f) => f,
             };
-            let session_ended = match &failure {
-                Failure::SessionExpired => true,
-                Failure::TransportClosed { .. } => {
-                    session.is_dead() || session.ends_within(SESSION_END_SETTLE).await
-                }
-                _ => session.is_dead(),
-            };
+            let session_ended = session_ended_under(&session, &failure).await;
             if !session_ended
                 || !self.shared.policy.enabled
                 || Instant::now() >= until
@@ -671,14 +665,7 @@ impl Upstream {
             if matches!(failure, Failure::Tool { .. } | Failure::JsonRpc { .. }) {
                 session.record_answer();
             }
-            let session_ended = match &failure {
-                Failure::SessionExpired => true,
-                // The pipe usually closes a moment before the reaper reports the exit.
-                Failure::TransportClosed { .. } => {
-                    session.is_dead() || session.ends_within(SESSION_END_SETTLE).await
-                }
-                _ => session.is_dead(),
-            };
+            let session_ended = session_ended_under(&session, &failure).await;
             let trips_before = breaker.trips();
             if let Some(p) = permit {
                 if session_ended {
@@ -757,5 +744,18 @@ impl Upstream {
                 tokio::time::sleep(pause).await;
             }
         }
+    }
+}
+
+/// Whether `failure` means the session it happened on ended (its child died, its connection
+/// closed, the server forgot it), which is one event for the supervisor, not a verdict on
+/// the server. The pipe usually closes a moment before the reaper reports the exit.
+async fn session_ended_under(session: &Session, failure: &Failure) -> bool {
+    match failure {
+        Failure::SessionExpired => true,
+        Failure::TransportClosed { .. } => {
+            session.is_dead() || session.ends_within(SESSION_END_SETTLE).await
+        }
+        _ => session.is_dead(),
     }
 }
