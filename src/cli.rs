@@ -87,6 +87,16 @@ pub struct ChaosArgs {
     /// `{port}` are replaced, e.g. "mcpo --port {port} --config {config}".
     #[arg(long)]
     pub target: Option<String>,
+    /// The proxy's front the load goes through: `http` (`POST /{server}/{tool}`) or `mcp`
+    /// (`tools/call` on one session of its MCP endpoint).
+    #[arg(long, default_value = "http", value_parser = ["http", "mcp"])]
+    pub via: String,
+    /// With `--via mcp`: the MCP endpoint's path on the proxy.
+    #[arg(long = "mcp-path", default_value = "/mcp")]
+    pub mcp_path: String,
+    /// With `--via mcp`: the tool's name on the endpoint; `{server}` and `{tool}` are replaced.
+    #[arg(long = "mcp-tool-name", default_value = "{server}__{tool}")]
+    pub mcp_tool_name: String,
     /// Write the JSON report here.
     #[arg(long)]
     pub report: Option<PathBuf>,

@@ -6,14 +6,26 @@
 //! after such an allocation is gone, never on the common path.
 
 /// Asks the allocator to return what it can.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
 pub fn trim() {
+    #[cfg(test)]
+    TRIMS.with(|n| n.set(n.get() + 1));
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns free memory to the OS; it touches no live allocation.
     unsafe {
         libc::malloc_trim(0);
     }
 }
 
-/// Asks the allocator to return what it can (nothing to do off glibc).
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn trim() {}
+#[cfg(test)]
+thread_local! {
+    /// How many trims this thread asked for: what a unit test can see of a trim (the memory
+    /// it gives back shows only in the process's RSS, which every test shares). Per thread, so
+    /// the tests that run beside one another do not count each other's.
+    static TRIMS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// How many trims the calling thread has asked for.
+#[cfg(test)]
+pub fn trims_on_this_thread() -> usize {
+    TRIMS.with(std::cell::Cell::get)
+}

@@ -121,6 +121,15 @@ async fn chaos(args: mcpo::cli::ChaosArgs) -> ExitCode {
         junit: args.junit,
         html: args.html,
         seed: args.seed,
+        via: if args.via == "mcp" {
+            mcpo::chaos::caller::Via::Mcp
+        } else {
+            mcpo::chaos::caller::Via::Http
+        },
+        mcp_route: mcpo::chaos::caller::McpRoute {
+            path: args.mcp_path,
+            name: args.mcp_tool_name,
+        },
         quiet: false,
     };
     let interrupt = tokio_util::sync::CancellationToken::new();

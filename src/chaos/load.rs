@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::answers;
+use super::caller::Caller;
 use super::scenario::{CallSpec, LoadSpec};
 use super::verdict::{Outcome, RequestRecord};
 
@@ -69,8 +70,6 @@ impl CallPicker {
 /// What to send, where and when.
 #[derive(Debug, Clone)]
 pub struct LoadPlan {
-    /// The proxy's base URL.
-    pub base: String,
     pub load: LoadSpec,
     /// Seeds the choice of calls.
     pub seed: u64,
@@ -82,21 +81,6 @@ pub struct LoadPlan {
     pub end: Duration,
 }
 
-/// Whether a failed send was the harness's own limit (out of file descriptors), not the
-/// proxy's doing.
-fn harness_limit(e: &reqwest::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = source {
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && matches!(io.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
-        {
-            return true;
-        }
-        source = err.source();
-    }
-    false
-}
-
 /// Sends the plan's load, then waits for the answers (each bounded by the client deadline).
 /// Stops sending early, and drops requests in flight, when `stop` is cancelled.
 ///
@@ -104,13 +88,12 @@ fn harness_limit(e: &reqwest::Error) -> bool {
 /// (`answers`). A request due while `load.max_in_flight` are unanswered is not sent and is
 /// recorded as `not-sent`, as is one that failed for want of file descriptors.
 pub async fn drive(
-    client: reqwest::Client,
+    caller: Caller,
     plan: LoadPlan,
     counters: Arc<LoadCounters>,
     stop: CancellationToken,
 ) -> Vec<RequestRecord> {
     let LoadPlan {
-        base,
         load,
         seed,
         clock,
@@ -158,44 +141,18 @@ pub async fn drive(
             records.push(not_sent);
             continue;
         };
-        let (client, base, calls, counters) = (
-            client.clone(),
-            base.clone(),
-            calls.clone(),
-            counters.clone(),
-        );
+        let (caller, calls, counters) = (caller.clone(), calls.clone(), counters.clone());
         let deadline = load.deadline;
         tasks.spawn(async move {
             let _slot = slot;
             let spec = &calls[call];
-            let url = format!("{}/{}", base.trim_end_matches('/'), spec.route());
             let sent_at = clock.elapsed();
             counters.sent.fetch_add(1, Ordering::Relaxed);
             counters.in_flight.fetch_add(1, Ordering::Relaxed);
-            let sent = client.post(&url).timeout(deadline).json(&args).send().await;
-            let (status, outcome) = match sent {
-                Ok(response) => {
-                    let status = response.status();
-                    // The answer counts once its body has arrived (or failed to).
-                    let body = response.bytes().await;
-                    let outcome = match body {
-                        Ok(body) if status.is_success() => {
-                            if answers::is_right(&expected, &body) {
-                                Outcome::Success
-                            } else {
-                                Outcome::WrongAnswer
-                            }
-                        }
-                        Ok(_) => Outcome::HttpError,
-                        Err(e) if e.is_timeout() => Outcome::Hung,
-                        Err(_) => Outcome::ConnectError,
-                    };
-                    (Some(status.as_u16()), outcome)
-                }
-                Err(e) if e.is_timeout() => (None, Outcome::Hung),
-                Err(e) if harness_limit(&e) => (None, Outcome::NotSent),
-                Err(_) => (None, Outcome::ConnectError),
-            };
+            let reply = caller
+                .call(&spec.server, &spec.tool, &args, deadline, &expected)
+                .await;
+            let (status, outcome) = (reply.status, reply.outcome);
             let answered_at =
                 (!matches!(outcome, Outcome::Hung | Outcome::NotSent)).then(|| clock.elapsed());
             counters.in_flight.fetch_sub(1, Ordering::Relaxed);

@@ -24,6 +24,7 @@
 pub const EXAMPLE: &str = include_str!("example.yaml");
 
 pub mod answers;
+pub mod caller;
 pub mod hub;
 pub mod load;
 pub mod procs;

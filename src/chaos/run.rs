@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::answers;
+use super::caller::{Caller, McpRoute, Via};
 use super::hub::Hub;
 use super::load::{self, LoadCounters};
 use super::procs::{self, HttpFake, HttpForm, ProcError};
@@ -35,7 +36,7 @@ use super::report::{self, RunInfo, Timeline};
 use super::scenario::{
     FaultKind, FaultSpec, Scenario, ScenarioError, Target, Transport, parse_scenario_file,
 };
-use super::verdict::{FaultEvent, Verdict, VerdictInput, render_table};
+use super::verdict::{FaultEvent, Outcome, Verdict, VerdictInput, render_table};
 use crate::fake::wire::{OneShot, WireFault, WireKind};
 
 /// How long the proxy gets to start and answer a call on every server.
@@ -59,6 +60,10 @@ pub struct ChaosOptions {
     pub junit: Option<PathBuf>,
     pub html: Option<PathBuf>,
     pub seed: Option<u64>,
+    /// The proxy's front the load goes through: its OpenAPI routes or its MCP endpoint.
+    pub via: Via,
+    /// Where the MCP endpoint is and how it names tools (`--via mcp`).
+    pub mcp_route: McpRoute,
     /// No progress display (tests).
     pub quiet: bool,
 }
@@ -210,6 +215,7 @@ pub async fn run(
     let counters = Arc::new(LoadCounters::default());
     let schedule_stop = CancellationToken::new();
     let mut schedule = None;
+    let mut mcp_caller: Option<Caller> = None;
     let mut zero = Instant::now();
     let outcome = async {
         for server in &scenario.servers {
@@ -242,7 +248,8 @@ pub async fn run(
             .filter(|f| early.contains(&f.index))
             .flat_map(|f| servers_of(&scenario, &f.server).into_iter().map(move |s| (s.to_string(), f.kind.label())))
             .collect();
-        let probe = await_ready(&client, &base, &scenario, &exempt, begun + PROXY_START);
+        let caller = Caller::new(opts.via, client, &base, opts.mcp_route.clone());
+        let probe = await_ready(&caller, &scenario, &exempt, begun + PROXY_START);
         let ready = tokio::select! {
             ready = probe => ready,
             status = child.wait() => Err(RunError::NotReady(format!(
@@ -278,14 +285,14 @@ pub async fn run(
             schedule_stop.clone(),
         )));
         let plan = load::LoadPlan {
-            base,
             load: scenario.load.clone(),
             seed,
             clock: zero,
             start: zero,
             end: scenario.duration,
         };
-        let driver = tokio::spawn(load::drive(client, plan, counters.clone(), interrupt.clone()));
+        mcp_caller = Some(caller.clone());
+        let driver = tokio::spawn(load::drive(caller, plan, counters.clone(), interrupt.clone()));
         let mut ticker = tokio::time::interval(Duration::from_millis(200));
         let driver = async {
             tokio::pin!(driver);
@@ -313,6 +320,11 @@ pub async fn run(
         let _ = schedule.await;
     }
     hub.clear();
+    // The client's session ends before the proxy does, as a client's would.
+    let sessions_opened = mcp_caller.as_ref().map_or(0, Caller::sessions_opened);
+    if let Some(caller) = mcp_caller.take() {
+        caller.close().await;
+    }
     let mut notes = Vec::new();
     if let Some(mut child) = proxy.take()
         && let Some(note) = stop_proxy(&mut child).await
@@ -372,10 +384,13 @@ pub async fn run(
         seed,
         started_unix_ms,
         duration_actual: zero.elapsed(),
-        target: opts
-            .target
-            .clone()
-            .unwrap_or_else(|| "mcpo serve".to_string()),
+        target: {
+            let target = opts.target.as_deref().unwrap_or("mcpo serve");
+            match opts.via {
+                Via::Http => target.to_string(),
+                Via::Mcp => format!("{target}, via MCP ({})", opts.mcp_route.path),
+            }
+        },
         decisions,
         timeline: Timeline::from_records(&records, run_len),
         partial,
@@ -389,10 +404,20 @@ pub async fn run(
     if !notes.is_empty() {
         json["notes"] = json!(notes);
     }
+    json["via"] = json!(opts.via.label());
+    if opts.via == Via::Mcp {
+        json["mcp_sessions_opened"] = json!(sessions_opened);
+    }
     write_reports(opts, &scenario, &verdict, &info, &json)?;
     if !opts.quiet {
         for note in &notes {
             println!("note: {note}");
+        }
+        if opts.via == Via::Mcp {
+            println!(
+                "via MCP: {sessions_opened} session(s) opened on {} (1 means the client never saw its session end)",
+                opts.mcp_route.path
+            );
         }
         println!("{}", render_table(&verdict));
         println!(
@@ -465,8 +490,7 @@ fn settings_a_target_cannot_get(scenario: &Scenario) -> Vec<String> {
 /// A 2xx with the wrong answer ends the wait at once: a proxy that makes up answers will not
 /// start making right ones, and the run would measure nothing.
 async fn await_ready(
-    client: &reqwest::Client,
-    base: &str,
+    caller: &Caller,
     scenario: &Scenario,
     exempt: &[(String, &'static str)],
     deadline: Instant,
@@ -487,29 +511,18 @@ async fn await_ready(
             let Ok((args, expected)) = answers::prepare("echo", &args, id) else {
                 return Err(RunError::Failed("cannot build a readiness call".into()));
             };
-            let url = format!("{}/{server}/echo", base.trim_end_matches('/'));
-            let sent = client
-                .post(&url)
-                .timeout(PROBE_DEADLINE)
-                .json(&args)
-                .send()
+            let reply = caller
+                .call(server, "echo", &args, PROBE_DEADLINE, &expected)
                 .await;
-            let seen = match sent {
-                Ok(response) => {
-                    let status = response.status();
-                    let body = response.bytes().await.unwrap_or_default();
-                    if status.is_success() && answers::is_right(&expected, &body) {
-                        continue;
-                    }
-                    let text = String::from_utf8_lossy(&body[..body.len().min(200)]).to_string();
-                    if status.is_success() {
-                        return Err(RunError::NotReady(format!(
-                            "the proxy answered {status} to a call of {server}/echo without the right answer (wanted {expected:?}, got {text:?}): it did not call the scenario's server {server}"
-                        )));
-                    }
-                    format!("{status} {text}")
+            let seen = match reply.outcome {
+                Outcome::Success => continue,
+                Outcome::WrongAnswer => {
+                    return Err(RunError::NotReady(format!(
+                        "the proxy answered a call of {server}/echo without the right answer (wanted {expected:?}, got {:?}): it did not call the scenario's server {server}",
+                        reply.detail
+                    )));
                 }
-                Err(e) => format!("no answer: {e}"),
+                _ => reply.detail,
             };
             last.insert(server.to_string(), seen);
             still.push(server);

@@ -226,6 +226,26 @@ mod tests {
         (headers, body)
     }
 
+    /// The heap trim after a large body (`crate::heap`): a body of 1 MiB or more asks for it
+    /// when dropped, a smaller one never does (a trim per request would cost every call a
+    /// walk of the allocator's arenas).
+    #[test]
+    fn a_body_of_a_mebibyte_or_more_gives_its_memory_back_when_dropped() {
+        let dropped = |len: usize| {
+            let body = BudgetedBody {
+                bytes: Bytes::from(vec![b'x'; len]),
+                _share: None,
+            };
+            let before = crate::heap::trims_on_this_thread();
+            drop(body);
+            crate::heap::trims_on_this_thread() - before
+        };
+        assert_eq!(dropped(1024 * 1024), 1, "a body of exactly 1 MiB");
+        assert_eq!(dropped(3 * 1024 * 1024), 1, "a body over 1 MiB");
+        assert_eq!(dropped(1024 * 1024 - 1), 0, "a byte under 1 MiB");
+        assert_eq!(dropped(2048), 0, "a small body");
+    }
+
     /// Finding 2 of the hostile-input issue: two connections declaring 16 MiB and sending
     /// nothing held the whole 32 MiB budget, and every other body was shed with 503.
     #[tokio::test]

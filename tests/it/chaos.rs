@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{mcpo_bin, tempdir::TempDir};
+use mcpo::chaos::caller::{Caller, McpRoute, Via};
 use mcpo::chaos::load::{LoadCounters, LoadPlan, drive};
 use mcpo::chaos::scenario::parse_scenario_str;
 use mcpo::chaos::verdict::{FaultEvent, Outcome, RequestRecord, Verdict, VerdictInput};
@@ -16,6 +17,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
+
+/// The harness's caller on the OpenAPI routes of `base`.
+fn http_caller(base: &str) -> Caller {
+    Caller::new(Via::Http, reqwest::Client::new(), base, McpRoute::default())
+}
 
 /// Runs `mcpo chaos [--check]` on scenario text; returns exit code and stderr.
 fn chaos_check(text: &str, check_only: bool) -> (i32, String) {
@@ -158,7 +164,6 @@ slo:
     .unwrap();
     let clock = Instant::now();
     let plan = LoadPlan {
-        base: server.uri(),
         load: scenario.load.clone(),
         seed: 1,
         clock,
@@ -166,7 +171,7 @@ slo:
         end: scenario.duration,
     };
     let records = drive(
-        reqwest::Client::new(),
+        http_caller(&server.uri()),
         plan,
         Arc::new(LoadCounters::default()),
         CancellationToken::new(),
@@ -257,9 +262,8 @@ slo:
     .unwrap();
     let clock = Instant::now();
     let records = drive(
-        reqwest::Client::new(),
+        http_caller(&base),
         LoadPlan {
-            base,
             load: scenario.load.clone(),
             seed: 1,
             clock,
@@ -379,9 +383,8 @@ slo:
     .unwrap();
     let clock = Instant::now();
     let records = drive(
-        reqwest::Client::new(),
+        http_caller(&server.uri()),
         LoadPlan {
-            base: server.uri(),
             load: scenario.load.clone(),
             seed: 1,
             clock,

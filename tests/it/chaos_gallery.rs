@@ -41,6 +41,10 @@ enum Proxy {
     NoRecovery,
     /// A mode of `chaos_gallery/proxy.py`.
     Broken(&'static str),
+    /// `mcpo serve` judged through its MCP endpoint (`--via mcp`).
+    ServeViaMcp,
+    /// `mcpo serve` with recovery off, through its MCP endpoint.
+    NoRecoveryViaMcp,
 }
 
 impl Proxy {
@@ -49,14 +53,16 @@ impl Proxy {
             Proxy::Serve => "mcpo serve",
             Proxy::NoRecovery => "no-recovery",
             Proxy::Broken(mode) => mode,
+            Proxy::ServeViaMcp => "mcpo serve via MCP",
+            Proxy::NoRecoveryViaMcp => "no-recovery via MCP",
         }
     }
 
     /// How a scenario's description names this broken behaviour.
     fn named_as(self) -> &'static str {
         match self {
-            Proxy::Serve => "",
-            Proxy::NoRecovery => "MCPO_ERROR_RECOVERY_ENABLED=false",
+            Proxy::Serve | Proxy::ServeViaMcp => "",
+            Proxy::NoRecovery | Proxy::NoRecoveryViaMcp => "MCPO_ERROR_RECOVERY_ENABLED=false",
             Proxy::Broken("dies") => "loses a server for good",
             Proxy::Broken("all-fail") => "fails every server when one is faulted",
             Proxy::Broken("retry-all") => "retries every failure without a budget",
@@ -126,6 +132,13 @@ fn run_once(scenario: &Scenario, file: &Path, proxy: Proxy) -> Run {
     match proxy {
         Proxy::Serve => {}
         Proxy::NoRecovery => {
+            cmd.env("MCPO_ERROR_RECOVERY_ENABLED", "false");
+        }
+        Proxy::ServeViaMcp => {
+            cmd.args(["--via", "mcp"]);
+        }
+        Proxy::NoRecoveryViaMcp => {
+            cmd.args(["--via", "mcp"]);
             cmd.env("MCPO_ERROR_RECOVERY_ENABLED", "false");
         }
         Proxy::Broken(mode) => {
@@ -443,5 +456,51 @@ fn shortened_scenarios_keep_the_shipped_faults_and_slos() {
             "{name}: {:?}",
             short.duration
         );
+    }
+}
+
+/// Issue 17, acceptance 4: `--via mcp` judges the MCP endpoint as the other runs judge the
+/// OpenAPI routes. A stdio child crashing over and over, and upstream sessions lost: through
+/// one MCP client session, which must never end (the endpoint's sessions are the proxy's own),
+/// `mcpo serve` passes; with recovery off the same runs fail on the SLOs the scenarios name.
+#[test]
+fn gallery_via_mcp() {
+    for (name, slos) in [
+        ("crash-loop", &["recovery_rate", "success_rate"][..]),
+        ("session-loss", &["success_rate"][..]),
+    ] {
+        let file = shortened(name);
+        let scenario = parse_scenario_file(&file).unwrap();
+        let good = run(&scenario, &file, Proxy::ServeViaMcp);
+        assert_eq!(
+            good.code,
+            0,
+            "{name} via MCP against mcpo serve missed {:?}:\n{}",
+            good.missed(),
+            good.output
+        );
+        assert_eq!(good.report["via"], "mcp", "{name}");
+        assert_eq!(
+            good.report["mcp_sessions_opened"], 1,
+            "{name}: the client's session ended under an upstream fault"
+        );
+        assert!(
+            good.report["summary"]["success"].as_u64().unwrap_or(0) > 100,
+            "{name}: {}",
+            good.report["summary"]
+        );
+        let bad = run(&scenario, &file, Proxy::NoRecoveryViaMcp);
+        assert_eq!(
+            bad.code, 1,
+            "{name} via MCP with recovery off did not fail:\n{}",
+            bad.output
+        );
+        let missed = bad.missed();
+        for slo in slos {
+            assert!(
+                missed.iter().any(|m| m.starts_with(&format!("\"{slo}\""))),
+                "{name} via MCP with recovery off: {slo} held (missed: {missed:?})"
+            );
+        }
     }
 }
