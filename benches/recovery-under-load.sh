@@ -5,8 +5,10 @@
 #
 #   bash benches/recovery-under-load.sh [BASELINE_BINARY]     # MCPO_NEW=path skips the build
 #
-# With a baseline binary (for example an older build of this proxy), every run is repeated
-# through it in the same session, and both are printed side by side.
+# With a baseline binary (for example an older build of this proxy, or a wrapper that runs this
+# one with MCPO_ERROR_RECOVERY_ENABLED=false), every run is repeated through it in the same
+# session, and both are printed side by side. Errors are non-2xx answers plus calls that got no
+# answer at all (wrk's socket errors: refused, reset, or past its 2 s timeout).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 2; }
@@ -52,10 +54,13 @@ run() { # $1 binary, $2 transport, $3 connections -> "ok non2xx"
   wait "$injector" 2>/dev/null || true
   kill "$proxy" 2>/dev/null || true; wait "$proxy" 2>/dev/null || true
   [ -n "$fake_pid" ] && { kill "$fake_pid" 2>/dev/null || true; wait "$fake_pid" 2>/dev/null || true; }
-  local total non2xx
+  local total non2xx socket
   total=$(awk '/requests in/ {print $1}' "$work/wrk.out")
   non2xx=$(awk '/Non-2xx/ {print $NF}' "$work/wrk.out"); non2xx=${non2xx:-0}
-  echo "$((total - non2xx)) $non2xx"
+  # Calls without any answer: connections refused or reset, and calls past wrk's 2 s timeout.
+  socket=$(awk '/Socket errors/ {gsub(",", ""); print $4 + $6 + $8 + $10}' "$work/wrk.out")
+  socket=${socket:-0}
+  echo "$((total - non2xx)) $((non2xx + socket))"
 }
 
 printf '| transport | calls in flight | this build: 200 | this build: errors |%s\n' \
