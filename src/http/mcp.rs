@@ -380,12 +380,16 @@ impl ServerHandler for McpFront {
         // Resources, prompts and completion are announced whatever the servers behind offer
         // now (capabilities are fixed at `initialize`, servers come and go): with none
         // offering them the lists are empty.
+        // Logging is deprecated from protocol 2026-07-28 (SEP-2577) but part of 2025-11-25 and
+        // older, which most clients still speak.
+        #[allow(deprecated)]
         let capabilities = ServerCapabilities::builder()
             .enable_tools()
             .enable_tool_list_changed()
             .enable_resources()
             .enable_prompts()
             .enable_completions()
+            .enable_logging()
             .build();
         let mut info = ServerConfig::new(capabilities);
         info.server_info = Implementation::new("mcpo", env!("CARGO_PKG_VERSION"));
@@ -515,6 +519,20 @@ impl ServerHandler for McpFront {
         _context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         self.read_resource_of(request).await.map(Into::into)
+    }
+
+    /// `logging/setLevel` is accepted (clients send it right after `initialize`, and the MCP
+    /// conformance suite requires it of a server that announces `logging`). The endpoint
+    /// relays no upstream log messages yet: on an upstream session shared by many clients a
+    /// log line cannot be told apart by client, and sending one client's lines to another
+    /// would leak them. So there is nothing for the level to filter.
+    #[allow(deprecated)]
+    async fn set_level(
+        &self,
+        _request: rmcp::model::SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        Ok(())
     }
 
     async fn complete(

@@ -577,3 +577,70 @@ async fn upstream_progress_reaches_the_mcp_client_and_keeps_the_call_alive() {
     assert!(heard.iter().all(|p| p.progress_token == token), "{heard:?}");
     client.cancel().await.unwrap();
 }
+
+/// Issue 17, acceptance 1: the MCP conformance suite's server scenarios against `/mcp`, in front
+/// of a stdio and a streamable-HTTP fake. The scenarios that need the suite's own fixtures, or
+/// that the endpoint does not offer, are listed with their reasons in
+/// `tests/it/conformance/baseline.yml`; the suite fails on any other failure and on a listed one
+/// that passes. Seen failing with `logging/setLevel` unanswered (method not found).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_mcp_conformance_suite_passes_but_for_the_listed_scenarios() {
+    use std::time::Duration;
+
+    let http = common::FakeHttp::start("h");
+    let config = json!({"mcpServers": {
+        "s": stdio_fake("s"),
+        "h": {"type": "streamable-http", "url": http.url},
+    }});
+    let proxy = Proxy::start(&config, &[]);
+    for server in ["s", "h"] {
+        proxy
+            .wait_ok(&format!("/{server}/openapi.json"), Duration::from_secs(30))
+            .await;
+    }
+    let (node, suite) = common::conformance();
+    let out_dir = common::tempdir::TempDir::new();
+    let baseline = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/it/conformance/baseline.yml"
+    );
+    let url = proxy.url("/mcp");
+    let run = tokio::task::spawn_blocking(move || {
+        Command::new(node)
+            .arg(suite)
+            .args([
+                "server",
+                "--url",
+                &url,
+                "--expected-failures",
+                baseline,
+                "-o",
+            ])
+            .arg(out_dir.path())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "the conformance suite failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    // The run really ran the scenarios that must pass.
+    for scenario in [
+        "server-initialize",
+        "logging-set-level",
+        "ping",
+        "tools-list",
+        "resources-list",
+        "prompts-list",
+        "dns-rebinding-protection",
+    ] {
+        assert!(
+            stdout.contains(&format!("✓ {scenario}:")),
+            "{scenario} did not pass:\n{stdout}"
+        );
+    }
+}

@@ -49,6 +49,16 @@ pub fn everything_stdio() -> (String, Vec<String>) {
     )
 }
 
+/// The MCP conformance suite's command line: Node 22 (npm's `node` package) and the suite's
+/// entry point.
+pub fn conformance() -> (PathBuf, PathBuf) {
+    let prefix = deps_dir().join("node22");
+    (
+        prefix.join("node_modules/node/bin/node"),
+        prefix.join("node_modules/@modelcontextprotocol/conformance/dist/index.js"),
+    )
+}
+
 /// Command of PyPI's `mcp-server-time`.
 pub fn time_server() -> (String, Vec<String>) {
     let bin = deps_dir().join("venv/bin/mcp-server-time");
