@@ -30,6 +30,35 @@ pub struct CacheKey {
     pub arguments: String,
 }
 
+impl CacheKey {
+    /// The key of a call of `tool` on `server` (at the server's cache `epoch`) with
+    /// `arguments` and the client headers forwarded to it (`meta`), or `None` when the key
+    /// would be longer than [`MAX_KEY_BYTES`].
+    ///
+    /// Forwarded headers are part of the key, so one client's answer is never served to
+    /// another. A huge key is not cached: the cache counts entries, and a client must not be
+    /// able to fill it with megabytes each.
+    pub fn for_call(
+        server: &str,
+        epoch: u64,
+        tool: &str,
+        arguments: &serde_json::Map<String, Value>,
+        meta: Option<&serde_json::Map<String, Value>>,
+    ) -> Option<CacheKey> {
+        let mut key = canonical_json(&Value::Object(arguments.clone()));
+        key.push('|');
+        if let Some(meta) = meta {
+            key.push_str(&canonical_json(&Value::Object(meta.clone())));
+        }
+        (key.len() <= MAX_KEY_BYTES).then(|| CacheKey {
+            server: server.into(),
+            epoch,
+            tool: tool.into(),
+            arguments: key,
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Cached {
     result: Arc<Value>,
@@ -264,6 +293,62 @@ mod tests {
             canonical_json(&json!([1, 2])),
             canonical_json(&json!([2, 1]))
         );
+    }
+
+    /// Two clients whose forwarded headers differ never share an answer; the same call with
+    /// the same headers, whatever the order of their keys, does; the server, the epoch and the
+    /// tool are each part of the key.
+    #[test]
+    fn forwarded_headers_server_epoch_and_tool_are_all_in_the_key() {
+        let args = json!({"q": 1}).as_object().cloned().unwrap();
+        let alice = json!({"headers": {"x-user": "alice", "x-team": "a"}})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let alice_again = json!({"headers": {"x-team": "a", "x-user": "alice"}})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let bob = json!({"headers": {"x-user": "bob", "x-team": "a"}})
+            .as_object()
+            .cloned()
+            .unwrap();
+        let of = |server, epoch, tool, meta| CacheKey::for_call(server, epoch, tool, &args, meta);
+        let a = of("s", 0, "t", Some(&alice)).unwrap();
+        assert_eq!(a, of("s", 0, "t", Some(&alice_again)).unwrap());
+        assert_ne!(
+            a,
+            of("s", 0, "t", Some(&bob)).unwrap(),
+            "one user's answer to another"
+        );
+        assert_ne!(
+            a,
+            of("s", 0, "t", None).unwrap(),
+            "headers dropped from the key"
+        );
+        assert_ne!(a, of("s2", 0, "t", Some(&alice)).unwrap());
+        assert_ne!(a, of("s", 1, "t", Some(&alice)).unwrap());
+        assert_ne!(a, of("s", 0, "t2", Some(&alice)).unwrap());
+        assert_eq!(
+            a.arguments,
+            r#"{"q":1}|{"headers":{"x-team":"a","x-user":"alice"}}"#
+        );
+    }
+
+    /// The documented cap (docs/usage.md, "The result cache"): a key of up to 64 KiB is cached,
+    /// one byte more is not.
+    #[test]
+    fn a_key_of_64_kib_is_cached_and_one_byte_more_is_not() {
+        // `{"a":"…"}|` is 9 bytes around the text.
+        let args = |text_len: usize| {
+            json!({"a": "x".repeat(text_len)})
+                .as_object()
+                .cloned()
+                .unwrap()
+        };
+        let at_cap = CacheKey::for_call("s", 0, "t", &args(64 * 1024 - 9), None);
+        assert_eq!(at_cap.map(|k| k.arguments.len()), Some(64 * 1024));
+        assert!(CacheKey::for_call("s", 0, "t", &args(64 * 1024 - 8), None).is_none());
     }
 
     fn key(args: &str) -> CacheKey {

@@ -33,7 +33,7 @@ use serde_json::{Value, json};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowHeaders, AllowOrigin, Any, CorsLayer};
 
-use crate::cache::{CacheKey, NotCached, ResultCache, canonical_json};
+use crate::cache::{CacheKey, NotCached, ResultCache};
 use crate::catalog::{ToolCatalog, ToolEntry, ValidationStack};
 use crate::config::ServeConfig;
 use crate::metrics::{Metrics, RequestClass};
@@ -383,23 +383,15 @@ async fn call_known_tool(
         Err(e) => return (Err(e), None),
     };
     let meta = forwarded_meta(upstream, headers);
-    // Forwarded headers are part of the key: one client's answer is never another's. A call
-    // whose key would be huge is not cached: the cache counts entries, and a client must not
-    // be able to fill it with megabytes each.
     let cacheable = cache_ttl(upstream, tool, state.config.cache_default_ttl).and_then(|ttl| {
-        let key = CacheKey {
-            server: server.into(),
-            epoch: upstream.cache_epoch(),
-            tool: tool.name.as_str().into(),
-            arguments: format!(
-                "{}|{}",
-                canonical_json(&Value::Object(arguments.clone())),
-                meta.as_ref()
-                    .map(|m| canonical_json(&Value::Object(m.clone())))
-                    .unwrap_or_default()
-            ),
-        };
-        (key.arguments.len() <= crate::cache::MAX_KEY_BYTES).then_some((ttl, key))
+        CacheKey::for_call(
+            server,
+            upstream.cache_epoch(),
+            tool.name.as_str(),
+            &arguments,
+            meta.as_ref(),
+        )
+        .map(|key| (ttl, key))
     });
     let Some((ttl, key)) = cacheable else {
         let answer = match upstream
