@@ -166,7 +166,7 @@ impl ResultCache {
                     && let Some((result, left)) = shared.get(shared_key, MAX_RESULT_BYTES).await
                 {
                     return Ok(Cached {
-                        bytes: serialized_len(&result) + key_len + ENTRY_OVERHEAD,
+                        bytes: entry_bytes(serialized_len(&result), key_len),
                         result: Arc::new(result),
                         ttl: left.min(ttl),
                         shared: true,
@@ -185,7 +185,7 @@ impl ResultCache {
                             Ok(Cached {
                                 result: Arc::new(result),
                                 ttl,
-                                bytes: len + key_len + ENTRY_OVERHEAD,
+                                bytes: entry_bytes(len, key_len),
                                 shared: false,
                             })
                         }
@@ -218,6 +218,12 @@ impl ResultCache {
     pub async fn settle(&self) {
         self.cache.run_pending_tasks().await;
     }
+}
+
+/// What an entry weighs: its serialized result, its key and moka's bookkeeping. One formula
+/// for entries from an upstream call and from the shared cache alike.
+fn entry_bytes(result_len: usize, key_len: usize) -> usize {
+    result_len + key_len + ENTRY_OVERHEAD
 }
 
 /// The serialized size of `value`, counted without keeping the text.
