@@ -141,3 +141,70 @@ async fn open_webui_converts_every_tool_and_calls_it_through_the_proxy() {
         "{converted}"
     );
 }
+
+/// The MCP endpoint issue, acceptance 2: Open WebUI's native MCP client (its own
+/// `utils/mcp/client.py`, from the wheel, on the official Python SDK in its default `auto`
+/// mode) lists and calls tools through `/mcp` and `/{server}/mcp`, on protocol 2026-07-28, and
+/// keeps working on the same client while the stdio child behind it is SIGKILLed. Seen failing
+/// before results carried `resultType` ("ListToolsResult resultType: Field required").
+#[tokio::test(flavor = "multi_thread")]
+async fn open_webui_native_mcp_client_works_through_the_endpoint_across_a_crash() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+
+    let proxy = Proxy::start(
+        &json!({"mcpServers": {"calc": stdio_fake("calc")}}),
+        &["--api-key", "owui-key"],
+    );
+    proxy
+        .wait_ok("/calc/openapi.json", std::time::Duration::from_secs(30))
+        .await;
+    for (path, prefix) in [("/mcp", "calc__"), ("/calc/mcp", "")] {
+        let mut client = Command::new(venv_python())
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/it/openwebui_mcp.py"
+            ))
+            .arg(open_webui_wheel())
+            .args([&proxy.url(path), "owui-key", prefix])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(client.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        if line.trim() != "PAUSED" {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut client.stderr.take().unwrap(), &mut err).unwrap();
+            panic!("{path}: the client did not get through its first call: {line}{err}");
+        }
+        let killed = common::children(proxy.pid());
+        assert_eq!(killed.len(), 1, "one upstream child: {killed:?}");
+        common::signal(killed[0], "KILL");
+        writeln!(client.stdin.take().unwrap(), "go").unwrap();
+        line.clear();
+        out.read_line(&mut line).unwrap();
+        assert!(client.wait().unwrap().success(), "{path}: {line}");
+        let report: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(report["protocol"], "2026-07-28", "{path}: {report}");
+        assert!(
+            report["tools"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(format!("{prefix}echo"))),
+            "{path}: {report}"
+        );
+        assert_eq!(report["first"], "before 7c2a", "{path}: {report}");
+        assert_eq!(report["after"], "after 7c2a", "{path}: {report}");
+        assert_eq!(report["add"], "42", "{path}: {report}");
+        assert_eq!(report["next"], "next message", "{path}: {report}");
+        assert!(report.get("errors").is_none(), "{path}: {report}");
+        assert_ne!(
+            common::children(proxy.pid()),
+            killed,
+            "{path}: not replaced"
+        );
+    }
+}
