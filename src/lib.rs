@@ -22,6 +22,7 @@ pub mod recovery;
 pub mod redact;
 pub mod reference;
 pub mod reload;
+pub mod result_type;
 pub mod serve;
 pub mod shared_cache;
 pub mod upstream;

@@ -330,10 +330,17 @@ async fn mcp(State(fake): State<Arc<HttpFake>>, request: Request) -> Response {
         Ok(s) => s.clone(),
         Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
+    // Protocol 2026-07-28 clients need `resultType` on every result (see `result_type`).
+    let tag = crate::result_type::wants_result_type(&parts.headers);
     let request = Request::from_parts(parts, Body::from(bytes));
-    match service.oneshot(request).await {
+    let response = match service.oneshot(request).await {
         Ok(response) => response.map(Body::new),
         Err(never) => match never {},
+    };
+    if tag {
+        crate::result_type::tag_results(response).await
+    } else {
+        response
     }
 }
 

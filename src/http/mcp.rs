@@ -9,7 +9,6 @@
 //! Resources, prompts and completion of every server are aggregated too (`aggregate`).
 
 mod aggregate;
-mod result_type;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -184,13 +183,13 @@ async fn serve(state: Arc<AppState>, scope: Option<String>, request: Request<Bod
         return r;
     }
     let delete = request.method() == http::Method::DELETE;
-    let tag = result_type::wants_result_type(request.headers());
+    let tag = crate::result_type::wants_result_type(request.headers());
     let mut response = match service.oneshot(request).await {
         Ok(response) => response.map(Body::new),
         Err(never) => match never {},
     };
     if tag {
-        response = result_type::tag_results(response).await;
+        response = crate::result_type::tag_results(response).await;
     }
     // rmcp answers a session's DELETE with 202, which clients (the Python SDK among them) take
     // for a failure: the session is gone, so say so as 204.

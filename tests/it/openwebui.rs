@@ -207,4 +207,26 @@ async fn open_webui_native_mcp_client_works_through_the_endpoint_across_a_crash(
             "{path}: not replaced"
         );
     }
+    // The fake's own streamable HTTP satisfies the same client (the chaos harness and the
+    // tests put it behind the proxy; people also point clients at it).
+    let fake = common::FakeHttp::start("direct");
+    let mut client = Command::new(venv_python())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/it/openwebui_mcp.py"
+        ))
+        .arg(open_webui_wheel())
+        .args([fake.url.as_str(), "unused", ""])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(client.stdin.take().unwrap(), "go").unwrap();
+    let out = client.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let report: Value = serde_json::from_str(text.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("the fake direct: {e}: {text}"));
+    assert_eq!(report["protocol"], "2026-07-28", "{report}");
+    assert_eq!(report["add"], "42", "{report}");
+    assert!(report.get("errors").is_none(), "{report}");
 }

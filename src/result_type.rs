@@ -4,9 +4,10 @@
 //! `"input_required"` for a multi-round-trip request), and strict clients refuse one without
 //! it: the official Python SDK (`mcp` 2.3.0, the client Open WebUI's native MCP support is
 //! built on) fails `tools/list` with "resultType: Field required". rmcp's server (3.11) leaves
-//! it out of ordinary results, so the endpoint adds `"resultType": "complete"` to every
-//! result that has none, on answers to requests that declare 2026-07-28 or later. Older
-//! revisions never get it: their strict peers reject unknown keys on empty results.
+//! it out of ordinary results, so the proxy's MCP endpoint and the fake MCP server add
+//! `"resultType": "complete"` to every result that has none, on answers to requests that
+//! declare 2026-07-28 or later. Older revisions never get it: their strict peers reject
+//! unknown keys on empty results. A leaf: imports nothing from the crate.
 
 use axum::body::Body;
 use axum::response::Response;
@@ -22,7 +23,7 @@ const MAX_JSON_ANSWER: usize = 64 * 1024 * 1024;
 
 /// Whether the request declares protocol 2026-07-28 or later (`MCP-Protocol-Version`; revisions
 /// are dates, so they order as text).
-pub(super) fn wants_result_type(headers: &http::HeaderMap) -> bool {
+pub fn wants_result_type(headers: &http::HeaderMap) -> bool {
     headers
         .get("mcp-protocol-version")
         .and_then(|v| v.to_str().ok())
