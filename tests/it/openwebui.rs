@@ -144,22 +144,37 @@ async fn open_webui_converts_every_tool_and_calls_it_through_the_proxy() {
 
 /// The MCP endpoint issue, acceptance 2: Open WebUI's native MCP client (its own
 /// `utils/mcp/client.py`, from the wheel, on the official Python SDK in its default `auto`
-/// mode) lists and calls tools through `/mcp` and `/{server}/mcp`, on protocol 2026-07-28, and
-/// keeps working on the same client while the stdio child behind it is SIGKILLed. Seen failing
-/// before results carried `resultType` ("ListToolsResult resultType: Field required").
+/// mode) lists and calls tools through `/mcp` and `/{server}/mcp`, on protocol 2026-07-28, of
+/// three servers (stdio, streamable HTTP, legacy SSE), and keeps working on the same client
+/// while the stdio child behind it is SIGKILLed and the HTTP server forgets its sessions. Seen
+/// failing before results carried `resultType` ("ListToolsResult resultType: Field required").
 #[tokio::test(flavor = "multi_thread")]
 async fn open_webui_native_mcp_client_works_through_the_endpoint_across_a_crash() {
     use std::io::{BufRead, BufReader, Write};
     use std::process::Stdio;
 
+    let http = common::FakeHttp::start("web");
+    let sse = common::FakeHttp::start_sse("old", 0, &[]);
     let proxy = Proxy::start(
-        &json!({"mcpServers": {"calc": stdio_fake("calc")}}),
+        &json!({"mcpServers": {
+            "calc": stdio_fake("calc"),
+            "web": {"type": "streamable-http", "url": http.url},
+            "old": {"type": "sse", "url": sse.url},
+        }}),
         &["--api-key", "owui-key"],
     );
-    proxy
-        .wait_ok("/calc/openapi.json", std::time::Duration::from_secs(30))
-        .await;
-    for (path, prefix) in [("/mcp", "calc__"), ("/calc/mcp", "")] {
+    for server in ["calc", "web", "old"] {
+        proxy
+            .wait_ok(
+                &format!("/{server}/openapi.json"),
+                std::time::Duration::from_secs(30),
+            )
+            .await;
+    }
+    for (path, prefix, others) in [
+        ("/mcp", "calc__", &["web__", "old__"][..]),
+        ("/calc/mcp", "", &[][..]),
+    ] {
         let mut client = Command::new(venv_python())
             .arg(concat!(
                 env!("CARGO_MANIFEST_DIR"),
@@ -167,6 +182,7 @@ async fn open_webui_native_mcp_client_works_through_the_endpoint_across_a_crash(
             ))
             .arg(open_webui_wheel())
             .args([&proxy.url(path), "owui-key", prefix])
+            .args(others)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -183,19 +199,25 @@ async fn open_webui_native_mcp_client_works_through_the_endpoint_across_a_crash(
         let killed = common::children(proxy.pid());
         assert_eq!(killed.len(), 1, "one upstream child: {killed:?}");
         common::signal(killed[0], "KILL");
+        http.fault(json!({"kind": "session-loss"})).await;
         writeln!(client.stdin.take().unwrap(), "go").unwrap();
         line.clear();
         out.read_line(&mut line).unwrap();
         assert!(client.wait().unwrap().success(), "{path}: {line}");
         let report: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(report["protocol"], "2026-07-28", "{path}: {report}");
+        let tools = report["tools"].as_array().unwrap();
         assert!(
-            report["tools"]
-                .as_array()
-                .unwrap()
-                .contains(&json!(format!("{prefix}echo"))),
+            tools.contains(&json!(format!("{prefix}echo"))),
             "{path}: {report}"
         );
+        for other in others {
+            assert!(
+                tools.contains(&json!(format!("{other}echo"))),
+                "{path}: {report}"
+            );
+            assert_eq!(report[other], format!("to {other}"), "{path}: {report}");
+        }
         assert_eq!(report["first"], "before 7c2a", "{path}: {report}");
         assert_eq!(report["after"], "after 7c2a", "{path}: {report}");
         assert_eq!(report["add"], "42", "{path}: {report}");

@@ -6,11 +6,12 @@ WebUI's defaults: `open_webui.env` (timeouts, TLS verification) and
 `open_webui.utils.json_codec` (a JSON codec). The client speaks whatever the SDK's `auto` mode
 picks: it probes `server/discover` (protocol 2026-07-28) and falls back to `initialize`.
 
-usage: python openwebui_mcp.py WHEEL URL KEY TOOL_PREFIX
+usage: python openwebui_mcp.py WHEEL URL KEY TOOL_PREFIX [OTHER_PREFIX ...]
 As Open WebUI does for a chat message: connect, list the tools, call `{prefix}echo`; then print
-`PAUSED` and wait for a line on stdin (the test breaks an upstream meanwhile), then call `echo`
-and `add` again on the same client, and once more on a new client (Open WebUI connects again
-for each message). Prints one JSON object: the protocol revision the client settled on, the
+`PAUSED` and wait for a line on stdin (the test breaks upstreams meanwhile), then call `echo`
+and `add` again on the same client, `echo` of every other prefix (other servers behind the
+same endpoint), and `echo` once more on a new client (Open WebUI connects again for each
+message). Prints one JSON object: the protocol revision the client settled on, the
 tool names, the answers, the errors.
 """
 
@@ -58,6 +59,7 @@ async def call(client, name, args, out, label):
 
 async def main():
     wheel, url, key, prefix = sys.argv[1:5]
+    others = sys.argv[5:]
     MCPClient = load_client(wheel)
     headers = {"Authorization": f"Bearer {key}"}
     out = {}
@@ -70,6 +72,8 @@ async def main():
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     await call(client, prefix + "echo", {"message": "after 7c2a"}, out, "after")
     await call(client, prefix + "add", {"a": 20, "b": 22}, out, "add")
+    for other in others:
+        await call(client, other + "echo", {"message": f"to {other}"}, out, other)
     await client.disconnect()
     again = MCPClient()
     await again.connect(url, headers=headers)
