@@ -10,7 +10,7 @@
 //! unknown keys on empty results. A leaf: imports nothing from the crate.
 
 use axum::body::Body;
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use bytes::Bytes;
 use futures::StreamExt as _;
 use serde_json::Value;
@@ -97,15 +97,22 @@ fn tagged_event(event: &str) -> String {
 
 /// Splits the complete events off the front of `buf` (an event ends at a blank line) and
 /// returns them tagged, each with its terminating blank line. Bytes, not text, are buffered:
-/// a chunk may end inside a character.
-fn drain_events(buf: &mut Vec<u8>) -> String {
+/// a chunk may end inside a character. `scanned` is how far `buf` is known to hold no event
+/// end, so a large event arriving in many chunks is searched once, not once per chunk.
+fn drain_events(buf: &mut Vec<u8>, scanned: &mut usize) -> String {
     let mut out = String::new();
-    while let Some(end) = buf.windows(2).position(|w| w == b"\n\n") {
+    loop {
+        let from = scanned.saturating_sub(1).min(buf.len());
+        let Some(at) = buf[from..].windows(2).position(|w| w == b"\n\n") else {
+            *scanned = buf.len();
+            return out;
+        };
+        let end = from + at;
         let event: Vec<u8> = buf.drain(..end + 2).collect();
         out.push_str(&tagged_event(&String::from_utf8_lossy(&event[..end])));
         out.push_str("\n\n");
+        *scanned = 0;
     }
-    out
 }
 
 /// The response with `resultType` added to every result in it: a JSON body rewritten whole, an
@@ -122,8 +129,11 @@ pub(super) async fn tag_results(response: Response) -> Response {
         let bytes = match axum::body::to_bytes(body, MAX_JSON_ANSWER).await {
             Ok(bytes) => bytes,
             Err(e) => {
+                // Only an answer over MAX_JSON_ANSWER gets here; it is gone, so say so.
                 tracing::warn!(error = %e, "an MCP answer could not be read to add resultType");
-                return Response::from_parts(parts, Body::empty());
+                let error = serde_json::json!({"detail": {"message":
+                    "the answer was too large to pass on (over 64 MiB)"}});
+                return (http::StatusCode::BAD_GATEWAY, axum::Json(error)).into_response();
             }
         };
         let out = tagged_json(&bytes).map_or(bytes, Bytes::from);
@@ -136,8 +146,8 @@ pub(super) async fn tag_results(response: Response) -> Response {
     // An event may arrive split across chunks: whole events are rewritten and the rest is
     // kept for the next chunk.
     let stream = futures::stream::unfold(
-        (body.into_data_stream(), Vec::new(), false),
-        |(mut stream, mut buf, done)| async move {
+        (body.into_data_stream(), Vec::new(), 0, false),
+        |(mut stream, mut buf, mut scanned, done)| async move {
             if done {
                 return None;
             }
@@ -145,15 +155,15 @@ pub(super) async fn tag_results(response: Response) -> Response {
                 match stream.next().await {
                     Some(Ok(chunk)) => {
                         buf.extend_from_slice(&chunk);
-                        let out = drain_events(&mut buf);
+                        let out = drain_events(&mut buf, &mut scanned);
                         if !out.is_empty() {
-                            return Some((Ok(Bytes::from(out)), (stream, buf, false)));
+                            return Some((Ok(Bytes::from(out)), (stream, buf, scanned, false)));
                         }
                     }
-                    Some(Err(e)) => return Some((Err(e), (stream, buf, true))),
+                    Some(Err(e)) => return Some((Err(e), (stream, buf, scanned, true))),
                     // The stream ended: whatever is left is passed on as it is.
                     None if buf.is_empty() => return None,
-                    None => return Some((Ok(Bytes::from(buf)), (stream, Vec::new(), true))),
+                    None => return Some((Ok(Bytes::from(buf)), (stream, Vec::new(), 0, true))),
                 }
             }
         },
@@ -208,10 +218,11 @@ mod tests {
         let stream = "id: 7\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"tools\":[\"é\"]}}\n\n: ping\n\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\n";
         for split in [1, 5, 20, stream.len()] {
             let mut buf = Vec::new();
+            let mut scanned = 0;
             let mut out = String::new();
             for chunk in stream.as_bytes().chunks(split) {
                 buf.extend_from_slice(chunk);
-                out.push_str(&drain_events(&mut buf));
+                out.push_str(&drain_events(&mut buf, &mut scanned));
             }
             assert!(buf.is_empty());
             assert_eq!(
