@@ -287,9 +287,13 @@ impl McpCaller {
         expected: &Expected,
     ) -> Reply {
         let started = tokio::time::Instant::now();
-        let session = match self.session(deadline).await {
-            Ok(session) => session,
-            Err(reply) => return reply,
+        // The wait for the session (another call may be opening it) is part of the call's
+        // deadline: a proxy that never answers `initialize` must not queue every call behind
+        // the one before it.
+        let session = match tokio::time::timeout(deadline, self.session(deadline)).await {
+            Ok(Ok(session)) => session,
+            Ok(Err(reply)) => return reply,
+            Err(_) => return Reply::new(None, Outcome::Hung, "no session in time"),
         };
         let left = deadline.saturating_sub(started.elapsed());
         let params = CallToolRequestParams::new(self.route.tool_name(server, tool))

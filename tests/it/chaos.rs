@@ -572,3 +572,34 @@ fn sigint_in_the_middle_of_a_run_leaves_nothing_behind() {
 
 // That the gate can fail (each shipped scenario against `mcpo serve` with recovery off, and
 // against the other broken proxies its description names) is `chaos_gallery`'s business.
+
+/// `--via mcp` against an endpoint that never answers `initialize`: every call is hung at its
+/// own deadline. Calls waiting for the session another call is opening are not queued one
+/// deadline after another (20 calls of 300 ms took 6 s that way, and a proxy that hangs
+/// `initialize` would have held the run for as long).
+#[tokio::test]
+async fn mcp_calls_behind_a_hung_initialize_are_hung_at_their_own_deadline() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(3600)))
+        .mount(&server)
+        .await;
+    let caller = Caller::new(
+        Via::Mcp,
+        reqwest::Client::new(),
+        &server.uri(),
+        McpRoute::default(),
+    );
+    let args = serde_json::Map::from_iter([("message".to_string(), serde_json::json!("x"))]);
+    let expected = mcpo::chaos::answers::Expected::Text("x".into());
+    let calls =
+        (0..20).map(|_| caller.call("s", "echo", &args, Duration::from_millis(300), &expected));
+    let replies = tokio::time::timeout(Duration::from_secs(3), futures::future::join_all(calls))
+        .await
+        .expect("calls queued behind one another's session wait");
+    assert!(
+        replies.iter().all(|r| r.outcome == Outcome::Hung),
+        "{replies:?}"
+    );
+    assert_eq!(caller.sessions_opened(), 0);
+}
