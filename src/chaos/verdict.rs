@@ -1396,6 +1396,121 @@ mod tests {
         })
     }
 
+    /// Servers are reported once each, in the order the calls first name them, those without
+    /// a request included; a request whose call is unknown is counted under "?".
+    #[test]
+    fn servers_are_listed_once_in_the_order_the_calls_name_them() {
+        let calls: Vec<CallSpec> = ["flaky/echo", "flaky/add", "other/add"]
+            .iter()
+            .map(|route| {
+                let (server, tool) = route.split_once('/').unwrap();
+                CallSpec {
+                    server: server.into(),
+                    tool: tool.into(),
+                    args: Default::default(),
+                    weight: 1,
+                    line: 1,
+                }
+            })
+            .collect();
+        let records = [
+            RequestRecord {
+                call: 2,
+                ..ok(0, 10, 20)
+            },
+            RequestRecord {
+                call: 7,
+                ..ok(1, 30, 40)
+            },
+        ];
+        let v = Verdict::evaluate(&VerdictInput {
+            slo: &slo(),
+            calls: &calls,
+            events: &[],
+            records: &records,
+            leaked_processes: 0,
+            ledger: None,
+        });
+        let names: Vec<(&str, u64)> = v
+            .servers
+            .iter()
+            .map(|s| (s.name.as_str(), s.totals.sent))
+            .collect();
+        assert_eq!(names, [("flaky", 0), ("other", 1), ("?", 1)]);
+    }
+
+    /// The report lists the first failures seen outside every fault window and recovery
+    /// period, and only those: not the ones a fault explains, not successes, not requests the
+    /// harness never sent; at most `FAILURES_LISTED`.
+    #[test]
+    fn failures_outside_the_windows_are_listed_up_to_the_cap() {
+        let mut records = vec![
+            failed(0, 1500, 1510, 500),
+            ok(1, 5, 6),
+            record(2, 6, None, None, Outcome::NotSent),
+        ];
+        records.extend((0..150).map(|i| failed(10 + i, 10 + i, 11 + i, 502)));
+        records.push(ok(500, 2500, 2510));
+        let events = [event(
+            0,
+            "http-500",
+            Target::One("flaky".into()),
+            1000,
+            2000,
+        )];
+        let v = evaluate(&slo(), &events, &records);
+        let listed: Vec<u64> = v.failures_outside.iter().map(|f| f.id).collect();
+        assert_eq!(
+            listed,
+            (10..10 + FAILURES_LISTED as u64).collect::<Vec<_>>()
+        );
+        assert_eq!(v.failures_outside[0].status, Some(502));
+        assert_eq!(v.failures_outside[0].server, "flaky");
+    }
+
+    /// The wrong-answer SLO explains itself only when there is something to explain.
+    #[test]
+    fn wrong_answers_are_explained_only_when_there_are_some() {
+        let clean = evaluate(&slo(), &[], &[ok(0, 10, 20)]);
+        assert_eq!(slo_named(&clean, "wrong_answers").note, None);
+        let wrong = evaluate(
+            &slo(),
+            &[],
+            &[
+                ok(0, 10, 20),
+                record(1, 30, Some(40), Some(200), Outcome::WrongAnswer),
+            ],
+        );
+        let w = slo_named(&wrong, "wrong_answers");
+        assert!(!w.passed);
+        assert!(
+            w.note
+                .as_deref()
+                .is_some_and(|n| n.contains("right answer")),
+            "{w:?}"
+        );
+    }
+
+    /// The success rate inside fault windows exists only when requests were sent in one.
+    #[test]
+    fn a_window_success_rate_needs_requests_in_a_window() {
+        let none = evaluate(&slo(), &[], &[ok(0, 10, 20)]);
+        assert_eq!(none.window_success_rate, None);
+        let events = [event(
+            0,
+            "http-500",
+            Target::One("flaky".into()),
+            1000,
+            2000,
+        )];
+        let some = evaluate(
+            &slo(),
+            &events,
+            &[ok(0, 1100, 1110), failed(1, 1200, 1210, 500)],
+        );
+        assert_eq!(some.window_success_rate, Some(0.5));
+    }
+
     fn slo_named<'v>(v: &'v Verdict, name: &str) -> &'v SloResult {
         v.slos.iter().find(|s| s.name == name).unwrap()
     }
