@@ -1509,6 +1509,53 @@ mod tests {
             &[ok(0, 1100, 1110), failed(1, 1200, 1210, 500)],
         );
         assert_eq!(some.window_success_rate, Some(0.5));
+        // The SLO on it: not measurable (and missed) without requests in a window.
+        let half = SloSpec {
+            window_success_rate: Some(0.5),
+            ..slo()
+        };
+        let none = evaluate(&half, &[], &[ok(0, 10, 20)]);
+        let w = slo_named(&none, "window_success_rate");
+        assert_eq!((w.measured.as_str(), w.passed), ("not measurable", false));
+        let some = evaluate(
+            &half,
+            &events,
+            &[ok(0, 1100, 1110), failed(1, 1200, 1210, 500)],
+        );
+        let w = slo_named(&some, "window_success_rate");
+        assert!(w.passed && w.measured.contains("1 of 2"), "{w:?}");
+    }
+
+    /// A share that meets its target up to rounding passes, overall and per server (the
+    /// target as written, `0.666666666667`, is a hair above two thirds computed).
+    #[test]
+    fn a_success_rate_at_its_target_up_to_rounding_passes_overall_and_per_server() {
+        let on_other = |r: RequestRecord| RequestRecord { call: 1, ..r };
+        let records = [
+            ok(0, 10, 11),
+            ok(1, 20, 21),
+            failed(2, 30, 31, 500),
+            on_other(ok(3, 40, 41)),
+            on_other(ok(4, 50, 51)),
+            on_other(failed(5, 60, 61, 500)),
+        ];
+        let at_target = SloSpec {
+            success_rate: Some(2.0 / 3.0 + 1e-12),
+            ..slo()
+        };
+        let v = evaluate(&at_target, &[], &records);
+        let s = slo_named(&v, "success_rate");
+        assert!(s.passed, "{s:?}");
+        // Two servers, each meeting the target: no server is named as missing it.
+        let all_ok: Vec<RequestRecord> = (0..6)
+            .map(|i| {
+                let r = ok(i, 10 * i, 10 * i + 1);
+                if i % 2 == 0 { r } else { on_other(r) }
+            })
+            .collect();
+        let v = evaluate(&slo(), &[], &all_ok);
+        let s = slo_named(&v, "success_rate");
+        assert!(s.passed && !s.measured.contains(';'), "{s:?}");
     }
 
     fn slo_named<'v>(v: &'v Verdict, name: &str) -> &'v SloResult {
