@@ -1558,6 +1558,75 @@ mod tests {
         assert!(s.passed && !s.measured.contains(';'), "{s:?}");
     }
 
+    fn server_with(
+        name: &str,
+        sent: u64,
+        not_sent: u64,
+        in_windows: u64,
+        up: UpstreamCalls,
+    ) -> ServerReport {
+        ServerReport {
+            name: name.into(),
+            totals: Totals {
+                sent,
+                not_sent,
+                in_windows,
+                ..Totals::default()
+            },
+            latency: LatencyReport::default(),
+            success_rate: None,
+            upstream: Some(up),
+        }
+    }
+
+    /// The amplification SLO shows the figure furthest over its bound (by ratio, not by
+    /// difference), passes a figure at its bound up to rounding, names the requests actually
+    /// sent, and states one bound once when run and windows share it.
+    #[test]
+    fn amplification_shows_the_worst_figure_by_its_ratio_to_its_bound() {
+        let calls = |calls, calls_in_windows| UpstreamCalls {
+            calls,
+            calls_in_windows,
+        };
+        let a = server_with("a", 12, 2, 5, calls(11, 10));
+        let b = server_with("b", 10, 0, 0, calls(13, 0));
+        // a over the run: 1.1 of a 1.2 bound; a in windows: 2.0 of a 1.5 bound (the worst,
+        // 1.33 of it); b over the run: 1.3 of 1.2.
+        let bounds = Amplification {
+            run: Some(1.2),
+            windows: Some(1.5),
+        };
+        let r = amplification_slo(bounds, &[a.clone(), b.clone()], true);
+        assert!(!r.passed);
+        assert_eq!(
+            r.measured,
+            "2.00 (a in fault windows: 10 calls for 5 requests)"
+        );
+        assert_eq!(
+            r.target,
+            "<= 1.20 over the run, <= 1.50 in fault windows (upstream calls per request)"
+        );
+        // By ratio, not by product: 1.3 of a 1.0 bound is worse than 2.0 of 1.9; the requests
+        // named are those sent (12, of which 2 were not).
+        let c = server_with("a", 12, 2, 5, calls(13, 10));
+        let ratio = Amplification {
+            run: Some(1.0),
+            windows: Some(1.9),
+        };
+        let r = amplification_slo(ratio, &[c], true);
+        assert_eq!(r.measured, "1.30 (a: 13 calls for 10 requests)");
+        // At the bound up to rounding: 11 calls for 10 requests against 1.1.
+        let at = server_with("a", 10, 0, 0, calls(11, 0));
+        let one = Amplification {
+            run: Some(1.1),
+            windows: Some(1.1),
+        };
+        let r = amplification_slo(one, &[at], true);
+        assert!(r.passed, "{r:?}");
+        assert_eq!(r.target, "<= 1.10 upstream calls per request");
+        assert_eq!(r.measured, "1.10 (a: 11 calls for 10 requests)");
+    }
+
     fn slo_named<'v>(v: &'v Verdict, name: &str) -> &'v SloResult {
         v.slos.iter().find(|s| s.name == name).unwrap()
     }
