@@ -1311,7 +1311,11 @@ mod tests {
     }
 
     fn calls() -> Vec<CallSpec> {
-        ["flaky/echo", "other/add"]
+        calls_of(&["flaky/echo", "other/add"])
+    }
+
+    fn calls_of(routes: &[&str]) -> Vec<CallSpec> {
+        routes
             .iter()
             .map(|route| {
                 let (server, tool) = route.split_once('/').unwrap();
@@ -1400,19 +1404,7 @@ mod tests {
     /// a request included; a request whose call is unknown is counted under "?".
     #[test]
     fn servers_are_listed_once_in_the_order_the_calls_name_them() {
-        let calls: Vec<CallSpec> = ["flaky/echo", "flaky/add", "other/add"]
-            .iter()
-            .map(|route| {
-                let (server, tool) = route.split_once('/').unwrap();
-                CallSpec {
-                    server: server.into(),
-                    tool: tool.into(),
-                    args: Default::default(),
-                    weight: 1,
-                    line: 1,
-                }
-            })
-            .collect();
+        let calls = calls_of(&["flaky/echo", "flaky/add", "other/add"]);
         let records = [
             RequestRecord {
                 call: 2,
