@@ -57,30 +57,39 @@ struct Args {
     /// Calls in flight at most in the open loop; beyond it, calls are counted as dropped.
     #[arg(long, default_value_t = 4096)]
     max_in_flight: u64,
+    /// The tool called over MCP (stdio, http, first-result): a gateway may name the fake's
+    /// `echo` otherwise.
+    #[arg(long, default_value = "echo")]
+    tool: String,
+    /// `--target first-result`: how many sessions are opened one after another, each timed
+    /// from its `initialize` to its first tool result.
+    #[arg(long, default_value_t = 10)]
+    sessions: usize,
 }
 
 /// One way of making the benchmark call.
 enum Caller {
-    Mcp(RunningService<RoleClient, ()>),
+    Mcp(RunningService<RoleClient, ()>, String),
     Proxy(reqwest::Client, String),
+}
+
+/// One `tools/call` of `tool` with the benchmark's arguments; true when it succeeded.
+async fn call_tool(client: &RunningService<RoleClient, ()>, tool: &str) -> bool {
+    let mut params = CallToolRequestParams::new(tool.to_string());
+    let mut args = Map::new();
+    args.insert("message".into(), json!("hello"));
+    params.arguments = Some(args);
+    match client.call_tool(params).await {
+        // The client gets the same bytes the proxy would pass on.
+        Ok(result) => serde_json::to_vec(&result).is_ok() && result.is_error != Some(true),
+        Err(_) => false,
+    }
 }
 
 impl Caller {
     async fn call(&self) -> bool {
         match self {
-            Caller::Mcp(client) => {
-                let mut params = CallToolRequestParams::new("echo");
-                let mut args = Map::new();
-                args.insert("message".into(), json!("hello"));
-                params.arguments = Some(args);
-                match client.call_tool(params).await {
-                    // The client gets the same bytes the proxy would pass on.
-                    Ok(result) => {
-                        serde_json::to_vec(&result).is_ok() && result.is_error != Some(true)
-                    }
-                    Err(_) => false,
-                }
-            }
+            Caller::Mcp(client, tool) => call_tool(client, tool).await,
             Caller::Proxy(client, url) => {
                 let sent = client
                     .post(url)
@@ -129,12 +138,12 @@ async fn connect(args: &Args) -> Result<Caller> {
             command.arg("fake-server");
             let transport = rmcp::transport::TokioChildProcess::new(command)
                 .with_context(|| format!("cannot start {} fake-server", args.server))?;
-            Ok(Caller::Mcp(().serve(transport).await?))
+            Ok(Caller::Mcp(().serve(transport).await?, args.tool.clone()))
         }
         "http" => {
             let url = args.url.clone().context("--target http needs --url")?;
             let transport = rmcp::transport::StreamableHttpClientTransport::from_uri(url);
-            Ok(Caller::Mcp(().serve(transport).await?))
+            Ok(Caller::Mcp(().serve(transport).await?, args.tool.clone()))
         }
         "proxy" => {
             let url = args.url.clone().context("--target proxy needs --url")?;
@@ -143,7 +152,7 @@ async fn connect(args: &Args) -> Result<Caller> {
                 .build()?;
             Ok(Caller::Proxy(client, url))
         }
-        other => bail!("--target {other}: use stdio, http or proxy"),
+        other => bail!("--target {other}: use stdio, http, proxy, startup or first-result"),
     }
 }
 
@@ -195,9 +204,49 @@ async fn startup(args: &Args) -> Result<Value> {
     Ok(json!({"target": "startup", "first_call_ms": answered.as_secs_f64() * 1000.0}))
 }
 
+/// What an MCP client waits before it can use a gateway: `--sessions` sessions on the MCP
+/// endpoint `--url`, one after another, each timed from the start of its `initialize` to its
+/// first tool result, then closed. The first is cold (the gateway's first session since it
+/// started listening: whatever it does lazily is in it), the others warm.
+async fn first_result(args: &Args) -> Result<Value> {
+    let url = args
+        .url
+        .clone()
+        .context("--target first-result needs --url")?;
+    let mut times = Vec::new();
+    for n in 0..args.sessions.max(1) {
+        let started = Instant::now();
+        let transport = rmcp::transport::StreamableHttpClientTransport::from_uri(url.clone());
+        let client = tokio::time::timeout(Duration::from_secs(60), ().serve(transport))
+            .await
+            .with_context(|| format!("session {n}: no answer to initialize in 60 s"))?
+            .with_context(|| format!("session {n}: initialize failed"))?;
+        let ok = tokio::time::timeout(Duration::from_secs(60), call_tool(&client, &args.tool))
+            .await
+            .unwrap_or(false);
+        let elapsed = started.elapsed();
+        let _ = client.cancel().await;
+        if !ok {
+            bail!("session {n}: the first call of {} failed", args.tool);
+        }
+        times.push(elapsed.as_secs_f64() * 1000.0);
+    }
+    let cold = times[0];
+    let mut warm = times[1..].to_vec();
+    warm.sort_by(f64::total_cmp);
+    let warm_p50 = warm.get(warm.len() / 2).copied();
+    Ok(
+        json!({"target": "first-result", "sessions": times.len(), "cold_ms": cold,
+        "warm_p50_ms": warm_p50, "all_ms": times}),
+    )
+}
+
 async fn run(args: Args) -> Result<Value> {
     if args.target == "startup" {
         return startup(&args).await;
+    }
+    if args.target == "first-result" {
+        return first_result(&args).await;
     }
     let caller = Arc::new(connect(&args).await?);
     if !caller.call().await {
@@ -292,7 +341,7 @@ async fn run(args: Args) -> Result<Value> {
         "max_ms": h.max() as f64 / 1000.0,
     });
     drop(h);
-    if let Ok(Caller::Mcp(client)) = Arc::try_unwrap(caller) {
+    if let Ok(Caller::Mcp(client, _)) = Arc::try_unwrap(caller) {
         let _ = client.cancel().await;
     }
     Ok(out)

@@ -91,7 +91,8 @@ pub struct ChaosArgs {
     /// (`tools/call` on one session of its MCP endpoint).
     #[arg(long, default_value = "http", value_parser = ["http", "mcp"])]
     pub via: String,
-    /// With `--via mcp`: the MCP endpoint's path on the proxy.
+    /// With `--via mcp`: the MCP endpoint's path on the proxy; `{server}` is replaced, for
+    /// gateways with an endpoint per server (one session is opened on each).
     #[arg(long = "mcp-path", default_value = "/mcp")]
     pub mcp_path: String,
     /// With `--via mcp`: the tool's name on the endpoint; `{server}` and `{tool}` are replaced.

@@ -15,6 +15,7 @@
 //!   proxy hides upstream events never sees that: the count is in the report
 //!   (`mcp_sessions_opened`), so a proxy that drops its clients' sessions shows.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -50,7 +51,8 @@ impl Via {
 /// Where the MCP endpoint is and how it names a server's tool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct McpRoute {
-    /// The endpoint's path on the proxy's base URL.
+    /// The endpoint's path on the proxy's base URL. `{server}` is replaced, for gateways that
+    /// give each server its own endpoint (`/servers/{server}/mcp`): one session per endpoint.
     pub path: String,
     /// The tool's name there: `{server}` and `{tool}` are replaced.
     pub name: String,
@@ -66,6 +68,17 @@ impl Default for McpRoute {
 }
 
 impl McpRoute {
+    /// The endpoint's URL for `server`'s tools, on the proxy at `base`.
+    pub fn url(&self, base: &str, server: &str) -> String {
+        format!(
+            "{}/{}",
+            base.trim_end_matches('/'),
+            self.path
+                .replace("{server}", server)
+                .trim_start_matches('/')
+        )
+    }
+
     pub fn tool_name(&self, server: &str, tool: &str) -> String {
         self.name
             .replace("{server}", server)
@@ -112,14 +125,10 @@ impl Caller {
                 base: base.trim_end_matches('/').to_string(),
             },
             Via::Mcp => Caller::Mcp(Arc::new(McpCaller {
-                url: format!(
-                    "{}/{}",
-                    base.trim_end_matches('/'),
-                    route.path.trim_start_matches('/')
-                ),
+                base: base.trim_end_matches('/').to_string(),
                 route,
                 client,
-                session: Mutex::new(None),
+                sessions: Mutex::new(HashMap::new()),
                 opened: AtomicU64::new(0),
             })),
         }
@@ -152,14 +161,16 @@ impl Caller {
         }
     }
 
-    /// Ends the MCP session politely (the endpoint frees it at once instead of at its idle
-    /// timeout).
+    /// Ends the MCP sessions politely (the endpoint frees them at once instead of at its
+    /// idle timeout).
     pub async fn close(&self) {
-        if let Caller::Mcp(mcp) = self
-            && let Some(session) = mcp.session.lock().await.take()
-            && let Ok(session) = Arc::try_unwrap(session)
-        {
-            let _ = tokio::time::timeout(Duration::from_secs(2), session.cancel()).await;
+        if let Caller::Mcp(mcp) = self {
+            let sessions: Vec<_> = mcp.sessions.lock().await.drain().map(|(_, s)| s).collect();
+            for session in sessions {
+                if let Ok(session) = Arc::try_unwrap(session) {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), session.cancel()).await;
+                }
+            }
         }
     }
 }
@@ -223,22 +234,24 @@ async fn http_call(
 
 type Session = RunningService<RoleClient, ()>;
 
-/// One MCP session on the proxy's endpoint, shared by every call in flight (as a client
-/// multiplexes its calls on its session), opened again only when it ends.
+/// One MCP session per endpoint of the proxy (one in all for an endpoint that fronts every
+/// server), shared by every call in flight (as a client multiplexes its calls on its
+/// session), opened again only when it ends.
 pub struct McpCaller {
-    url: String,
+    base: String,
     route: McpRoute,
     client: reqwest::Client,
-    session: Mutex<Option<Arc<Session>>>,
+    /// By endpoint URL.
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
     opened: AtomicU64,
 }
 
 impl McpCaller {
-    /// The open session, or a new one. Calls that arrive while it is being opened wait for it
-    /// (one `initialize`, not one per caller).
-    async fn session(&self, deadline: Duration) -> Result<Arc<Session>, Reply> {
-        let mut slot = self.session.lock().await;
-        if let Some(session) = slot.as_ref()
+    /// The open session on `url`, or a new one. Calls that arrive while one is being opened
+    /// wait for it (one `initialize`, not one per caller).
+    async fn session(&self, url: &str, deadline: Duration) -> Result<Arc<Session>, Reply> {
+        let mut sessions = self.sessions.lock().await;
+        if let Some(session) = sessions.get(url)
             && !session.is_closed()
         {
             return Ok(session.clone());
@@ -246,7 +259,7 @@ impl McpCaller {
         let transport = StreamableHttpClientTransport::with_client(
             self.client.clone(),
             rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(
-                self.url.clone(),
+                url.to_string(),
             ),
         );
         let opened = tokio::time::timeout(deadline, rmcp::ServiceExt::serve((), transport)).await;
@@ -254,27 +267,28 @@ impl McpCaller {
             Ok(Ok(session)) => {
                 self.opened.fetch_add(1, Ordering::Relaxed);
                 let session = Arc::new(session);
-                *slot = Some(session.clone());
+                sessions.insert(url.to_string(), session.clone());
                 Ok(session)
             }
             Ok(Err(e)) => Err(Reply::new(
                 None,
                 Outcome::ConnectError,
-                cut(&format!("initialize on {} failed: {e}", self.url)),
+                cut(&format!("initialize on {url} failed: {e}")),
             )),
             Err(_) => Err(Reply::new(
                 None,
                 Outcome::Hung,
-                format!("initialize on {} got no answer in time", self.url),
+                format!("initialize on {url} got no answer in time"),
             )),
         }
     }
 
-    /// Forgets `session` if it is still the current one, so the next call opens another.
-    async fn drop_session(&self, session: &Arc<Session>) {
-        let mut slot = self.session.lock().await;
-        if slot.as_ref().is_some_and(|s| Arc::ptr_eq(s, session)) {
-            *slot = None;
+    /// Forgets `session` if it is still the current one on `url`, so the next call opens
+    /// another.
+    async fn drop_session(&self, url: &str, session: &Arc<Session>) {
+        let mut sessions = self.sessions.lock().await;
+        if sessions.get(url).is_some_and(|s| Arc::ptr_eq(s, session)) {
+            sessions.remove(url);
         }
     }
 
@@ -290,7 +304,8 @@ impl McpCaller {
         // The wait for the session (another call may be opening it) is part of the call's
         // deadline: a proxy that never answers `initialize` must not queue every call behind
         // the one before it.
-        let session = match tokio::time::timeout(deadline, self.session(deadline)).await {
+        let url = self.route.url(&self.base, server);
+        let session = match tokio::time::timeout(deadline, self.session(&url, deadline)).await {
             Ok(Ok(session)) => session,
             Ok(Err(reply)) => return reply,
             Err(_) => return Reply::new(None, Outcome::Hung, "no session in time"),
@@ -329,7 +344,7 @@ impl McpCaller {
             Ok(Err(e)) => {
                 // The session is gone or broken: this call failed on it, the next opens
                 // another.
-                self.drop_session(&session).await;
+                self.drop_session(&url, &session).await;
                 if harness_limit(&e) {
                     return Reply::new(None, Outcome::NotSent, cut(&e.to_string()));
                 }
@@ -352,5 +367,30 @@ mod tests {
             name: "{tool}".into(),
         };
         assert_eq!(single.tool_name("time", "now"), "now");
+    }
+
+    #[test]
+    fn a_server_in_the_path_gives_each_server_its_own_endpoint() {
+        let shared = McpRoute::default();
+        assert_eq!(
+            shared.url("http://127.0.0.1:9/", "a"),
+            "http://127.0.0.1:9/mcp"
+        );
+        assert_eq!(
+            shared.url("http://127.0.0.1:9", "b"),
+            shared.url("http://127.0.0.1:9", "a")
+        );
+        let per_server = McpRoute {
+            path: "/servers/{server}/mcp".into(),
+            name: "{tool}".into(),
+        };
+        assert_eq!(
+            per_server.url("http://127.0.0.1:9", "a"),
+            "http://127.0.0.1:9/servers/a/mcp"
+        );
+        assert_ne!(
+            per_server.url("http://127.0.0.1:9", "a"),
+            per_server.url("http://127.0.0.1:9", "b")
+        );
     }
 }

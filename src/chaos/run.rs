@@ -415,7 +415,7 @@ pub async fn run(
         }
         if opts.via == Via::Mcp {
             println!(
-                "via MCP: {sessions_opened} session(s) opened on {} (1 means the client never saw its session end)",
+                "via MCP: {sessions_opened} session(s) opened on {} (one per endpoint means the client never saw a session end)",
                 opts.mcp_route.path
             );
         }

@@ -1649,6 +1649,11 @@ mod tests {
         let v = evaluate(&slo(), &events, &records);
         let e = &v.events[0];
         assert_eq!(e.recovery_time, Some(ms(450)));
+        assert_eq!(
+            e.recovered_at(),
+            Some(ms(2450)),
+            "the clear plus the recovery time"
+        );
         assert_eq!(e.recovered_by, Some(5));
         assert!(e.recovered, "450 ms <= 1 s");
         assert_eq!(e.disturbed_until, ms(2450));
@@ -2236,6 +2241,79 @@ mod tests {
         assert_eq!(format_window(ms(5000), ms(5000)), "at 5s");
         assert_eq!(format_window(ms(10_000), ms(20_000)), "10s..20s");
         assert_eq!(format_share(0.995), "99.50%");
+    }
+
+    /// A request whose call the load does not list (its index is out of range) can show the
+    /// recovery only of an event on every server and every tool: it might have gone anywhere.
+    #[test]
+    fn a_request_of_an_unknown_call_shows_only_an_event_on_everything_recovered() {
+        let unknown = RequestRecord {
+            call: 99,
+            ..ok(1, 1500, 1510)
+        };
+        let on_everything = event(0, "crash", Target::All, 1000, 1000);
+        let on_a_tool = FaultEvent {
+            tools: vec!["echo".into()],
+            ..on_everything.clone()
+        };
+        let on_a_server = FaultEvent {
+            server: Target::One("flaky".into()),
+            ..on_everything.clone()
+        };
+        for (e, recovered) in [
+            (on_everything, true),
+            (on_a_tool, false),
+            (on_a_server, false),
+        ] {
+            let v = evaluate(
+                &slo(),
+                std::slice::from_ref(&e),
+                std::slice::from_ref(&unknown),
+            );
+            assert_eq!(v.events[0].recovered, recovered, "{e:?}");
+        }
+    }
+
+    /// A request whose server is unknown is disturbed only by an event on every server; one on
+    /// a named server leaves it in the success rate.
+    #[test]
+    fn a_request_of_an_unknown_call_is_disturbed_only_by_an_event_on_every_server() {
+        // A 1000..2000 window; the failure at 1500 went to no known server.
+        let unknown_failure = RequestRecord {
+            call: 99,
+            ..failed(2, 1500, 1510, 500)
+        };
+        // #3 shows the recovery (disturbed until its answer, 2110); #1 and #4 are outside.
+        let records = [
+            ok(1, 500, 510),
+            unknown_failure,
+            ok(3, 2100, 2110),
+            ok(4, 3000, 3010),
+        ];
+        let on_a_server = event(0, "http-error", Target::One("flaky".into()), 1000, 2000);
+        let v = evaluate(&slo(), &[on_a_server], &records);
+        assert_eq!((v.totals.outside, v.totals.outside_success), (3, 2));
+        let on_every_server = event(0, "http-error", Target::All, 1000, 2000);
+        let v = evaluate(&slo(), &[on_every_server], &records);
+        assert_eq!((v.totals.outside, v.totals.outside_success), (2, 2));
+    }
+
+    /// The words the JSON report's `failures_outside[].outcome` and the HTML legend use, which
+    /// readers of the report match on: each outcome its own.
+    #[test]
+    fn outcomes_are_named_in_the_reports_words() {
+        let labels: Vec<&str> = Outcome::ALL.iter().map(|o| o.label()).collect();
+        assert_eq!(
+            labels,
+            [
+                "success",
+                "wrong answer",
+                "http error",
+                "hung",
+                "connect error",
+                "not sent"
+            ]
+        );
     }
 
     fn arb_outcome() -> impl Strategy<Value = Outcome> {

@@ -45,6 +45,9 @@ enum Proxy {
     ServeViaMcp,
     /// `mcpo serve` with recovery off, through its MCP endpoint.
     NoRecoveryViaMcp,
+    /// `mcpo serve` judged through its per-server MCP endpoints (`/{server}/mcp`, tools named
+    /// as they are), as the harness judges a gateway with an endpoint per server.
+    ServeViaMcpPerServer,
 }
 
 impl Proxy {
@@ -55,13 +58,14 @@ impl Proxy {
             Proxy::Broken(mode) => mode,
             Proxy::ServeViaMcp => "mcpo serve via MCP",
             Proxy::NoRecoveryViaMcp => "no-recovery via MCP",
+            Proxy::ServeViaMcpPerServer => "mcpo serve via its per-server MCP endpoints",
         }
     }
 
     /// How a scenario's description names this broken behaviour.
     fn named_as(self) -> &'static str {
         match self {
-            Proxy::Serve | Proxy::ServeViaMcp => "",
+            Proxy::Serve | Proxy::ServeViaMcp | Proxy::ServeViaMcpPerServer => "",
             Proxy::NoRecovery | Proxy::NoRecoveryViaMcp => "MCPO_ERROR_RECOVERY_ENABLED=false",
             Proxy::Broken("dies") => "loses a server for good",
             Proxy::Broken("all-fail") => "fails every server when one is faulted",
@@ -140,6 +144,16 @@ fn run_once(scenario: &Scenario, file: &Path, proxy: Proxy) -> Run {
         Proxy::NoRecoveryViaMcp => {
             cmd.args(["--via", "mcp"]);
             cmd.env("MCPO_ERROR_RECOVERY_ENABLED", "false");
+        }
+        Proxy::ServeViaMcpPerServer => {
+            cmd.args([
+                "--via",
+                "mcp",
+                "--mcp-path",
+                "/{server}/mcp",
+                "--mcp-tool-name",
+                "{tool}",
+            ]);
         }
         Proxy::Broken(mode) => {
             let script = gallery_dir().join("proxy.py");
@@ -502,5 +516,35 @@ fn gallery_via_mcp() {
                 "{name} via MCP with recovery off: {slo} held (missed: {missed:?})"
             );
         }
+    }
+    // A gateway with an endpoint per server (`--mcp-path` with `{server}`): the harness keeps
+    // one session on each, and each server's calls go to its own endpoint (a call sent to
+    // another server's endpoint gets that server's answer, a wrong one, and ends the run).
+    let name = "mixed";
+    let file = shortened(name);
+    let scenario = parse_scenario_file(&file).unwrap();
+    let per_server = run(&scenario, &file, Proxy::ServeViaMcpPerServer);
+    assert_eq!(
+        per_server.code,
+        0,
+        "{name} via the per-server endpoints missed {:?}:\n{}",
+        per_server.missed(),
+        per_server.output
+    );
+    assert_eq!(
+        per_server.report["mcp_sessions_opened"],
+        scenario.servers.len(),
+        "{name}: one session per server endpoint, none of them ended"
+    );
+    for server in &scenario.servers {
+        let calls = per_server.report["servers"]
+            .as_array()
+            .and_then(|all| all.iter().find(|s| s["name"] == server.name.as_str()))
+            .map(|s| s["success"].as_u64().unwrap_or(0));
+        assert!(
+            calls.is_some_and(|n| n > 10),
+            "{name}: {} answered {calls:?} calls right through its endpoint",
+            server.name
+        );
     }
 }
