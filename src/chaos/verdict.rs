@@ -2298,6 +2298,47 @@ mod tests {
         assert_eq!((v.totals.outside, v.totals.outside_success), (2, 2));
     }
 
+    /// A server's ratios: upstream calls per request sent (those the harness could not send
+    /// left out), per request sent in its windows, successes in its windows; none without
+    /// requests to divide by.
+    #[test]
+    fn a_servers_ratios_need_requests_to_divide_by() {
+        let report = |sent, not_sent, in_windows, in_windows_success| ServerReport {
+            name: "flaky".into(),
+            totals: Totals {
+                sent,
+                not_sent,
+                in_windows,
+                in_windows_success,
+                ..Totals::default()
+            },
+            latency: LatencyReport::default(),
+            success_rate: None,
+            upstream: Some(UpstreamCalls {
+                calls: 6,
+                calls_in_windows: 3,
+            }),
+        };
+        let busy = report(5, 1, 4, 3);
+        assert_eq!(
+            busy.amplification(),
+            Some(1.5),
+            "6 calls for 4 requests sent"
+        );
+        assert_eq!(busy.window_amplification(), Some(0.75));
+        assert_eq!(busy.window_success_rate(), Some(0.75));
+        let idle = report(2, 2, 0, 0);
+        assert_eq!(idle.amplification(), None, "nothing was sent");
+        assert_eq!(idle.window_amplification(), None);
+        assert_eq!(idle.window_success_rate(), None);
+        let unledgered = ServerReport {
+            upstream: None,
+            ..busy
+        };
+        assert_eq!(unledgered.amplification(), None);
+        assert_eq!(unledgered.window_amplification(), None);
+    }
+
     /// The words the JSON report's `failures_outside[].outcome` and the HTML legend use, which
     /// readers of the report match on: each outcome its own.
     #[test]
@@ -2479,6 +2520,26 @@ mod tests {
         );
     }
 
+    /// A crash that killed nothing makes the run invalid when the server had not started by
+    /// then: its first instance connected after the crash's moment (not at it) counts as
+    /// "never started" for that crash.
+    #[test]
+    fn a_server_first_connected_after_a_crash_had_not_started_for_it() {
+        let events = [event(0, "crash", Target::One("flaky".into()), 1000, 1000)];
+        let records: Vec<RequestRecord> = (0..40u64).map(|i| ok(i, i * 100, i * 100 + 5)).collect();
+        for (connected, invalid) in [(500, false), (1000, false), (1001, true)] {
+            let mut seen = ledger(&[(0, 0, 0)]);
+            seen.instances.push(instance("flaky", connected));
+            let v = evaluate_with(&events, &records, &seen);
+            assert_eq!(
+                matches!(v.invalid[..], [Invalidity::NotReached { index: 0, .. }]),
+                invalid,
+                "first connected at {connected} ms: {:?}",
+                v.invalid
+            );
+        }
+    }
+
     /// A proxy that used a server and then lost it (a child it never restarted) left later
     /// faults nothing to reach: that is the proxy's failure, for the SLOs to judge, not an
     /// invalid run.
@@ -2551,6 +2612,13 @@ mod tests {
             "{:?}",
             v.invalid
         );
+        // A p99 of exactly the limit is within it.
+        for r in records.iter_mut().take(3) {
+            r.sent_at = r.intended_at + SEND_LAG_P99_LIMIT;
+        }
+        let v = evaluate_with(&[], &records, &Ledger::default());
+        assert_eq!(v.send_lag.map(|l| l.p99), Some(SEND_LAG_P99_LIMIT));
+        assert!(v.valid(), "{:?}", v.invalid);
         // Two late of 200 stay under the p99.
         records[2].sent_at = records[2].intended_at;
         assert!(evaluate_with(&[], &records, &Ledger::default()).valid());
