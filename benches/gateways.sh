@@ -127,9 +127,13 @@ stop_gateway() {
   gpid=""
 }
 results=$out/perf.jsonl
-: > "$results"
 record() { printf '{"label": "%s", "result": %s}\n' "$1" "$2" >> "$results"; }
 
+versions=$work/versions
+for g in $gateways; do echo "$g=$(version_of "$g")"; done > "$versions"
+# CHAOS=table renders the chaos table from an earlier run's reports, and measures nothing.
+if [ "${CHAOS:-1}" != table ]; then
+: > "$results"
 log "== limit: rmcp straight on the fake (stdio)"
 for c in 1 16; do
   record "limit c=$c" "$("${nice[@]}" "$limit" --target stdio --server "$bin" --concurrency "$c" --duration "$duration")"
@@ -150,8 +154,6 @@ for g in $gateways; do
   stop_gateway
 done
 
-versions=$work/versions
-for g in $gateways; do echo "$g=$(version_of "$g")"; done > "$versions"
 python3 - "$results" "$versions" "$duration" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" > "$out/perf.md" <<'PY'
 import json, os, platform, sys, time
 rows = {}
@@ -196,10 +198,12 @@ for label in ["mcpo-rs", "mcp-proxy", "supergateway", "contextforge"]:
           f"{f(ratio, 2)} | {errors} | {cold} |")
 PY
 cat "$out/perf.md"
+fi
 
-[ "${CHAOS:-1}" = 1 ] || exit 0
+[ "${CHAOS:-1}" != 0 ] || exit 0
 mkdir -p "$out/chaos"
-for file in ${SCENARIOS:-fault-scenarios/*.yaml}; do
+# CHAOS=table: only the table, from the reports of an earlier run.
+[ "${CHAOS:-1}" = table ] || for file in ${SCENARIOS:-fault-scenarios/*.yaml}; do
   name=$(basename "$file" .yaml)
   for g in $gateways; do
     log "== chaos $name through $g"
@@ -218,8 +222,14 @@ def cell(name, g):
     try:
         r = json.load(open(os.path.join(folder, f"{name}.{g}.json")))
     except (OSError, ValueError):
-        log = open(os.path.join(folder, f"{name}.{g}.log")).read().strip().splitlines()
-        return "no report: " + (log[-1][:80] if log else "")
+        try:
+            log = open(os.path.join(folder, f"{name}.{g}.log")).read()
+        except OSError:
+            return "did not run"
+        if "exited while starting" in log:
+            return "**INVALID**: the gateway exited while starting"
+        lines = log.strip().splitlines()
+        return "no report: " + (lines[-1][:80] if lines else "")
     s = r.get("summary") or {}
     if not r.get("valid", True):
         why = "; ".join(r.get("invalid") or [])
@@ -228,7 +238,8 @@ def cell(name, g):
     missed = [x["name"] for x in r.get("slos", []) if not x["passed"]]
     text = f"{word}: {100 * (s.get('success_rate') or 0):.1f}% ok, {s.get('hung', 0)} hung"
     if r.get("mcp_sessions_opened") is not None:
-        text += f", {r['mcp_sessions_opened']} sessions"
+        n = r["mcp_sessions_opened"]
+        text += f", {n} session{'s' if n != 1 else ''}"
     if missed:
         text += "; missed " + ", ".join(missed)
     return text
@@ -238,7 +249,8 @@ print(f"Measured {time.strftime('%Y-%m-%d')} by `bash benches/gateways.sh` (comm
       "share of requests answered right, hung requests, MCP sessions the client had to open "
       "(one per endpoint means it never saw one end), and the SLOs missed.")
 print()
-print("| scenario | " + " | ".join(versions.get(g, g) for g in gateways) + " |")
+label = lambda g: "mcpo-rs `/mcp` (" + versions[g] + ")" if g == "mcpo-rs" else versions.get(g, g)
+print("| scenario | " + " | ".join(label(g) for g in gateways) + " |")
 print("| --- |" + " --- |" * len(gateways))
 for name in names:
     print(f"| {name} | " + " | ".join(cell(name, g) for g in gateways) + " |")
