@@ -1665,6 +1665,9 @@ mod tests {
         assert_eq!(v.totals.success, 5);
         assert_eq!(v.totals.http_errors, BTreeMap::from([(500, 1), (503, 1)]));
         assert!(v.passed(), "{}", render_table(&v));
+        let table = render_table(&v);
+        let row = table.lines().find(|l| l.starts_with("recovery_rate"));
+        assert!(row.is_some_and(|r| r.ends_with("PASS")), "{table}");
     }
 
     #[test]
@@ -1709,6 +1712,24 @@ mod tests {
         let table = render_table(&v);
         assert!(table.contains("NOT RECOVERED"), "{table}");
         assert!(table.contains("at 1s"), "{table}");
+        let row = |name: &str| table.lines().find(|l| l.starts_with(name)).unwrap_or("");
+        assert!(row("recovery_rate").ends_with("FAIL"), "{table}");
+        // Two servers in the load: a table per server.
+        assert!(table.lines().any(|l| l.starts_with("server")), "{table}");
+        let calls = calls_of(&["flaky/echo"]);
+        let one = Verdict::evaluate(&VerdictInput {
+            slo: &slo(),
+            calls: &calls,
+            events: &events,
+            records: &records,
+            leaked_processes: 0,
+            ledger: None,
+        });
+        let table = render_table(&one);
+        assert!(
+            !table.lines().any(|l| l.starts_with("server")),
+            "one server: {table}"
+        );
     }
 
     #[test]
@@ -2152,6 +2173,7 @@ mod tests {
         );
         let table = render_table(&v);
         assert!(table.contains("19 of 19 (100.00%)"), "{table}");
+        assert!(table.lines().any(|l| l.starts_with("server")), "{table}");
     }
 
     #[test]
@@ -2241,6 +2263,18 @@ mod tests {
         assert_eq!(format_window(ms(5000), ms(5000)), "at 5s");
         assert_eq!(format_window(ms(10_000), ms(20_000)), "10s..20s");
         assert_eq!(format_share(0.995), "99.50%");
+        assert_eq!(format_duration(ms(1)), "1ms");
+    }
+
+    /// Columns as wide as their widest cell, two spaces apart, one rule under the header only.
+    #[test]
+    fn columns_line_up_under_one_rule() {
+        let rows = [
+            vec!["a".to_string(), "bb".to_string()],
+            vec!["ccc".to_string(), "d".to_string()],
+            vec!["e".to_string(), "f".to_string()],
+        ];
+        assert_eq!(columns(&rows), "a    bb\n---  --\nccc  d\ne    f\n");
     }
 
     /// A request whose call the load does not list (its index is out of range) can show the
