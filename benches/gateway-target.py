@@ -63,18 +63,9 @@ def start(cmd, env=None, **kw):
     return p
 
 
-def stop_all(*_):
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-    deadline = time.monotonic() + 5
-    for p in procs:
-        try:
-            p.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-    sys.exit(0)
+def stop(*_):
+    """SIGTERM or SIGINT: leave through `main`'s cleanup, with status 0."""
+    raise SystemExit(0)
 
 
 def wait_http(url, seconds=90, ok=lambda status: status < 500):
@@ -234,8 +225,8 @@ def main():
     args = ap.parse_args()
     with open(args.config) as f:
         servers = json.load(f)["mcpServers"]
-    signal.signal(signal.SIGTERM, stop_all)
-    signal.signal(signal.SIGINT, stop_all)
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     work = tempfile.mkdtemp(prefix=f"gw-{args.kind}-")
     try:
         {"mcp-proxy": run_mcp_proxy, "supergateway": run_supergateway,

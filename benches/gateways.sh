@@ -121,6 +121,8 @@ start_gateway() {
   done
   url="http://127.0.0.1:$port$(fill "$(path_of "$1")" f echo)"
 }
+# `as_error TEXT`: a failed run's output as a JSON result line.
+as_error() { "$py" -c 'import json,sys; print(json.dumps({"error": sys.argv[1][-300:]}))' "$1"; }
 stop_gateway() {
   kill "$gpid" 2>/dev/null || true
   wait "$gpid" 2>/dev/null || true
@@ -143,11 +145,11 @@ for g in $gateways; do
   start_gateway "$g" || { record "$g error" '{"error": "did not start"}'; continue; }
   tool=$(fill "$(tool_of "$g")" f echo)
   first=$("${nice[@]}" "$limit" --target first-result --url "$url" --tool "$tool" --sessions 10 2>&1) ||
-    first="{\"error\": $("$py" -c 'import json,sys; print(json.dumps(sys.argv[1][-300:]))' "$first")}"
+    first=$(as_error "$first")
   record "$g first" "$first"
   for c in 1 16; do
     r=$("${nice[@]}" "$limit" --target http --url "$url" --tool "$tool" --concurrency "$c" --duration "$duration" 2>&1) ||
-      r="{\"error\": $(python3 -c 'import json,sys; print(json.dumps(sys.argv[1][-300:]))' "$r")}"
+      r=$(as_error "$r")
     record "$g c=$c" "$r"
     log "  c=$c: $r"
   done

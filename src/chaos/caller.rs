@@ -165,9 +165,10 @@ impl Caller {
     /// idle timeout).
     pub async fn close(&self) {
         if let Caller::Mcp(mcp) = self {
-            let sessions: Vec<_> = mcp.sessions.lock().await.drain().map(|(_, s)| s).collect();
-            for session in sessions {
-                if let Ok(session) = Arc::try_unwrap(session) {
+            let slots: Vec<_> = mcp.sessions.lock().await.drain().map(|(_, s)| s).collect();
+            for slot in slots {
+                let session = slot.lock().await.take();
+                if let Some(Ok(session)) = session.map(Arc::try_unwrap) {
                     let _ = tokio::time::timeout(Duration::from_secs(2), session.cancel()).await;
                 }
             }
@@ -241,8 +242,9 @@ pub struct McpCaller {
     base: String,
     route: McpRoute,
     client: reqwest::Client,
-    /// By endpoint URL.
-    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    /// By endpoint URL, each slot locked on its own: an endpoint that never answers
+    /// `initialize` must not hold up the calls to the others.
+    sessions: Mutex<HashMap<String, Arc<Mutex<Option<Arc<Session>>>>>>,
     opened: AtomicU64,
 }
 
@@ -250,8 +252,15 @@ impl McpCaller {
     /// The open session on `url`, or a new one. Calls that arrive while one is being opened
     /// wait for it (one `initialize`, not one per caller).
     async fn session(&self, url: &str, deadline: Duration) -> Result<Arc<Session>, Reply> {
-        let mut sessions = self.sessions.lock().await;
-        if let Some(session) = sessions.get(url)
+        let slot = self
+            .sessions
+            .lock()
+            .await
+            .entry(url.to_string())
+            .or_default()
+            .clone();
+        let mut slot = slot.lock().await;
+        if let Some(session) = slot.as_ref()
             && !session.is_closed()
         {
             return Ok(session.clone());
@@ -267,7 +276,7 @@ impl McpCaller {
             Ok(Ok(session)) => {
                 self.opened.fetch_add(1, Ordering::Relaxed);
                 let session = Arc::new(session);
-                sessions.insert(url.to_string(), session.clone());
+                *slot = Some(session.clone());
                 Ok(session)
             }
             Ok(Err(e)) => Err(Reply::new(
@@ -286,9 +295,12 @@ impl McpCaller {
     /// Forgets `session` if it is still the current one on `url`, so the next call opens
     /// another.
     async fn drop_session(&self, url: &str, session: &Arc<Session>) {
-        let mut sessions = self.sessions.lock().await;
-        if sessions.get(url).is_some_and(|s| Arc::ptr_eq(s, session)) {
-            sessions.remove(url);
+        let Some(slot) = self.sessions.lock().await.get(url).cloned() else {
+            return;
+        };
+        let mut slot = slot.lock().await;
+        if slot.as_ref().is_some_and(|s| Arc::ptr_eq(s, session)) {
+            *slot = None;
         }
     }
 
