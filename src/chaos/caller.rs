@@ -235,6 +235,9 @@ async fn http_call(
 
 type Session = RunningService<RoleClient, ()>;
 
+/// One endpoint's session, or none yet (or no longer).
+type SessionSlot = Arc<Mutex<Option<Arc<Session>>>>;
+
 /// One MCP session per endpoint of the proxy (one in all for an endpoint that fronts every
 /// server), shared by every call in flight (as a client multiplexes its calls on its
 /// session), opened again only when it ends.
@@ -244,7 +247,7 @@ pub struct McpCaller {
     client: reqwest::Client,
     /// By endpoint URL, each slot locked on its own: an endpoint that never answers
     /// `initialize` must not hold up the calls to the others.
-    sessions: Mutex<HashMap<String, Arc<Mutex<Option<Arc<Session>>>>>>,
+    sessions: Mutex<HashMap<String, SessionSlot>>,
     opened: AtomicU64,
 }
 
